@@ -1,0 +1,318 @@
+"""Typed configuration: one YAML file plus ``KUZET_*`` environment variables.
+
+Every model forbids unknown keys (a typo is an error, not a silently ignored
+setting), every number has bounds, and every field says what it is for.
+Secrets (stream credentials, S3 keys) are never written in the YAML: they are
+references (``env:NAME`` or ``file:/path``) resolved when they are used, and
+held as :class:`pydantic.SecretStr` so they do not print.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.labels import Label
+
+CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with a message meant for the operator."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def resolve_secret(ref: str) -> SecretStr:
+    """Read a secret reference (``env:NAME`` or ``file:/path``); the value never passes through a log."""
+    if not _SECRET_REF.match(ref):
+        raise ConfigError(f"secret reference must be env:NAME or file:/path, got {ref!r}")
+    kind, _, name = ref.partition(":")
+    if kind == "env":
+        value = os.environ.get(name)
+        if value is None:
+            raise ConfigError(f"secret {ref} is not set in the environment")
+        return SecretStr(value)
+    try:
+        return SecretStr(Path(name).read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ConfigError(f"secret file {name} cannot be read: {exc.strerror}") from None
+
+
+class Zone(Strict):
+    """A polygon in normalised frame coordinates (0..1), so zones survive a resolution change."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _.-]+$", description="shown to dispatchers")
+    polygon: list[tuple[float, float]] = Field(min_length=3, max_length=64, description="vertices (x, y), 0..1")
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+
+    @field_validator("polygon")
+    @classmethod
+    def _inside_frame_and_simple(cls, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        from shapely.geometry import Polygon
+
+        for x, y in pts:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"zone vertex ({x}, {y}) lies outside the frame (coordinates are 0..1)")
+        poly = Polygon(pts)
+        if not poly.is_valid or poly.area <= 0:
+            raise ValueError("zone polygon must be simple (no self-crossing) with a non-zero area")
+        return pts
+
+
+class CameraConfig(Strict):
+    """One camera this worker analyses (on one box; at scale they come from the registry topic)."""
+
+    id: str = Field(pattern=CAMERA_ID_PATTERN, description="stable id; the Kafka key of its events")
+    name: str = Field(default="", max_length=128)
+    location: str = Field(default="", max_length=256)
+    url: str = Field(description="rtsp://, rtsps:// or file path/URL; credentials go in `credentials`, never here")
+    credentials: str | None = Field(
+        default=None, description="secret reference (env:NAME or file:/path) holding 'user:password' for the stream"
+    )
+    analysis_fps: float = Field(default=5.0, gt=0.0, le=30.0, description="frames analysed per second")
+    keyframe_only: Literal["auto", "always", "never"] = Field(
+        default="auto", description="auto: decode key frames only when they are frequent enough for analysis_fps"
+    )
+    detectors: list[str] = Field(default_factory=lambda: ["person"], min_length=1, description="model names to run")
+    zones: list[Zone] = Field(default_factory=list, max_length=32)
+    loop: bool = Field(default=False, description="replay a file source forever (demo, benchmarks)")
+    realtime: bool = Field(default=True, description="pace a file source at its frame rate")
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme in ("rtsp", "rtsps", "http", "https"):
+            if not parts.hostname:
+                raise ValueError("stream URL has no host")
+            if parts.username or parts.password:
+                raise ValueError("stream URL must not hold credentials; put a secret reference in `credentials`")
+            return url
+        if parts.scheme in ("", "file"):
+            return url
+        raise ValueError(f"unsupported stream URL scheme {parts.scheme!r}: use rtsp, rtsps, http(s) or a file path")
+
+    @field_validator("credentials")
+    @classmethod
+    def _cred_ref(cls, ref: str | None) -> str | None:
+        if ref is not None and not _SECRET_REF.match(ref):
+            raise ValueError("credentials must be a secret reference: env:NAME or file:/path")
+        return ref
+
+    @model_validator(mode="after")
+    def _unique_zone_names(self) -> CameraConfig:
+        names = [z.name for z in self.zones]
+        if len(names) != len(set(names)):
+            raise ValueError("zone names must be unique per camera")
+        return self
+
+
+class ModelConfig(Strict):
+    """A detector model and how to run it."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    manifest_id: str = Field(description="entry in the model manifest (models/manifest.yaml) this model comes from")
+    backend: Literal["onnxruntime", "ultralytics"] = "onnxruntime"
+    path: Path | None = Field(default=None, description="override: an operator's own model file")
+    input_size: int = Field(default=300, ge=32, le=2048, description="square network input in pixels")
+    score_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    nms_iou: float = Field(default=0.5, gt=0.0, le=1.0)
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="model class name -> canonical label; classes not listed are dropped"
+    )
+    threads: int = Field(default=2, ge=1, le=64, description="intra-op threads for inference")
+    device: Literal["cpu", "cuda"] = "cpu"
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for canonical in labels.values():
+            Label.parse(canonical)
+        return labels
+
+
+class BatchConfig(Strict):
+    max_batch: int = Field(default=8, ge=1, le=256, description="frames per inference call")
+    max_wait_ms: float = Field(default=20.0, ge=0.0, le=1000.0, description="longest a frame waits for a batch to fill")
+
+
+class TrackingConfig(Strict):
+    track_activation_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    lost_track_buffer_s: float = Field(default=3.0, gt=0.0, le=60.0, description="how long a lost track may come back")
+    minimum_matching_threshold: float = Field(default=0.8, gt=0.0, le=1.0)
+
+
+class RulesConfig(Strict):
+    loiter_seconds: float = Field(default=20.0, gt=0.0, le=3600.0, description="time in a zone that counts as loitering")
+    end_after_s: float = Field(default=3.0, gt=0.0, le=300.0, description="an incident ends when its object is gone this long")
+    update_every_s: float = Field(default=5.0, gt=0.0, le=600.0, description="min time between update events")
+    cooldown_s: float = Field(default=30.0, ge=0.0, le=3600.0, description="no new incident of one kind/zone/track after an end")
+    fire_confirm_n: int = Field(default=3, ge=1, le=100, description="fire/smoke seen in N ...")
+    fire_window_m: int = Field(default=5, ge=1, le=100, description="... of the last M analysed frames")
+    fire_min_confidence: float = Field(default=0.35, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _n_le_m(self) -> RulesConfig:
+        if self.fire_confirm_n > self.fire_window_m:
+            raise ValueError("fire_confirm_n must not exceed fire_window_m")
+        return self
+
+
+class IngestConfig(Strict):
+    open_timeout_s: float = Field(default=5.0, gt=0.0, le=120.0)
+    stall_timeout_s: float = Field(default=5.0, gt=0.0, le=120.0, description="open connection without frames -> down")
+    backoff_initial_s: float = Field(default=0.5, gt=0.0, le=60.0)
+    backoff_max_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    degraded_ratio: float = Field(default=0.5, gt=0.0, le=1.0, description="analysed/expected fps below this -> degraded")
+
+
+class KafkaConfig(Strict):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "kuzet"
+    compression: Literal["lz4", "gzip", "zstd", "none"] = "lz4"
+    linger_ms: int = Field(default=5, ge=0, le=1000)
+    delivery_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+
+
+class BusConfig(Strict):
+    kind: Literal["local", "kafka"] = "local"
+    kafka: KafkaConfig = KafkaConfig()
+    local_path: Path = Field(default=Path("var/bus.sqlite3"), description="embedded bus log (one box)")
+    spool_path: Path = Field(default=Path("var/spool.sqlite3"), description="durable outbox; survives restarts")
+
+
+class S3Config(Strict):
+    endpoint: str = "127.0.0.1:8333"
+    secure: bool = False
+    region: str = "us-east-1"
+    bucket: str = Field(default="kuzet-snapshots", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
+    access_key: str = Field(default="env:KUZET_S3_ACCESS_KEY", description="secret reference")
+    secret_key: str = Field(default="env:KUZET_S3_SECRET_KEY", description="secret reference")
+
+
+class StorageConfig(Strict):
+    kind: Literal["local", "s3"] = "local"
+    local_dir: Path = Path("var/snapshots")
+    s3: S3Config = S3Config()
+
+
+class WorkerConfig(Strict):
+    id: str = Field(default="worker-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    data_dir: Path = Path("var")
+
+
+def _default_models() -> list[ModelConfig]:
+    return [
+        ModelConfig(
+            name="person",
+            manifest_id="ssdlite-person",
+            input_size=300,
+            score_threshold=0.3,
+            labels={"person": "person"},
+        ),
+        ModelConfig(
+            name="fire",
+            manifest_id="yolov8-fire-smoke",
+            input_size=640,
+            score_threshold=0.35,
+            labels={"fire": "fire", "smoke": "smoke"},
+        ),
+    ]
+
+
+class KuzetConfig(BaseSettings):
+    """The whole configuration of one Kuzet process."""
+
+    model_config = SettingsConfigDict(env_prefix="KUZET_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    worker: WorkerConfig = WorkerConfig()
+    cameras: list[CameraConfig] = Field(default_factory=list, max_length=4096)
+    models: list[ModelConfig] = Field(default_factory=_default_models, min_length=1)
+    model_cache: Path = Field(default=Path("~/.cache/kuzet/models"), description="where `kuzet models build` writes")
+    batch: BatchConfig = BatchConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    rules: RulesConfig = RulesConfig()
+    ingest: IngestConfig = IngestConfig()
+    bus: BusConfig = BusConfig()
+    storage: StorageConfig = StorageConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _references(self) -> KuzetConfig:
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate camera ids: {', '.join(dupes)}")
+        names = {m.name for m in self.models}
+        if len(names) != len(self.models):
+            raise ValueError("model names must be unique")
+        for cam in self.cameras:
+            missing = [d for d in cam.detectors if d not in names]
+            if missing:
+                raise ValueError(f"camera {cam.id} uses unknown detector(s) {missing}; configured: {sorted(names)}")
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the YAML file (passed as init kwargs), as operators expect.
+        return env_settings, init_settings
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> KuzetConfig:
+    """Load YAML (if given) plus environment; every problem becomes one readable ConfigError."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = loaded
+    if overrides:
+        data = {**data, **overrides}
+    try:
+        return KuzetConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path) if path else "config")) from None
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    lines = [f"{where}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not a Kuzet setting)"
+        lines.append(f"  - {loc}: {msg}")
+    return "\n".join(lines)
+

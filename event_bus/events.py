@@ -1,0 +1,108 @@
+"""Versioned event types: what Kuzet publishes, frozen and JSON-serialisable.
+
+Each type carries ``schema_version``; its JSON Schema is exported to
+``event_bus/schemas/<name>.v<version>.json`` (``kuzet schemas export``) and a
+test keeps the files in step with these models. Consumers validate against
+the published schema, producers build these models, so a malformed event
+cannot be produced and is detected when consumed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from uuid6 import uuid7
+
+from core.config import CAMERA_ID_PATTERN
+
+CameraId = Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
+Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in frame pixels")]
+
+
+def new_event_id() -> UUID:
+    """UUIDv7: unique, and sortable by creation time; the consumers' dedupe key."""
+    return uuid7()
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SnapshotRef(Event):
+    """Where an incident's snapshot lives; sha256 lets anyone check the object is the one the event means."""
+
+    store: Literal["s3", "local"]
+    bucket: str = Field(min_length=1, max_length=63)
+    key: str = Field(min_length=1, max_length=1024)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=1, le=50_000_000)
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+
+
+class IncidentType(StrEnum):
+    PERSON_IN_ZONE = "person_in_zone"
+    LOITERING = "loitering"
+    LINE_CROSSING = "line_crossing"
+    CROWD = "crowd"
+    FIRE = "fire"
+    SMOKE = "smoke"
+    WATCHLIST_HIT = "watchlist_hit"
+
+
+class IncidentState(StrEnum):
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+class Incident(Event):
+    """One state change of one incident. All events of an incident share ``incident_id``."""
+
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(default_factory=new_event_id, description="UUIDv7, unique per event; dedupe key")
+    incident_id: UUID = Field(description="stable across start / update / end of one incident")
+    type: IncidentType
+    state: IncidentState
+    camera_id: CameraId
+    camera_name: str = Field(default="", max_length=128)
+    location: str = Field(default="", max_length=256)
+    zone: str | None = Field(default=None, max_length=64)
+    severity: Literal["low", "medium", "high", "critical"]
+    started_at: AwareDatetime
+    observed_at: AwareDatetime = Field(description="capture time of the frame this event is about")
+    ended_at: AwareDatetime | None = None
+    track_id: int | None = Field(default=None, ge=0)
+    boxes: list[Box] = Field(default_factory=list, max_length=256)
+    confidence: float = Field(ge=0.0, le=1.0)
+    snapshot: SnapshotRef | None = None
+    model_versions: dict[str, str] = Field(default_factory=dict)
+    worker_id: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=0, description="per-incident event counter: start is 0")
+
+
+class CameraState(StrEnum):
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+class CameraStatus(Event):
+    """A camera's health changed (or a periodic heartbeat of it)."""
+
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(default_factory=new_event_id)
+    camera_id: CameraId
+    state: CameraState
+    reason: str = Field(default="", max_length=512, description="redacted: never holds credentials")
+    input_fps: float = Field(ge=0.0)
+    analysed_fps: float = Field(ge=0.0)
+    last_frame_at: AwareDatetime | None = None
+    reconnects: int = Field(ge=0)
+    worker_id: str = Field(min_length=1, max_length=64)
+    at: AwareDatetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {"incident": Incident, "camera-status": CameraStatus}
