@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from uuid6 import uuid7
 
 from core.config import CAMERA_ID_PATTERN
+from core.health import CameraState
 
 CameraId = Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
 Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in frame pixels")]
@@ -81,12 +82,6 @@ class Incident(Event):
     model_versions: dict[str, str] = Field(default_factory=dict)
     worker_id: str = Field(min_length=1, max_length=64)
     seq: int = Field(ge=0, description="per-incident event counter: start is 0")
-
-
-class CameraState(StrEnum):
-    UP = "up"
-    DEGRADED = "degraded"
-    DOWN = "down"
 
 
 class CameraStatus(Event):
