@@ -18,6 +18,7 @@ from uuid6 import uuid7
 
 from core.config import CAMERA_ID_PATTERN
 from core.health import CameraState
+from core.snapshot import SnapshotRef
 
 CameraId = Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
 Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in frame pixels")]
@@ -30,17 +31,6 @@ def new_event_id() -> UUID:
 
 class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SnapshotRef(Event):
-    """Where an incident's snapshot lives; sha256 lets anyone check the object is the one the event means."""
-
-    store: Literal["s3", "local"]
-    bucket: str = Field(min_length=1, max_length=63)
-    key: str = Field(min_length=1, max_length=1024)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(ge=1, le=50_000_000)
-    content_type: Literal["image/jpeg"] = "image/jpeg"
 
 
 class IncidentType(StrEnum):
@@ -99,5 +89,16 @@ class CameraStatus(Event):
     worker_id: str = Field(min_length=1, max_length=64)
     at: AwareDatetime
 
+
+__all__ = [
+    "EVENT_TYPES",
+    "CameraStatus",
+    "Event",
+    "Incident",
+    "IncidentState",
+    "IncidentType",
+    "SnapshotRef",
+    "new_event_id",
+]
 
 EVENT_TYPES: dict[str, type[Event]] = {"incident": Incident, "camera-status": CameraStatus}
