@@ -155,10 +155,16 @@ class TrackingConfig(Strict):
 
 
 class RulesConfig(Strict):
-    loiter_seconds: float = Field(default=20.0, gt=0.0, le=3600.0, description="time in a zone that counts as loitering")
-    end_after_s: float = Field(default=3.0, gt=0.0, le=300.0, description="an incident ends when its object is gone this long")
+    loiter_seconds: float = Field(
+        default=20.0, gt=0.0, le=3600.0, description="time in a zone that counts as loitering"
+    )
+    end_after_s: float = Field(
+        default=3.0, gt=0.0, le=300.0, description="an incident ends when its object is gone this long"
+    )
     update_every_s: float = Field(default=5.0, gt=0.0, le=600.0, description="min time between update events")
-    cooldown_s: float = Field(default=30.0, ge=0.0, le=3600.0, description="no new incident of one kind/zone/track after an end")
+    cooldown_s: float = Field(
+        default=30.0, ge=0.0, le=3600.0, description="no new incident of one kind/zone/track after an end"
+    )
     fire_confirm_n: int = Field(default=3, ge=1, le=100, description="fire/smoke seen in N ...")
     fire_window_m: int = Field(default=5, ge=1, le=100, description="... of the last M analysed frames")
     fire_min_confidence: float = Field(default=0.35, ge=0.0, le=1.0)
@@ -175,7 +181,9 @@ class IngestConfig(Strict):
     stall_timeout_s: float = Field(default=5.0, gt=0.0, le=120.0, description="open connection without frames -> down")
     backoff_initial_s: float = Field(default=0.5, gt=0.0, le=60.0)
     backoff_max_s: float = Field(default=30.0, gt=0.0, le=600.0)
-    degraded_ratio: float = Field(default=0.5, gt=0.0, le=1.0, description="analysed/expected fps below this -> degraded")
+    degraded_ratio: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="analysed/expected fps below this -> degraded"
+    )
 
 
 class KafkaConfig(Strict):
@@ -315,4 +323,3 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
             msg = "unknown key (not a Kuzet setting)"
         lines.append(f"  - {loc}: {msg}")
     return "\n".join(lines)
-

@@ -58,7 +58,9 @@ def setup_logging(level: str = "info", json_lines: bool = True, stream: Any = No
     handler = logging.StreamHandler(stream or sys.stderr)
     handler._kuzet = True  # type: ignore[attr-defined]
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("kafka", "urllib3", "libav"):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "token", "access_token", "auth", "key", "secret", "signature"})
+_SECRET_PARAMS = frozenset(
+    {"password", "passwd", "pwd", "pass", "token", "access_token", "auth", "key", "secret", "signature"}
+)
 # scheme://user:pass@host or scheme://user@host anywhere in free text
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 _QUERY_SECRET = re.compile(
