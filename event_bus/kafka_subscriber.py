@@ -1,0 +1,69 @@
+"""Kafka consumer behind the :class:`~event_bus.interfaces.Subscriber` interface.
+
+At-least-once: auto-commit is off and the caller commits after it has
+processed what :meth:`KafkaSubscriber.poll` returned, so a crash between the
+two re-delivers (consumers dedupe on ``event_id``) instead of losing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaConsumer
+
+from event_bus.interfaces import InRecord
+
+
+class KafkaSubscriber:
+    """One consumer in ``group_id`` (None: no group, no commits; reads assigned from where ``from_beginning`` says)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group_id: str | None,
+        *,
+        from_beginning: bool = False,
+        client_id: str = "kuzet-consumer",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        settings: dict[str, Any] = {
+            "bootstrap_servers": bootstrap.split(","),
+            "group_id": group_id,
+            "client_id": client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest" if from_beginning else "latest",
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 3_000,
+        }
+        settings.update(extra or {})
+        self.group_id = group_id
+        self._consumer = KafkaConsumer(*topics, **settings)
+
+    def poll(self, timeout_s: float, max_records: int = 500) -> list[InRecord]:
+        """Records in partition order (across partitions in no particular order)."""
+        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        out: list[InRecord] = []
+        for records in batches.values():
+            for r in records:
+                out.append(
+                    InRecord(
+                        topic=r.topic,
+                        partition=r.partition,
+                        offset=r.offset,
+                        key=r.key.decode("utf-8", errors="replace") if r.key is not None else None,
+                        value=bytes(r.value) if r.value is not None else b"",
+                        timestamp_ms=int(r.timestamp),
+                        headers=tuple((k, bytes(v) if v is not None else b"") for k, v in (r.headers or [])),
+                    )
+                )
+        return out
+
+    def commit(self) -> None:
+        """Commit the positions of everything polled so far (synchronously); no-op without a group."""
+        if self.group_id is not None:
+            self._consumer.commit()
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)

@@ -1,0 +1,1 @@
+"""Sub-commands of the `kuzet` command line, one typer app per module."""
