@@ -1,1 +1,1 @@
-"""Sub-commands of the `kuzet` command line, one typer app per module."""
+"""Sub-commands of the ``kuzet`` command line, one module each."""

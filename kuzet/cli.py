@@ -1,0 +1,85 @@
+"""The ``kuzet`` command line (typer): one entry point for workers, the demo, models and schemas."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from core.config import ConfigError, load_config
+from core.logs import setup_logging
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Kuzet: CCTV streams to incidents.")
+err = Console(stderr=True)
+
+
+def _mount() -> None:
+    from kuzet.commands.models import app as models_app
+    from kuzet.commands.schemas import app as schemas_app
+
+    app.add_typer(models_app, name="models")
+    app.add_typer(schemas_app, name="schemas")
+
+
+@app.command()
+def demo(
+    clip: Annotated[Path | None, typer.Option(help="video file to analyse (default: the bundled vtest excerpt)")] = None,
+    out: Annotated[Path, typer.Option(help="where events, snapshots and the local bus go")] = Path("var/demo"),
+    fps: Annotated[float, typer.Option(min=0.1, max=30.0, help="analysed frames per second")] = 5.0,
+    fast: Annotated[bool, typer.Option(help="replay the clip as fast as possible instead of in real time")] = False,
+) -> None:
+    """Run a worker on a sample clip with embedded defaults (no Kafka, S3 or PostgreSQL)."""
+    from kuzet.demo import DEMO_CLIP, run_demo
+
+    setup_logging("warning")
+    try:
+        run_demo(clip or DEMO_CLIP, out, analysis_fps=fps, realtime=not fast)
+    except (ConfigError, FileNotFoundError) as exc:
+        err.print(f"[red]demo failed:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def worker(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file")] = None,
+) -> None:
+    """Run a worker until SIGTERM or Ctrl-C; open incidents are ended and the outbox flushed on the way out."""
+    from worker.runtime import Worker
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error[/red]\n{exc}")
+        raise typer.Exit(2) from None
+    setup_logging(cfg.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    w = Worker(cfg)
+    w.start()
+    try:
+        stop.wait()
+    finally:
+        w.stop()
+
+
+@app.command("check-config")
+def check_config(config: Annotated[Path, typer.Argument(help="YAML configuration file")]) -> None:
+    """Validate a configuration file and print every problem in it."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]invalid[/red]\n{exc}")
+        raise typer.Exit(2) from None
+    typer.echo(f"ok: {len(cfg.cameras)} camera(s), models {[m.name for m in cfg.models]}")
+
+
+_mount()
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,158 @@
+"""Per-camera analysis after the detector: tracking, rules, snapshot, and the events they make.
+
+Each (camera, model) pair has one :class:`RuleSet`; it is only ever called
+from the batch thread of its model, so it needs no lock of its own. Person
+models feed a tracker and the zone rules; fire/smoke models feed the
+N-of-M rules. What comes out is a list of :class:`Outgoing` events, each
+with the snapshot bytes it points to (uploaded before the event is sent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from core.config import CameraConfig, RulesConfig, TrackingConfig
+from core.detections import Detections
+from core.frame import Frame
+from core.labels import Label
+from core.snapshot import SnapshotRef
+from detectors.tracking import CameraTracker
+from event_bus.events import Incident, IncidentState, new_event_id
+from worker.rules import FireRule, IncidentChange, PersonZoneRule
+from worker.snapshot import render_snapshot
+from worker.zones import PixelZone, scale_zones
+
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An incident event ready for the outbox, with the snapshot it references (if new)."""
+
+    incident: Incident
+    snapshot_jpeg: bytes | None
+
+
+@dataclass(frozen=True)
+class SnapshotTarget:
+    """Where snapshots of this worker go: the store kind and bucket, and how keys are laid out."""
+
+    store: str
+    bucket: str
+
+    @staticmethod
+    def key(camera_id: str, at: datetime, event_id: UUID) -> str:
+        """``{camera_id}/{yyyy}/{mm}/{dd}/{event_id}.jpg`` (DESIGN.md, Storage)."""
+        return f"{camera_id}/{at:%Y/%m/%d}/{event_id}.jpg"
+
+
+class RuleSet:
+    """Tracking and rules for one camera and one model."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        model_name: str,
+        model_version: str,
+        labels: set[Label],
+        rules: RulesConfig,
+        tracking: TrackingConfig,
+        worker_id: str,
+        snapshots: SnapshotTarget,
+    ) -> None:
+        self.camera = camera
+        self._model = {model_name: model_version}
+        self._rules_cfg = rules
+        self._tracking_cfg = tracking
+        self._worker_id = worker_id
+        self._snapshots = snapshots
+        self._tracks_people = Label.PERSON in labels
+        self._fire_rules = [FireRule(lbl, rules) for lbl in (Label.FIRE, Label.SMOKE) if lbl in labels]
+        self._zones: list[PixelZone] | None = None
+        self._person_rule: PersonZoneRule | None = None
+        self._tracker: CameraTracker | None = None
+        self._size: tuple[int, int] | None = None
+        self._snapshot_refs: dict[UUID, SnapshotRef] = {}
+        self._t_offset = 0.0
+        self._last_t = float("-inf")
+
+    def _stream_time(self, frame: Frame) -> float:
+        """Stream seconds, kept monotonic across reconnects and file loops (pts restarts at 0 there)."""
+        t = frame.pts_s + self._t_offset
+        if t < self._last_t:
+            self._t_offset += self._last_t - t + 1.0 / self.camera.analysis_fps
+            t = frame.pts_s + self._t_offset
+        self._last_t = t
+        return t
+
+    def _ensure_geometry(self, frame: Frame) -> None:
+        size = (frame.width, frame.height)
+        if self._size == size:
+            return
+        self._size = size
+        self._zones = scale_zones(self.camera.zones, *size)
+        if self._tracks_people:
+            self._person_rule = PersonZoneRule(self._zones, self._rules_cfg)
+            self._tracker = CameraTracker(self._tracking_cfg, frame_rate=self.camera.analysis_fps)
+
+    def process(self, frame: Frame, detections: Detections) -> list[Outgoing]:
+        self._ensure_geometry(frame)
+        t = self._stream_time(frame)
+        changes: list[IncidentChange] = []
+        if self._person_rule is not None and self._tracker is not None:
+            people = self._tracker.update(detections[detections.class_id == int(Label.PERSON)])
+            changes += self._person_rule.update(t, frame.captured_at, people)
+        for rule in self._fire_rules:
+            changes += rule.update(t, frame.captured_at, detections)
+        return [self._outgoing(change, frame) for change in changes]
+
+    def close(self, at: datetime) -> list[Outgoing]:
+        """End every open incident (camera stopped, removed or moved to another worker)."""
+        changes: list[IncidentChange] = []
+        if self._person_rule is not None:
+            changes += self._person_rule.close(at)
+        for rule in self._fire_rules:
+            changes += rule.close(at)
+        return [self._outgoing(c, None) for c in changes]
+
+    def _outgoing(self, change: IncidentChange, frame: Frame | None) -> Outgoing:
+        event_id = new_event_id()
+        jpeg: bytes | None = None
+        ref = self._snapshot_refs.get(change.incident_id)
+        if change.state is IncidentState.START and frame is not None:
+            zone = next((z for z in self._zones or [] if z.name == change.zone), None)
+            snap = render_snapshot(frame.image, change.boxes, change.type.value, zone.points if zone else None)
+            jpeg = snap.jpeg
+            ref = SnapshotRef(
+                store="s3" if self._snapshots.store == "s3" else "local",
+                bucket=self._snapshots.bucket,
+                key=self._snapshots.key(self.camera.id, change.observed_at, event_id),
+                sha256=snap.sha256,
+                size=len(jpeg),
+            )
+            self._snapshot_refs[change.incident_id] = ref
+        if change.state is IncidentState.END:
+            self._snapshot_refs.pop(change.incident_id, None)
+        incident = Incident(
+            event_id=event_id,
+            incident_id=change.incident_id,
+            type=change.type,
+            state=change.state,
+            camera_id=self.camera.id,
+            camera_name=self.camera.name,
+            location=self.camera.location,
+            zone=change.zone,
+            severity=change.severity,  # type: ignore[arg-type]
+            started_at=change.started_at,
+            observed_at=change.observed_at,
+            ended_at=change.ended_at,
+            track_id=change.track_id,
+            boxes=change.boxes,
+            confidence=min(max(change.confidence, 0.0), 1.0),
+            snapshot=ref,
+            model_versions=self._model,
+            worker_id=self._worker_id,
+            seq=change.seq,
+        )
+        return Outgoing(incident, jpeg)

@@ -1,0 +1,214 @@
+"""The worker: cameras -> batched detection -> rules -> durable outbox -> bus, in one process.
+
+Threads, not processes: one decode thread per camera (PyAV releases the GIL
+while decoding), one batch thread per model (onnxruntime releases it while
+inferring) and one relay thread. Frames are numpy arrays passed by reference
+between them, never copied or pickled.
+
+Nothing is lost between stages that matter: an incident is appended to the
+fsynced spool before anything else sees it; the relay uploads its snapshot
+and only then publishes the event. Frames, on the other hand, may be dropped
+under overload (newest frame wins per camera) and every drop is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.config import CameraConfig, KuzetConfig
+from core.detections import Detections
+from core.frame import Frame
+from core.labels import Label
+from detectors.batcher import BatchScheduler
+from detectors.registry import Detector, load_detector
+from event_bus.events import CameraStatus, Incident
+from event_bus.interfaces import OutRecord, Publisher
+from event_bus.relay import Relay
+from event_bus.spool import Spool, SpooledRecord
+from event_bus.topics import CAMERA_STATUS, INCIDENTS
+from ingest.camera import CameraRunner, StatusChange
+from storage.snapshots import SnapshotStore
+from worker.camera_pipeline import Outgoing, RuleSet, SnapshotTarget
+from worker.factories import make_publisher, make_snapshot_store
+
+log = logging.getLogger(__name__)
+
+IncidentObserver = Callable[[Incident], None]
+StatusObserver = Callable[[CameraStatus], None]
+
+
+@dataclass
+class _Camera:
+    config: CameraConfig
+    runner: CameraRunner
+    rulesets: dict[str, RuleSet]
+
+
+class Worker:
+    """Runs the cameras of one worker process.
+
+    ``publisher`` and ``store`` default to what the configuration names; tests
+    and the demo pass observers to see incidents as they are spooled.
+    """
+
+    def __init__(
+        self,
+        cfg: KuzetConfig,
+        *,
+        publisher: Publisher | None = None,
+        store: SnapshotStore | None = None,
+        on_incident: IncidentObserver | None = None,
+        on_status: StatusObserver | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.worker_id = cfg.worker.id
+        self._on_incident = on_incident
+        self._on_status = on_status
+        self._lock = threading.Lock()
+        self._cameras: dict[str, _Camera] = {}
+        self._store = store or make_snapshot_store(cfg.storage)
+        self._target = SnapshotTarget(store=cfg.storage.kind, bucket=self._store.bucket)
+        self._publisher = publisher or make_publisher(cfg.bus)
+        self.spool = Spool(cfg.bus.spool_path)
+        self.relay = Relay(self.spool, self._publisher, before_publish=self._upload_snapshot)
+        self._detectors: dict[str, Detector] = {}
+        self._schedulers: dict[str, BatchScheduler] = {}
+        self.incidents_emitted = 0
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> Worker:
+        self.relay.start()
+        self._started = True
+        for camera in self.cfg.cameras:
+            if camera.enabled:
+                self.add_camera(camera)
+        return self
+
+    def stop(self, flush_timeout_s: float = 10.0) -> None:
+        """Stop cameras, end their open incidents, drain the batchers and flush the outbox."""
+        for camera_id in list(self._cameras):
+            self.remove_camera(camera_id)
+        for scheduler in self._schedulers.values():
+            scheduler.stop()
+        if self._started:
+            self.relay.flush(flush_timeout_s)
+            self.relay.stop()
+        self._publisher.close()
+        self.spool.close()
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- cameras -----------------------------------------------------------------------------------------------
+
+    def add_camera(self, camera: CameraConfig) -> None:
+        with self._lock:
+            if camera.id in self._cameras:
+                raise ValueError(f"camera {camera.id} is already running on this worker")
+            rulesets = {name: self._ruleset(camera, name) for name in camera.detectors}
+            runner = CameraRunner(camera, self.cfg.ingest, on_frame=self._on_frame, on_status=self._status_changed)
+            self._cameras[camera.id] = _Camera(camera, runner, rulesets)
+        runner.start()
+
+    def remove_camera(self, camera_id: str) -> None:
+        with self._lock:
+            cam = self._cameras.pop(camera_id, None)
+        if cam is None:
+            return
+        cam.runner.stop()
+        now = datetime.now(UTC)
+        for ruleset in cam.rulesets.values():
+            for out in ruleset.close(now):
+                self._emit(out)
+
+    def camera_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._cameras)
+
+    def camera_stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {cid: cam.runner.stats() for cid, cam in self._cameras.items()}
+
+    def scheduler_stats(self) -> dict[str, Any]:
+        return {name: s.stats() for name, s in self._schedulers.items()}
+
+    def _ruleset(self, camera: CameraConfig, model_name: str) -> RuleSet:
+        self._scheduler(model_name)  # loads the model on first use, so its version is known
+        labels = {Label.parse(v) for v in self.cfg.model(model_name).labels.values()}
+        version = self._detectors[model_name].version
+        return RuleSet(
+            camera, model_name, version, labels, self.cfg.rules, self.cfg.tracking, self.worker_id, self._target
+        )
+
+    def _scheduler(self, model_name: str) -> BatchScheduler:
+        if model_name not in self._schedulers:
+            detector = load_detector(self.cfg.model(model_name), self.cfg.model_cache.expanduser())
+            self._detectors[model_name] = detector
+            scheduler = BatchScheduler(
+                detector,
+                max_batch=self.cfg.batch.max_batch,
+                max_wait_s=self.cfg.batch.max_wait_ms / 1000.0,
+                on_result=lambda frame, det, name=model_name: self._on_result(name, frame, det),
+            )
+            scheduler.start()
+            self._schedulers[model_name] = scheduler
+        return self._schedulers[model_name]
+
+    # -- data path ---------------------------------------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        cam = self._cameras.get(frame.camera_id)
+        if cam is None:
+            return
+        for model_name in cam.config.detectors:
+            self._schedulers[model_name].submit(frame)
+
+    def _on_result(self, model_name: str, frame: Frame, detections: Detections) -> None:
+        cam = self._cameras.get(frame.camera_id)
+        if cam is None:  # removed while its frame was in a batch
+            return
+        for out in cam.rulesets[model_name].process(frame, detections):
+            self._emit(out)
+
+    def _emit(self, out: Outgoing) -> None:
+        inc = out.incident
+        record = OutRecord(INCIDENTS, inc.camera_id, inc.model_dump_json().encode())
+        blob_key = inc.snapshot.key if (out.snapshot_jpeg is not None and inc.snapshot) else None
+        self.spool.append(record, blob=out.snapshot_jpeg, blob_key=blob_key)
+        self.incidents_emitted += 1
+        self.relay.poke()
+        if self._on_incident is not None:
+            self._on_incident(inc)
+
+    def _status_changed(self, change: StatusChange) -> None:
+        status = CameraStatus(
+            camera_id=change.camera_id,
+            state=change.state,
+            reason=change.reason,
+            input_fps=change.input_fps,
+            analysed_fps=change.analysed_fps,
+            last_frame_at=change.last_frame_at,
+            reconnects=change.reconnects,
+            worker_id=self.worker_id,
+            at=change.at,
+        )
+        self.spool.append(OutRecord(CAMERA_STATUS, status.camera_id, status.model_dump_json().encode()))
+        self.relay.poke()
+        if self._on_status is not None:
+            self._on_status(status)
+
+    def _upload_snapshot(self, rec: SpooledRecord) -> None:
+        """Relay hook: the object goes to the store before the event that points to it is published."""
+        if rec.blob is None or rec.blob_key is None:
+            return
+        self._store.put_object(rec.blob_key, rec.blob)
