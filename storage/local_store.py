@@ -1,0 +1,77 @@
+"""Snapshots in a local directory (one box): same keys as S3, atomic and durable writes.
+
+A write goes to a temporary file in the target directory, is fsynced, then
+renamed over the final name, and the directory is fsynced: a reader never sees
+a half-written JPEG, and a crash leaves either the old state or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+from core.snapshot import SnapshotRef
+from storage.snapshots import SnapshotError, key_for, make_ref, sha256_hex
+
+
+class LocalSnapshotStore:
+    kind = "local"
+
+    def __init__(self, root: Path | str, bucket: str = "kuzet-snapshots") -> None:
+        self.root = Path(root).resolve()
+        self.bucket = bucket
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise SnapshotError(f"key {key!r} escapes the snapshot directory")
+        return path
+
+    def ref_for(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
+        return make_ref(self.kind, self.bucket, key_for(camera_id, captured_at, event_id), jpeg)
+
+    def put(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
+        return self.put_key(key_for(camera_id, captured_at, event_id), jpeg)
+
+    def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
+        ref = make_ref(self.kind, self.bucket, key, jpeg)
+        path = self._path(key)
+        if path.exists() and path.stat().st_size == ref.size and sha256_hex(path.read_bytes()) == ref.sha256:
+            return ref  # idempotent: already there
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(jpeg)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return ref
+
+    def exists(self, ref: SnapshotRef) -> bool:
+        path = self._path(ref.key)
+        return path.is_file() and path.stat().st_size == ref.size
+
+    def get(self, ref: SnapshotRef) -> bytes:
+        try:
+            data = self._path(ref.key).read_bytes()
+        except FileNotFoundError:
+            raise SnapshotError(f"snapshot {ref.key} does not exist") from None
+        if sha256_hex(data) != ref.sha256:
+            raise SnapshotError(f"snapshot {ref.key} does not match its sha256")
+        return data
+
+    def presigned_url(self, ref: SnapshotRef, expires_s: int = 3600) -> str:
+        return self._path(ref.key).as_uri()

@@ -1,0 +1,178 @@
+"""Snapshots on any S3-compatible service through the ``minio`` client (MinIO, SeaweedFS, AWS S3).
+
+* The bucket is created on first use if missing, so a worker can start while
+  the store is down (its snapshots wait in the spool).
+* sha256 is computed here, recorded in the event's reference and stored as
+  object metadata (``x-amz-meta-sha256``), so :meth:`S3SnapshotStore.exists`
+  can check the object is the one the event means without downloading it.
+* ``put`` is idempotent for a key: an object already there with the same
+  sha256 is not uploaded again (the relay may retry an upload).
+* Timeouts and retries are short: a down store must fail fast so the relay
+  backs off, instead of blocking in urllib3's default retry loop.
+* Credentials come from secret references; every error message is redacted
+  (the access key and any signed-URL parameters are masked).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+from uuid import UUID
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import ENABLED, Filter
+from minio.error import S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+
+from core.config import S3Config, resolve_secret
+from core.redact import MASK, redact_text
+from core.snapshot import SnapshotRef
+from storage.snapshots import SnapshotError, key_for, make_ref, sha256_hex
+
+_AMZ_PARAM = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.IGNORECASE)
+META_SHA256 = "sha256"
+
+
+class S3SnapshotStore:
+    kind = "s3"
+
+    def __init__(
+        self,
+        config: S3Config,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 15.0,
+    ) -> None:
+        """Credentials default to ``resolve_secret(config.access_key / secret_key)``; explicit values are for tests."""
+        self.config = config
+        self.bucket = config.bucket
+        ak = access_key if access_key is not None else resolve_secret(config.access_key).get_secret_value()
+        sk = secret_key if secret_key is not None else resolve_secret(config.secret_key).get_secret_value()
+        self._secrets = [s for s in (ak, sk) if s]
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
+            retries=urllib3.Retry(total=1, connect=1, read=1, backoff_factor=0.1, status_forcelist=(502, 503, 504)),
+            maxsize=8,
+        )
+        self._client = Minio(
+            config.endpoint, access_key=ak, secret_key=sk, secure=config.secure, region=config.region, http_client=http
+        )
+        self._bucket_ready = False
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return redact_text(_AMZ_PARAM.sub(lambda m: m.group(1) + MASK, text))
+
+    def _fail(self, what: str, exc: BaseException) -> NoReturn:
+        raise SnapshotError(self._redact(f"S3 {what} failed: {type(exc).__name__}: {exc}"[:600])) from None
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (idempotent; remembered once done)."""
+        if self._bucket_ready:
+            return
+        try:
+            if not self._client.bucket_exists(self.bucket):
+                try:
+                    self._client.make_bucket(self.bucket, location=self.config.region)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+        except Exception as exc:
+            self._fail(f"bucket check/create of {self.bucket}", exc)
+        self._bucket_ready = True
+
+    def set_retention_days(self, days: int) -> None:
+        """Install a lifecycle rule expiring snapshots after ``days`` (not every S3 service supports it)."""
+        self.ensure_bucket()
+        rule = Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id="kuzet-retention", expiration=Expiration(days=days))
+        try:
+            self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([rule]))
+        except Exception as exc:
+            self._fail("set lifecycle", exc)
+
+    def _stat(self, key: str) -> Any | None:
+        try:
+            return self._client.stat_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
+                return None
+            self._fail(f"stat of {key}", exc)
+        except Exception as exc:
+            self._fail(f"stat of {key}", exc)
+
+    @staticmethod
+    def _meta_sha(stat: Any) -> str | None:
+        meta = stat.metadata or {}
+        for name, value in meta.items():
+            if name.lower() == f"x-amz-meta-{META_SHA256}":
+                return str(value)
+        return None
+
+    # -- SnapshotStore ------------------------------------------------------------------------------------------
+
+    def ref_for(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
+        return make_ref(self.kind, self.bucket, key_for(camera_id, captured_at, event_id), jpeg)
+
+    def put(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
+        return self.put_key(key_for(camera_id, captured_at, event_id), jpeg)
+
+    def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
+        ref = make_ref(self.kind, self.bucket, key, jpeg)
+        self.ensure_bucket()
+        stat = self._stat(key)
+        if stat is not None and stat.size == ref.size and self._meta_sha(stat) == ref.sha256:
+            return ref
+        try:
+            self._client.put_object(
+                self.bucket,
+                key,
+                io.BytesIO(jpeg),
+                length=len(jpeg),
+                content_type=ref.content_type,
+                metadata={META_SHA256: ref.sha256},
+            )
+        except Exception as exc:
+            self._fail(f"upload of {key}", exc)
+        return ref
+
+    def exists(self, ref: SnapshotRef) -> bool:
+        stat = self._stat(ref.key)
+        if stat is None or stat.size != ref.size:
+            return False
+        recorded = self._meta_sha(stat)
+        return recorded is None or recorded == ref.sha256
+
+    def stored_sha256(self, ref: SnapshotRef) -> str | None:
+        """The sha256 recorded in the object's metadata (None when the object or the metadata is missing)."""
+        stat = self._stat(ref.key)
+        return None if stat is None else self._meta_sha(stat)
+
+    def get(self, ref: SnapshotRef) -> bytes:
+        if self._stat(ref.key) is None:
+            raise SnapshotError(f"snapshot {ref.bucket}/{ref.key} does not exist")
+        try:
+            resp = self._client.get_object(self.bucket, ref.key)
+            try:
+                data = resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+        except Exception as exc:
+            self._fail(f"download of {ref.key}", exc)
+        if sha256_hex(data) != ref.sha256:
+            raise SnapshotError(f"snapshot {ref.bucket}/{ref.key} does not match its sha256")
+        return data
+
+    def presigned_url(self, ref: SnapshotRef, expires_s: int = 3600) -> str:
+        try:
+            return self._client.presigned_get_object(self.bucket, ref.key, expires=timedelta(seconds=expires_s))
+        except Exception as exc:
+            self._fail(f"presign of {ref.key}", exc)

@@ -1,0 +1,105 @@
+"""The snapshot store interface, its key layout, and the upload hook the relay calls before publishing.
+
+Key: ``{camera_id}/{yyyy}/{mm}/{dd}/{event_id}.jpg`` (UTC date of capture), so
+retention can drop whole days and an operator can find a camera's pictures by
+date. The sha256 goes into the event, so the console and investigators can
+prove the object is the one the event refers to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+from uuid import UUID
+
+from core.snapshot import SnapshotRef
+
+__all__ = [
+    "BlobCarrier",
+    "SnapshotError",
+    "SnapshotRef",
+    "SnapshotStore",
+    "key_for",
+    "sha256_hex",
+    "upload_hook",
+]
+
+
+class SnapshotError(RuntimeError):
+    """A store operation failed (message redacted) or an object does not match its reference."""
+
+
+def key_for(camera_id: str, captured_at: datetime, event_id: UUID | str) -> str:
+    """Object key of a snapshot; the date is the UTC date of capture (naive datetimes are refused)."""
+    if captured_at.tzinfo is None:
+        raise ValueError("captured_at must be timezone-aware")
+    d = captured_at.astimezone(UTC)
+    if "/" in camera_id or not camera_id:
+        raise ValueError(f"camera id {camera_id!r} cannot form an object key")
+    return f"{camera_id}/{d:%Y}/{d:%m}/{d:%d}/{event_id}.jpg"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class SnapshotStore(Protocol):
+    """What a snapshot store offers; :class:`storage.s3_store.S3SnapshotStore` and the local one implement it."""
+
+    kind: str
+    bucket: str
+
+    def ref_for(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
+        """The reference ``put`` would return, computed without I/O (the worker puts it in the event first)."""
+        ...
+
+    def put(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
+        """Store a snapshot; idempotent for the same key and bytes."""
+        ...
+
+    def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
+        """Store bytes under an exact key (the relay's upload of a spooled blob)."""
+        ...
+
+    def exists(self, ref: SnapshotRef) -> bool:
+        """True when the object is there with the reference's size (and sha256, where the store records it)."""
+        ...
+
+    def get(self, ref: SnapshotRef) -> bytes:
+        """The object's bytes; raises :class:`SnapshotError` when missing or when its sha256 differs."""
+        ...
+
+    def presigned_url(self, ref: SnapshotRef, expires_s: int = 3600) -> str:
+        """A URL the console can hand to a browser (a ``file://`` URL for the local store)."""
+        ...
+
+
+class BlobCarrier(Protocol):
+    """What the upload hook needs from a spooled record (structural, so storage need not import event_bus)."""
+
+    @property
+    def blob(self) -> bytes | None: ...
+
+    @property
+    def blob_key(self) -> str | None: ...
+
+
+def upload_hook(store: SnapshotStore) -> Callable[[BlobCarrier], None]:
+    """A ``before_publish`` for :class:`event_bus.relay.Relay`: upload the record's blob under its key.
+
+    Raising (store down) makes the relay hold the event until the object exists.
+    """
+
+    def _upload(rec: BlobCarrier) -> None:
+        if rec.blob is not None and rec.blob_key is not None:
+            store.put_key(rec.blob_key, rec.blob)
+
+    return _upload
+
+
+def make_ref(kind: str, bucket: str, key: str, jpeg: bytes) -> SnapshotRef:
+    if not jpeg:
+        raise ValueError("empty snapshot")
+    return SnapshotRef(store=kind, bucket=bucket, key=key, sha256=sha256_hex(jpeg), size=len(jpeg))  # type: ignore[arg-type]
