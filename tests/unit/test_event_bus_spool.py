@@ -98,7 +98,8 @@ def test_survives_sigkill(tmp_path: Path) -> None:
         sp = Spool({str(path)!r})
         i = 0
         while True:
-            rid = sp.append(OutRecord("kuzet.incidents.v1", "cam-1", b'{{"n": %d}}' % i), blob=b"j" * 1000, blob_key="k")
+            r = OutRecord("kuzet.incidents.v1", "cam-1", b'{{"n": %d}}' % i)
+            rid = sp.append(r, blob=b"j" * 1000, blob_key="k")
             print(rid, flush=True)
             i += 1
         """
