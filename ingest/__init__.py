@@ -1,0 +1,24 @@
+"""Camera ingest: PyAV sources, analysis-rate sampling, key-frame-only decoding, health and reconnects.
+
+Imports only :mod:`core` and libraries: ingest knows nothing of detectors or Kafka.
+"""
+
+from ingest.backoff import Backoff, backoff_delay
+from ingest.camera import CameraRunner, RunnerStats, StatusChange
+from ingest.sampler import KeyframePolicy, RateSampler
+from ingest.source import PacketSource, PyAVSource, SourceError, SourcePacket, StreamInfo
+
+__all__ = [
+    "Backoff",
+    "CameraRunner",
+    "KeyframePolicy",
+    "PacketSource",
+    "PyAVSource",
+    "RateSampler",
+    "RunnerStats",
+    "SourceError",
+    "SourcePacket",
+    "StatusChange",
+    "StreamInfo",
+    "backoff_delay",
+]
