@@ -64,9 +64,7 @@ class LocalBusPublisher:
         if not records:
             return []
         now_ms = int(time.time() * 1000)
-        rows = [
-            (r.topic, r.key, r.value, json.dumps([[k, v.hex()] for k, v in r.headers]), now_ms) for r in records
-        ]
+        rows = [(r.topic, r.key, r.value, json.dumps([[k, v.hex()] for k, v in r.headers]), now_ms) for r in records]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
