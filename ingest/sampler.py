@@ -46,9 +46,7 @@ class RateSampler:
 
     def take(self, pts_s: float) -> bool:
         """True when the frame at ``pts_s`` should be analysed (and the schedule advances)."""
-        if self._due is None or self._last is None or pts_s < self._last - self._max_gap_s or (
-            pts_s > self._due + self._max_gap_s
-        ):
+        if self._due is None or self._last is None or self._jumped(pts_s):
             self._due = pts_s + self.interval_s
             self._last = pts_s
             return True
@@ -60,11 +58,18 @@ class RateSampler:
             self._due = pts_s + self.interval_s
         return True
 
+    def _jumped(self, pts_s: float) -> bool:
+        # Decoded frames and key packets arrive in presentation order, so going back by more than an
+        # interval means the timeline restarted; going forward past the schedule by more than max_gap_s
+        # means packets were lost or the clock jumped.
+        assert self._due is not None and self._last is not None
+        return pts_s < self._last - self.interval_s or pts_s > self._due + self._max_gap_s
+
     def peek(self, pts_s: float) -> bool:
         """Whether :meth:`take` would accept ``pts_s``, without advancing."""
         if self._due is None or self._last is None:
             return True
-        if pts_s < self._last - self._max_gap_s or pts_s > self._due + self._max_gap_s:
+        if self._jumped(pts_s):
             return True
         return pts_s + self._slack >= self._due
 
