@@ -47,8 +47,12 @@ def demo(
 @app.command()
 def worker(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file")] = None,
+    journal: Annotated[
+        Path | None, typer.Option(help="also append every incident event to this JSON-lines file once it is spooled")
+    ] = None,
 ) -> None:
     """Run a worker until SIGTERM or Ctrl-C; open incidents are ended and the outbox flushed on the way out."""
+    from worker.journal import Journal
     from worker.runtime import Worker
 
     try:
@@ -60,12 +64,13 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    w = Worker(cfg)
-    w.start()
-    try:
-        stop.wait()
-    finally:
-        w.stop()
+    with Journal.open(journal) as jrnl:
+        w = Worker(cfg, on_incident=jrnl.write if jrnl else None)
+        w.start()
+        try:
+            stop.wait()
+        finally:
+            w.stop()
 
 
 @app.command("check-config")

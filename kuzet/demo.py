@@ -143,7 +143,7 @@ def run_demo(
                     analysed = stats.frames_analysed if stats else 0
                     progress.update(task, completed=min(analysed, expected))
                     live.update(Group(progress, _table(rec.recent)))
-                    if stats is None or stats.finished:
+                    if not worker.camera_running(camera.id):
                         break
                     time.sleep(0.25)
                 worker.drain()

@@ -9,6 +9,7 @@ with the snapshot bytes it points to (uploaded before the event is sent).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -26,25 +27,16 @@ from worker.zones import PixelZone, scale_zones
 
 
 
+# The store's ``ref_for``: the reference of a snapshot, computed without I/O (the upload happens in the relay).
+SnapshotRefFn = Callable[[str, UUID, datetime, bytes], SnapshotRef]
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """An incident event ready for the outbox, with the snapshot it references (if new)."""
 
     incident: Incident
     snapshot_jpeg: bytes | None
-
-
-@dataclass(frozen=True)
-class SnapshotTarget:
-    """Where snapshots of this worker go: the store kind and bucket, and how keys are laid out."""
-
-    store: str
-    bucket: str
-
-    @staticmethod
-    def key(camera_id: str, at: datetime, event_id: UUID) -> str:
-        """``{camera_id}/{yyyy}/{mm}/{dd}/{event_id}.jpg`` (DESIGN.md, Storage)."""
-        return f"{camera_id}/{at:%Y/%m/%d}/{event_id}.jpg"
 
 
 class RuleSet:
@@ -59,14 +51,14 @@ class RuleSet:
         rules: RulesConfig,
         tracking: TrackingConfig,
         worker_id: str,
-        snapshots: SnapshotTarget,
+        snapshot_ref: SnapshotRefFn,
     ) -> None:
         self.camera = camera
         self._model = {model_name: model_version}
         self._rules_cfg = rules
         self._tracking_cfg = tracking
         self._worker_id = worker_id
-        self._snapshots = snapshots
+        self._snapshot_ref = snapshot_ref
         self._tracks_people = Label.PERSON in labels
         self._fire_rules = [FireRule(lbl, rules) for lbl in (Label.FIRE, Label.SMOKE) if lbl in labels]
         self._zones: list[PixelZone] | None = None
@@ -124,13 +116,7 @@ class RuleSet:
             zone = next((z for z in self._zones or [] if z.name == change.zone), None)
             snap = render_snapshot(frame.image, change.boxes, change.type.value, zone.points if zone else None)
             jpeg = snap.jpeg
-            ref = SnapshotRef(
-                store="s3" if self._snapshots.store == "s3" else "local",
-                bucket=self._snapshots.bucket,
-                key=self._snapshots.key(self.camera.id, change.observed_at, event_id),
-                sha256=snap.sha256,
-                size=len(jpeg),
-            )
+            ref = self._snapshot_ref(self.camera.id, event_id, change.observed_at, jpeg)
             self._snapshot_refs[change.incident_id] = ref
         if change.state is IncidentState.END:
             self._snapshot_refs.pop(change.incident_id, None)

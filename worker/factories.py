@@ -12,9 +12,9 @@ def make_publisher(cfg: BusConfig) -> Publisher:
         from event_bus.kafka_publisher import KafkaPublisher
 
         return KafkaPublisher(cfg.kafka)
-    from event_bus.local_bus import LocalBus
+    from event_bus.local_bus import LocalBusPublisher
 
-    return LocalBus(cfg.local_path)
+    return LocalBusPublisher(cfg.local_path)
 
 
 def make_snapshot_store(cfg: StorageConfig) -> SnapshotStore:

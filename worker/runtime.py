@@ -29,11 +29,11 @@ from detectors.registry import Detector, load_detector
 from event_bus.events import CameraStatus, Incident
 from event_bus.interfaces import OutRecord, Publisher
 from event_bus.relay import Relay
-from event_bus.spool import Spool, SpooledRecord
+from event_bus.spool import Spool
 from event_bus.topics import CAMERA_STATUS, INCIDENTS
 from ingest.camera import CameraRunner, StatusChange
-from storage.snapshots import SnapshotStore
-from worker.camera_pipeline import Outgoing, RuleSet, SnapshotTarget
+from storage.snapshots import SnapshotStore, upload_hook
+from worker.camera_pipeline import Outgoing, RuleSet
 from worker.factories import make_publisher, make_snapshot_store
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,15 @@ class Worker:
         self._lock = threading.Lock()
         self._cameras: dict[str, _Camera] = {}
         self._store = store or make_snapshot_store(cfg.storage)
-        self._target = SnapshotTarget(store=cfg.storage.kind, bucket=self._store.bucket)
         self._publisher = publisher or make_publisher(cfg.bus)
         self.spool = Spool(cfg.bus.spool_path)
-        self.relay = Relay(self.spool, self._publisher, before_publish=self._upload_snapshot)
+        self.relay = Relay(self.spool, self._publisher, before_publish=upload_hook(self._store))
         self._detectors: dict[str, Detector] = {}
         self._schedulers: dict[str, BatchScheduler] = {}
         self.incidents_emitted = 0
         self._started = False
+        self._stopped = False
+        self._flushed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -91,17 +92,25 @@ class Worker:
                 self.add_camera(camera)
         return self
 
-    def stop(self, flush_timeout_s: float = 10.0) -> None:
-        """Stop cameras, end their open incidents, drain the batchers and flush the outbox."""
+    def stop(self, flush_timeout_s: float = 10.0) -> bool:
+        """Stop cameras, end their open incidents, drain the batchers and flush the outbox.
+
+        Returns True when the outbox was empty at the end; what is left stays in
+        the spool and is delivered by the next start. Calling it again is a no-op.
+        """
+        if self._stopped:
+            return self._flushed
+        self._stopped = True
         for camera_id in list(self._cameras):
             self.remove_camera(camera_id)
         for scheduler in self._schedulers.values():
             scheduler.stop()
         if self._started:
-            self.relay.flush(flush_timeout_s)
+            self._flushed = self.relay.flush(flush_timeout_s)
             self.relay.stop()
         self._publisher.close()
         self.spool.close()
+        return self._flushed
 
     def __enter__(self) -> Worker:
         return self.start()
@@ -135,6 +144,12 @@ class Worker:
         with self._lock:
             return sorted(self._cameras)
 
+    def camera_running(self, camera_id: str) -> bool:
+        """False once a camera has stopped by itself (a file source that reached its end) or was removed."""
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+        return cam is not None and cam.runner.is_alive()
+
     def camera_stats(self) -> dict[str, Any]:
         with self._lock:
             return {cid: cam.runner.stats() for cid, cam in self._cameras.items()}
@@ -147,7 +162,7 @@ class Worker:
         labels = {Label.parse(v) for v in self.cfg.model(model_name).labels.values()}
         version = self._detectors[model_name].version
         return RuleSet(
-            camera, model_name, version, labels, self.cfg.rules, self.cfg.tracking, self.worker_id, self._target
+            camera, model_name, version, labels, self.cfg.rules, self.cfg.tracking, self.worker_id, self._store.ref_for
         )
 
     def _scheduler(self, model_name: str) -> BatchScheduler:
@@ -206,9 +221,3 @@ class Worker:
         self.relay.poke()
         if self._on_status is not None:
             self._on_status(status)
-
-    def _upload_snapshot(self, rec: SpooledRecord) -> None:
-        """Relay hook: the object goes to the store before the event that points to it is published."""
-        if rec.blob is None or rec.blob_key is None:
-            return
-        self._store.put_object(rec.blob_key, rec.blob)
