@@ -1,0 +1,168 @@
+"""onnxruntime backend (the default): one session per model, one run per batch.
+
+Heads:
+* ``ssd``: TF Object Detection API outputs (detection_boxes normalised
+  ymin/xmin/ymax/xmax, detection_scores, detection_classes 1-based,
+  num_detections). The graph already ran its own NMS; ours with the configured
+  IoU is applied again, which is cheap and makes ``nms_iou`` mean the same for
+  every model.
+* ``yolov8``: raw ``[N, 4 + nc, anchors]`` (cx, cy, w, h in input pixels, then
+  per-class scores): decoded, thresholded on the best class score (one label
+  per box, as ultralytics does), class-aware NMS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from core.config import ModelConfig
+from core.detections import Detections
+from detectors.classmap import ClassMap
+from detectors.errors import DetectorError
+from detectors.manifest import InputSpec
+from detectors.model_cache import resolve_model
+from detectors.nms import nms
+from detectors.preprocess import Preprocessor, Transform
+
+log = logging.getLogger(__name__)
+
+MAX_DET = 300
+
+
+def _session_options(threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1  # one model graph at a time; extra pools only contend on few cores
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return so
+
+
+def _providers(device: str) -> list[str]:
+    available = ort.get_available_providers()
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise DetectorError(
+                "device 'cuda' requested but this onnxruntime has no CUDAExecutionProvider "
+                f"(available: {available}); install onnxruntime-gpu or set device: cpu"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _names_from_metadata(session: ort.InferenceSession) -> dict[int, str] | None:
+    """Class names an ultralytics export stores in the ONNX metadata (operator models not in the manifest)."""
+    raw = session.get_modelmeta().custom_metadata_map.get("names")
+    if not raw:
+        return None
+    try:  # ultralytics writes a Python dict literal: {0: 'person', ...}
+        import ast
+
+        parsed = ast.literal_eval(raw)
+        return {int(k): str(v) for k, v in parsed.items()}
+    except (ValueError, SyntaxError):
+        try:
+            return {int(k): str(v) for k, v in json.loads(raw).items()}
+        except ValueError:
+            return None
+
+
+class OnnxDetector:
+    """A :class:`detectors.Detector` running an ONNX model with onnxruntime."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        path: Path,
+        version: str,
+        head: str,
+        spec: InputSpec,
+        class_names: dict[int, str] | None,
+    ) -> None:
+        self.name = cfg.name
+        self.version = version
+        self.cfg = cfg
+        self.head = head
+        self.session = ort.InferenceSession(
+            str(path), sess_options=_session_options(cfg.threads), providers=_providers(cfg.device)
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        names = class_names or _names_from_metadata(self.session)
+        if not names:
+            raise DetectorError(f"model {cfg.name!r}: class names unknown (not in the manifest nor the ONNX metadata)")
+        self.classmap = ClassMap(names, cfg.labels)
+        self.pre = Preprocessor(cfg.input_size, spec.resize, spec.layout, spec.dtype, spec.color)
+
+    def detect(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
+        if len(images) == 0:
+            return []
+        batch, transforms = self.pre(images)
+        outputs = self.session.run(None, {self.input_name: batch})
+        if self.head == "ssd":
+            return self._ssd(outputs, transforms)
+        return self._yolov8(outputs[0], transforms)
+
+    def _ssd(self, outputs: list[Any], transforms: list[Transform]) -> list[Detections]:
+        boxes, scores, classes, num = (np.asarray(o) for o in outputs[:4])
+        results: list[Detections] = []
+        for i, tr in enumerate(transforms):
+            k = int(num[i])
+            sc = scores[i, :k].astype(np.float32)
+            keep = sc >= self.cfg.score_threshold
+            if not keep.any():
+                results.append(Detections.empty())
+                continue
+            b = boxes[i, :k][keep]
+            # normalised (ymin, xmin, ymax, xmax) of the stretched input == normalised frame coordinates
+            xyxy = np.stack([b[:, 1] * tr.width, b[:, 0] * tr.height, b[:, 3] * tr.width, b[:, 2] * tr.height], axis=1)
+            xyxy = np.clip(xyxy, 0, [tr.width, tr.height, tr.width, tr.height]).astype(np.float32)
+            xyxy[:, 2:] = np.maximum(xyxy[:, 2:], xyxy[:, :2])
+            cls = classes[i, :k][keep].astype(np.int64)
+            sc = sc[keep]
+            kept = nms(xyxy, sc, self.cfg.nms_iou, cls, MAX_DET)
+            results.append(self.classmap.apply(xyxy[kept], sc[kept], cls[kept]))
+        return results
+
+    def _yolov8(self, raw: npt.NDArray[np.float32], transforms: list[Transform]) -> list[Detections]:
+        if raw.ndim != 3 or raw.shape[1] < 5:
+            raise DetectorError(f"model {self.name!r}: expected a [N, 4+nc, anchors] output, got {raw.shape}")
+        results: list[Detections] = []
+        for i, tr in enumerate(transforms):
+            pred = raw[i]  # (4 + nc, A)
+            cls_scores = pred[4:]
+            best = cls_scores.max(axis=0)
+            cand = np.flatnonzero(best >= self.cfg.score_threshold)
+            if cand.size == 0:
+                results.append(Detections.empty())
+                continue
+            sc = best[cand].astype(np.float32)
+            cls = cls_scores[:, cand].argmax(axis=0).astype(np.int64)
+            cx, cy, w, h = pred[0, cand], pred[1, cand], pred[2, cand], pred[3, cand]
+            xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+            kept = nms(xyxy, sc, self.cfg.nms_iou, cls, MAX_DET)
+            frame_xyxy = tr.to_frame(xyxy[kept])
+            results.append(self.classmap.apply(frame_xyxy, sc[kept], cls[kept]))
+        return results
+
+
+def create(model_cfg: ModelConfig, cache_dir: Path) -> OnnxDetector:
+    """Backend entry point used by :func:`detectors.load_detector`."""
+    resolved = resolve_model(model_cfg, cache_dir, "onnx")
+    entry = resolved.entry
+    if entry is not None:
+        head, spec, names = entry.head, entry.input, dict(entry.class_names)
+    else:  # an operator's ONNX export of an ultralytics detector
+        head = "yolov8"
+        spec = InputSpec(size=model_cfg.input_size, resize="letterbox", layout="nchw", dtype="float32")
+        names = None
+    log.info("loading %s (%s) with onnxruntime from %s", model_cfg.name, resolved.version, resolved.path)
+    return OnnxDetector(model_cfg, resolved.path, resolved.version, head, spec, names)

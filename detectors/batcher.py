@@ -1,0 +1,292 @@
+"""Cross-camera batch scheduler: frames of many cameras -> one inference call.
+
+Split in two so the policy can be tested without threads or real time:
+
+* :class:`BatchFormer` — pure state: at most one pending frame per camera
+  (a newer frame replaces the pending one, newest wins, the drop counted for
+  that camera), and ``take(now)`` releasing up to ``max_batch`` frames, oldest
+  pending first, once the batch is full or the oldest has waited
+  ``max_wait_s``.
+* :class:`BatchScheduler` — a thin worker thread around it, calling the
+  detector and handing each result to ``on_result``.
+
+Why newest-wins with one slot per camera: under overload a live system must
+analyse the present, not work through a backlog; a bounded slot per camera
+also bounds memory at one frame per camera. A replaced frame keeps its
+camera's place in the queue (and its arrival time), otherwise a fast camera
+would be sent to the back on every new frame and starve behind slow ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.clock import Clock, SystemClock
+from core.detections import Detections
+from core.frame import Frame
+from detectors.registry import Detector
+
+log = logging.getLogger(__name__)
+
+ResultCallback = Callable[[Frame, Detections], None]
+FailureCallback = Callable[[Frame, BaseException], None]
+
+
+@dataclass
+class _Pending:
+    frame: Frame
+    since: float  # monotonic time the camera's slot became pending
+
+
+@dataclass
+class BatchStats:
+    """Counters of one scheduler; a snapshot copy is returned by :meth:`BatchScheduler.stats`."""
+
+    submitted: int = 0
+    analysed: int = 0
+    failed: int = 0
+    dropped: int = 0
+    dropped_by_camera: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    inference_s: float = 0.0
+    errors: int = 0  # detector calls that raised
+    callback_errors: int = 0  # on_result / on_failure calls that raised
+
+    def copy(self) -> BatchStats:
+        return BatchStats(
+            submitted=self.submitted,
+            analysed=self.analysed,
+            failed=self.failed,
+            dropped=self.dropped,
+            dropped_by_camera=Counter(self.dropped_by_camera),
+            batches=self.batches,
+            batch_sizes=Counter(self.batch_sizes),
+            inference_s=self.inference_s,
+            errors=self.errors,
+            callback_errors=self.callback_errors,
+        )
+
+    @property
+    def mean_batch(self) -> float:
+        return (self.analysed + self.failed) / self.batches if self.batches else 0.0
+
+
+class BatchFormer:
+    """Batching policy without threads: feed it frames and the time, ask it for batches."""
+
+    def __init__(self, max_batch: int, max_wait_s: float) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if max_wait_s < 0:
+            raise ValueError("max_wait_s must not be negative")
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._pending: dict[str, _Pending] = {}  # insertion order == oldest pending first
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def offer(self, frame: Frame, now: float) -> Frame | None:
+        """Queue ``frame``; returns the older frame of the same camera it replaced (a drop), if any."""
+        slot = self._pending.get(frame.camera_id)
+        if slot is None:
+            self._pending[frame.camera_id] = _Pending(frame, now)
+            return None
+        replaced = slot.frame
+        slot.frame = frame  # newest wins; the slot keeps its place and its waiting time
+        return replaced
+
+    def deadline(self) -> float | None:
+        """Monotonic time at which the oldest pending frame must go, None when nothing is pending."""
+        if not self._pending:
+            return None
+        return next(iter(self._pending.values())).since + self.max_wait_s
+
+    def ready(self, now: float) -> bool:
+        if not self._pending:
+            return False
+        if len(self._pending) >= self.max_batch:
+            return True
+        deadline = self.deadline()
+        return deadline is not None and now >= deadline
+
+    def clear(self) -> list[Frame]:
+        """Remove and return every pending frame (oldest first)."""
+        frames = [p.frame for p in self._pending.values()]
+        self._pending.clear()
+        return frames
+
+    def take(self, now: float, force: bool = False) -> list[Frame]:
+        """The next batch (oldest pending first) if one is due at ``now`` (or ``force``), else []."""
+        if not self._pending or not (force or self.ready(now)):
+            return []
+        batch: list[Frame] = []
+        for cam in list(self._pending)[: self.max_batch]:
+            batch.append(self._pending.pop(cam).frame)
+        return batch
+
+
+class BatchScheduler:
+    """Runs one detector over frames from many cameras in batches, on its own thread.
+
+    ``submit`` never blocks on inference. Results arrive on the scheduler's
+    thread through ``on_result(frame, detections)``; keep that callback short
+    (hand off to a queue) or it delays the next batch. When the detector
+    raises, the error is logged and counted, each frame of that batch goes to
+    ``on_failure(frame, exc)`` if given, and the thread carries on.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        max_batch: int,
+        max_wait_s: float,
+        on_result: ResultCallback,
+        clock: Clock | None = None,
+        on_failure: FailureCallback | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.detector = detector
+        self.on_result = on_result
+        self.on_failure = on_failure
+        self.clock: Clock = clock or SystemClock()
+        self.name = name or f"batcher-{detector.name}"
+        self._former = BatchFormer(max_batch, max_wait_s)
+        self._stats = BatchStats()
+        self._cond = threading.Condition()
+        self._running = False
+        self._in_flight = 0
+        self._thread: threading.Thread | None = None
+
+    # -- producer side -------------------------------------------------------------------------
+
+    def submit(self, frame: Frame) -> None:
+        """Queue a frame for analysis; replaces (and counts as dropped) this camera's pending frame."""
+        with self._cond:
+            if not self._running:
+                raise RuntimeError(f"{self.name} is not running; call start() first")
+            self._stats.submitted += 1
+            replaced = self._former.offer(frame, self.clock.monotonic())
+            if replaced is not None:
+                self._stats.dropped += 1
+                self._stats.dropped_by_camera[frame.camera_id] += 1
+            self._cond.notify()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, drain: bool = True, timeout: float | None = 10.0) -> None:
+        """Stop the thread; with ``drain`` the frames still pending are analysed first, else dropped."""
+        with self._cond:
+            if not self._running:
+                return
+            self._running = False
+            if not drain:
+                for frame in self._former.clear():
+                    self._stats.dropped += 1
+                    self._stats.dropped_by_camera[frame.camera_id] += 1
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until nothing is pending or in flight (end of a file, tests); False on timeout."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while len(self._former) or self._in_flight:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def stats(self) -> BatchStats:
+        with self._cond:
+            return self._stats.copy()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._former)
+
+    # -- worker thread -------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[Frame]:
+        """Wait for a due batch; [] when stopped and drained."""
+        with self._cond:
+            while True:
+                now = self.clock.monotonic()
+                batch = self._former.take(now, force=not self._running)
+                if batch:
+                    self._in_flight = len(batch)
+                    return batch
+                if not self._running:
+                    return []
+                deadline = self._former.deadline()
+                # wake at the oldest frame's deadline, or when submit()/stop() notifies
+                self._cond.wait(None if deadline is None else max(0.0, deadline - now))
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                return
+            try:
+                self._process(batch)
+            finally:
+                with self._cond:
+                    self._in_flight = 0
+                    self._cond.notify_all()
+
+    def _process(self, batch: list[Frame]) -> None:
+        started = time.perf_counter()
+        try:
+            results = self.detector.detect([f.image for f in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} frames")
+        except Exception as exc:
+            elapsed = time.perf_counter() - started
+            log.exception("detector %s failed on a batch of %d frames", self.detector.name, len(batch))
+            with self._cond:
+                self._stats.errors += 1
+                self._stats.failed += len(batch)
+                self._stats.batches += 1
+                self._stats.batch_sizes[len(batch)] += 1
+                self._stats.inference_s += elapsed
+            if self.on_failure is not None:
+                for frame in batch:
+                    self._call(self.on_failure, frame, exc)
+            return
+        elapsed = time.perf_counter() - started
+        with self._cond:
+            self._stats.analysed += len(batch)
+            self._stats.batches += 1
+            self._stats.batch_sizes[len(batch)] += 1
+            self._stats.inference_s += elapsed
+        for frame, det in zip(batch, results, strict=True):
+            self._call(self.on_result, frame, det)
+
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("%s: result callback failed", self.name)
+            with self._cond:
+                self._stats.callback_errors += 1

@@ -1,0 +1,100 @@
+"""The model manifest: what each model is, where its weights come from, how to convert them.
+
+Parsed into frozen pydantic models with ``extra="forbid"`` so that a typo in
+the manifest fails loudly at build time rather than producing a silently
+different model.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from detectors.errors import ManifestError
+
+DEFAULT_MANIFEST = Path(__file__).with_name("manifest.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    package: str
+    version: str
+    file: str = Field(description="path inside the installed distribution (as listed in its RECORD)")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    install: str = Field(description="the pip command that provides the package")
+    pre_import: list[str] = Field(default_factory=list, description="modules to import before unpickling")
+
+
+class Conversion(_Strict):
+    tool: Literal["tf2onnx", "ultralytics-export"]
+    opset: int = Field(ge=11, le=22)
+    inputs: list[str] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
+    dynamic_batch: bool = True
+
+
+class InputSpec(_Strict):
+    size: int = Field(ge=32, le=2048)
+    resize: Literal["stretch", "letterbox"]
+    layout: Literal["nhwc", "nchw"]
+    dtype: Literal["uint8", "float32"]
+    color: Literal["rgb", "bgr"] = "rgb"
+
+
+class ModelEntry(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    task: Literal["detect"]
+    head: Literal["ssd", "yolov8"]
+    description: str = ""
+    source: Source
+    conversion: Conversion
+    input: InputSpec
+    class_names: dict[int, str]
+    keep_source: bool = False
+    licence: str
+
+    @property
+    def source_suffix(self) -> str:
+        return Path(self.source.file).suffix
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1]
+    models: list[ModelEntry]
+
+    def get(self, model_id: str) -> ModelEntry:
+        for entry in self.models:
+            if entry.id == model_id:
+                return entry
+        known = ", ".join(e.id for e in self.models)
+        raise ManifestError(f"model {model_id!r} is not in the model manifest; known models: {known}")
+
+
+def load_manifest(path: Path | None = None) -> Manifest:
+    """Read and validate a manifest file (the packaged one by default)."""
+    return _load_manifest(Path(path) if path is not None else DEFAULT_MANIFEST)
+
+
+@lru_cache(maxsize=8)
+def _load_manifest(path: Path) -> Manifest:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"model manifest {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"model manifest {path} is not valid YAML: {exc}") from None
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(f"model manifest {path} is invalid:\n{exc}") from None
+    ids = [e.id for e in manifest.models]
+    if len(ids) != len(set(ids)):
+        raise ManifestError(f"model manifest {path} has duplicate ids")
+    return manifest
