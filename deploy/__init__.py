@@ -1,0 +1,1 @@
+"""Deployment helpers: service launchers for tests and development, compose and Kubernetes files."""
