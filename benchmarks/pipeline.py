@@ -28,6 +28,7 @@ from typing import Any
 
 import av
 import numpy as np
+import numpy.typing as npt
 
 from core.config import CameraConfig, IngestConfig, KuzetConfig, Zone
 from detectors.registry import load_detector
@@ -46,18 +47,39 @@ def encode(src: Path, dst: Path, fps: int, gop: int) -> Path:
     """H.264 copy of the clip at ``fps`` with a key frame every ``gop`` frames (cached by name)."""
     if not dst.exists():
         subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-r", str(fps), "-c:v", "libx264", "-preset", "veryfast",
-             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(dst)],
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(src),
+                "-r",
+                str(fps),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-g",
+                str(gop),
+                "-keyint_min",
+                str(gop),
+                "-sc_threshold",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+                str(dst),
+            ],
             check=True,
         )
     return dst
 
 
-def load_frames(clip: Path, n: int) -> list[np.ndarray]:
-    frames: list[np.ndarray] = []
+def load_frames(clip: Path, n: int) -> list[npt.NDArray[np.uint8]]:
+    frames: list[npt.NDArray[np.uint8]] = []
     with av.open(str(clip)) as container:
         for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="bgr24"))
+            frames.append(np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8))
             if len(frames) >= n:
                 break
     return frames
@@ -78,7 +100,7 @@ def decode_cost(clip: Path, seconds: float = 4.0) -> float:
     return (time.process_time() - cpu0) / max(frames, 1)
 
 
-def bare_model(cfg: KuzetConfig, frames: list[np.ndarray], batch: int, seconds: float) -> float:
+def bare_model(cfg: KuzetConfig, frames: list[npt.NDArray[np.uint8]], batch: int, seconds: float) -> float:
     """Seconds of wall time per frame for the detector alone at this batch size."""
     detector = load_detector(cfg.model("person"), cfg.model_cache.expanduser())
     batches = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
@@ -106,15 +128,24 @@ def worker_fps(clip: Path, n_cameras: int, batch: int, warmup_s: float, window_s
 
     run_dir = tmp / f"w{n_cameras}-{batch}"
     cams = [
-        CameraConfig(id=f"bench-{i}", url=str(clip), analysis_fps=30.0, loop=True, realtime=False,
-                     detectors=["person"], zones=[ZONE])
+        CameraConfig(
+            id=f"bench-{i}",
+            url=str(clip),
+            analysis_fps=30.0,
+            loop=True,
+            realtime=False,
+            detectors=["person"],
+            zones=[ZONE],
+        )
         for i in range(n_cameras)
     ]
-    cfg = KuzetConfig(
-        cameras=cams,
-        bus={"spool_path": run_dir / "spool.sqlite3", "local_path": run_dir / "bus.sqlite3"},
-        storage={"local_dir": run_dir / "snapshots"},
-        batch={"max_batch": batch, "max_wait_ms": 10.0},
+    cfg = KuzetConfig.model_validate(
+        {
+            "cameras": cams,
+            "bus": {"spool_path": run_dir / "spool.sqlite3", "local_path": run_dir / "bus.sqlite3"},
+            "storage": {"local_dir": run_dir / "snapshots"},
+            "batch": {"max_batch": batch, "max_wait_ms": 10.0},
+        }
     )
     worker = Worker(cfg)
     worker.start()
@@ -197,12 +228,21 @@ def main() -> None:
             for b in args.batches:
                 run = worker_fps(clip, n, b, args.warmup, args.window, Path(tmp))
                 limit = 1.0 / (decode_s + bare[b])
-                rows.append({**asdict(run), "bare_fps": 1 / bare[b], "limit_fps": limit, "ratio_to_limit": run.fps / limit,
-                             "ratio_to_bare": run.fps * bare[b]})
+                rows.append(
+                    {
+                        **asdict(run),
+                        "bare_fps": 1 / bare[b],
+                        "limit_fps": limit,
+                        "ratio_to_limit": run.fps / limit,
+                        "ratio_to_bare": run.fps * bare[b],
+                    }
+                )
     print("\ncameras  batch  worker fps  bare fps  limit fps  worker/limit  worker/bare  mean batch  dropped")
     for r in rows:
-        print(f"{r['cameras']:>7}  {r['batch']:>5}  {r['fps']:>10.1f}  {r['bare_fps']:>8.1f}  {r['limit_fps']:>9.1f}  "
-              f"{r['ratio_to_limit']:>12.2f}  {r['ratio_to_bare']:>11.2f}  {r['mean_batch']:>10.1f}  {r['dropped']:>7}")
+        print(
+            f"{r['cameras']:>7}  {r['batch']:>5}  {r['fps']:>10.1f}  {r['bare_fps']:>8.1f}  {r['limit_fps']:>9.1f}  "
+            f"{r['ratio_to_limit']:>12.2f}  {r['ratio_to_bare']:>11.2f}  {r['mean_batch']:>10.1f}  {r['dropped']:>7}"
+        )
 
     kf = keyframe_cost(clip25)
     print("\ndecode CPU per analysed frame at 1 fps from 25 fps, 1 key frame/s")

@@ -28,7 +28,9 @@ def _mount() -> None:
 
 @app.command()
 def demo(
-    clip: Annotated[Path | None, typer.Option(help="video file to analyse (default: the bundled vtest excerpt)")] = None,
+    clip: Annotated[
+        Path | None, typer.Option(help="video file to analyse (default: the bundled vtest excerpt)")
+    ] = None,
     out: Annotated[Path, typer.Option(help="where events, snapshots and the local bus go")] = Path("var/demo"),
     fps: Annotated[float, typer.Option(min=0.1, max=30.0, help="analysed frames per second")] = 5.0,
     fast: Annotated[bool, typer.Option(help="replay the clip as fast as possible instead of in real time")] = False,

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -33,7 +33,9 @@ ROAD_ZONE = Zone(
 )
 
 
-def demo_config(clip: Path, out_dir: Path, analysis_fps: float, realtime: bool, model_cache: Path | None) -> KuzetConfig:
+def demo_config(
+    clip: Path, out_dir: Path, analysis_fps: float, realtime: bool, model_cache: Path | None
+) -> KuzetConfig:
     camera = CameraConfig(
         id="demo-cam-1",
         name="Campus road (vtest)",
@@ -44,14 +46,15 @@ def demo_config(clip: Path, out_dir: Path, analysis_fps: float, realtime: bool, 
         zones=[ROAD_ZONE],
         realtime=realtime,
     )
-    extra = {"model_cache": model_cache} if model_cache else {}
-    return KuzetConfig(
-        cameras=[camera],
-        bus={"kind": "local", "local_path": out_dir / "bus.sqlite3", "spool_path": out_dir / "spool.sqlite3"},
-        storage={"kind": "local", "local_dir": out_dir / "snapshots"},
-        worker={"id": "demo-worker", "data_dir": out_dir},
-        **extra,
-    )
+    doc: dict[str, Any] = {
+        "cameras": [camera],
+        "bus": {"kind": "local", "local_path": out_dir / "bus.sqlite3", "spool_path": out_dir / "spool.sqlite3"},
+        "storage": {"kind": "local", "local_dir": out_dir / "snapshots"},
+        "worker": {"id": "demo-worker", "data_dir": out_dir},
+    }
+    if model_cache is not None:
+        doc["model_cache"] = model_cache
+    return KuzetConfig.model_validate(doc)
 
 
 @dataclass
@@ -163,7 +166,12 @@ def _expected_frames(clip: Path, analysis_fps: float) -> int:
 
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
-        duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000  # microseconds (AV_TIME_BASE)
+        else:
+            duration = 0.0
     return max(1, round(duration * analysis_fps))
 
 

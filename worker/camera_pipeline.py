@@ -25,8 +25,6 @@ from worker.rules import FireRule, IncidentChange, PersonZoneRule
 from worker.snapshot import render_snapshot
 from worker.zones import PixelZone, scale_zones
 
-
-
 # The store's ``ref_for``: the reference of a snapshot, computed without I/O (the upload happens in the relay).
 SnapshotRefFn = Callable[[str, UUID, datetime, bytes], SnapshotRef]
 

@@ -13,6 +13,7 @@ under overload (newest frame wins per camera) and every drop is counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -144,6 +145,10 @@ class Worker:
         with self._lock:
             return sorted(self._cameras)
 
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every frame handed to a batcher has been analysed (end of a file run)."""
+        return all(s.wait_idle(timeout_s) for s in self._schedulers.values())
+
     def camera_running(self, camera_id: str) -> bool:
         """False once a camera has stopped by itself (a file source that reached its end) or was removed."""
         with self._lock:
@@ -173,7 +178,7 @@ class Worker:
                 detector,
                 max_batch=self.cfg.batch.max_batch,
                 max_wait_s=self.cfg.batch.max_wait_ms / 1000.0,
-                on_result=lambda frame, det, name=model_name: self._on_result(name, frame, det),
+                on_result=functools.partial(self._on_result, model_name),
             )
             scheduler.start()
             self._schedulers[model_name] = scheduler

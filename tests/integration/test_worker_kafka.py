@@ -77,7 +77,9 @@ def test_rtsp_worker_publishes_valid_incidents_with_snapshots_in_s3(
     assert counts["received"] >= counts["produced"]
 
     store = S3SnapshotStore(
-        S3Config(endpoint=s3_service.endpoint, access_key="env:KUZET_TEST_S3_ACCESS", secret_key="env:KUZET_TEST_S3_SECRET")
+        S3Config(
+            endpoint=s3_service.endpoint, access_key="env:KUZET_TEST_S3_ACCESS", secret_key="env:KUZET_TEST_S3_SECRET"
+        )
     )
     starts = [Incident.model_validate(e) for e in seen.events if e["state"] == "start"]
     for inc in starts:

@@ -41,13 +41,15 @@ def worker_config(
                 "secret_key": "env:KUZET_TEST_S3_SECRET",
             },
         }
-    return KuzetConfig(
-        worker={"id": worker_id, "data_dir": tmp},
-        cameras=cameras,
-        bus=bus,
-        storage=storage,
-        batch={"max_batch": 4, "max_wait_ms": 20},
-        rules=rules or {"end_after_s": 1.5, "update_every_s": 2.0, "cooldown_s": 5.0},
+    return KuzetConfig.model_validate(
+        {
+            "worker": {"id": worker_id, "data_dir": tmp},
+            "cameras": cameras,
+            "bus": bus,
+            "storage": storage,
+            "batch": {"max_batch": 4, "max_wait_ms": 20},
+            "rules": rules or {"end_after_s": 1.5, "update_every_s": 2.0, "cooldown_s": 5.0},
+        }
     )
 
 
