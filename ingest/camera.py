@@ -99,6 +99,7 @@ class RunnerStats:
     frames_analysed: int
     decode_errors: int
     corrupt_packets: int
+    corrupt_frames: int
     decode_cpu_s: float
     reconnects: int
     callback_errors: int
@@ -215,6 +216,7 @@ class CameraRunner:
         self._frames_analysed = 0
         self._decode_errors = 0
         self._corrupt_packets = 0
+        self._corrupt_frames = 0
         self._decode_cpu_s = 0.0
         self._reconnects = 0
         self._callback_errors = 0
@@ -241,6 +243,7 @@ class CameraRunner:
             frames_analysed=self._frames_analysed,
             decode_errors=self._decode_errors,
             corrupt_packets=self._corrupt_packets,
+            corrupt_frames=self._corrupt_frames,
             decode_cpu_s=self._decode_cpu_s,
             reconnects=self._reconnects,
             callback_errors=self._callback_errors,
@@ -351,8 +354,9 @@ class CameraRunner:
             self._handle_packet(source, packet, sess)
             now = self._clock.monotonic()
             if now - sess.progress_at > stall_s:
-                errors = f" ({self._decode_errors} decode errors)" if self._decode_errors else ""
-                self._set_state(CameraState.DOWN, f"stalled: no frames for {now - sess.progress_at:.1f} s{errors}")
+                self._set_state(
+                    CameraState.DOWN, f"stalled: no frames for {now - sess.progress_at:.1f} s{self._damage()}"
+                )
                 return _Outcome.RETRY
             if now >= sess.next_health_at:
                 self._evaluate_health(sess, now)
@@ -366,12 +370,19 @@ class CameraRunner:
         if sess.info.live:
             self._set_state(CameraState.DOWN, "stream ended by server")
             return _Outcome.RETRY
-        errors = f" ({self._decode_errors} packets could not be decoded)" if self._decode_errors else ""
         if sess.delivered == 0:
-            self._set_state(CameraState.DOWN, f"{END_OF_STREAM}: no decodable frames{errors}")
+            self._set_state(CameraState.DOWN, f"{END_OF_STREAM}: no decodable frames{self._damage()}")
         else:
-            self._set_state(CameraState.DOWN, f"{END_OF_STREAM}{errors}")
+            self._set_state(CameraState.DOWN, f"{END_OF_STREAM}{self._damage()}")
         return _Outcome.FINISHED
+
+    def _damage(self) -> str:
+        parts = []
+        if self._decode_errors:
+            parts.append(f"{self._decode_errors} packets could not be decoded")
+        if self._corrupt_frames:
+            parts.append(f"{self._corrupt_frames} corrupt frames skipped")
+        return f" ({', '.join(parts)})" if parts else ""
 
     def _handle_packet(self, source: PacketSource, packet: SourcePacket, sess: _Session) -> None:
         now = self._clock.monotonic()
@@ -430,6 +441,11 @@ class CameraRunner:
         self._frames_decoded += 1
         if image.keyframe:
             self._key_frames_decoded += 1
+        if image.corrupt:
+            # FFmpeg concealed lost/damaged data with smeared blocks: analysing it invites false alarms,
+            # and it is no proof the stream works, so it neither feeds the sampler nor the watchdog
+            self._corrupt_frames += 1
+            return
         sess.progress_at = now
         pts = image.pts_s if image.pts_s is not None else fallback_pts
         if pts is None:

@@ -21,6 +21,7 @@ could defeat a pattern-based redactor on its own).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from collections.abc import Iterator
@@ -98,6 +99,7 @@ class DecodedImage(Protocol):
 
     pts_s: float | None
     keyframe: bool
+    corrupt: bool  # the decoder concealed errors in it (lost or damaged data): not worth analysing
 
     def to_bgr(self) -> npt.NDArray[np.uint8]: ...
 
@@ -108,6 +110,7 @@ class PyAVImage:
 
     pts_s: float | None
     keyframe: bool
+    corrupt: bool
     frame: av.VideoFrame = field(repr=False)
 
     def to_bgr(self) -> npt.NDArray[np.uint8]:
@@ -242,7 +245,9 @@ class PyAVSource:
         self._container: av.container.InputContainer | None = None
         self._stream: av.VideoStream | None = None
         self._packets: Iterator[Any] | None = None
-        self._time_base: float = 0.0
+        self._time_base: float = 1.0
+        self._synth_ts = 0
+        self._untimed_pending: list[float] = []  # times of untimed packets inside the decoder (a min-heap)
         # loop replay: offset added to every timestamp, and the largest end time seen in the current pass
         self._offset_s = 0.0
         self._pass_end_s = 0.0
@@ -268,8 +273,9 @@ class PyAVSource:
                 raise SourceOpenError(f"no decoder for codec of {self.display_url}", permanent=not self._live)
             stream.codec_context.thread_count = 1
             self._stream = stream
-            self._time_base = float(stream.time_base) if stream.time_base else 0.0
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            self._time_base = float(stream.time_base) if stream.time_base else 1.0 / 90_000
+            # guessed_rate (av_guess_frame_rate) is right where average_rate falls back to 25 (raw H.264)
+            rate = stream.guessed_rate or stream.average_rate or stream.base_rate
             fps = float(rate) if rate else None
             if fps:
                 self._frame_dur_s = 1.0 / fps
@@ -308,7 +314,13 @@ class PyAVSource:
             if packet.size == 0:
                 # PyAV's trailing "flush" packets; the runner drains the decoder itself at EOF.
                 continue
-            pts_s = self._seconds(packet.pts if packet.pts is not None else packet.dts)
+            untimed = packet.pts is None and packet.dts is None
+            step = int(packet.duration) if packet.duration else max(1, round(self._frame_dur_s / self._time_base))
+            # Raw elementary streams (.h264) carry no timestamps: number packets at the stream's frame
+            # duration (decode order); decode() hands these times to frames in display order.
+            ts = self._synth_ts if untimed else int(packet.pts if packet.pts is not None else packet.dts)
+            self._synth_ts = max(self._synth_ts, ts + step)
+            pts_s = self._seconds(ts)
             if pts_s is not None:
                 dur = float(packet.duration) * self._time_base if packet.duration else self._frame_dur_s
                 end = pts_s - self._offset_s + dur
@@ -317,31 +329,47 @@ class PyAVSource:
                 self._pace(self._seconds(packet.dts if packet.dts is not None else packet.pts))
             return SourcePacket(
                 pts_s=pts_s, keyframe=bool(packet.is_keyframe), size=int(packet.size),
-                corrupt=bool(packet.is_corrupt), raw=packet,
+                corrupt=bool(packet.is_corrupt), raw=(packet, untimed),
             )
 
     def decode(self, packet: SourcePacket | None) -> list[DecodedImage]:
         if self._stream is None:
             raise DecodeError("source is not open")
         ctx = self._stream.codec_context
+        raw, untimed = packet.raw if packet is not None else (None, False)
+        if untimed and packet is not None and packet.pts_s is not None:
+            heapq.heappush(self._untimed_pending, packet.pts_s)
         try:
-            frames = ctx.decode(packet.raw if packet is not None else None)
+            frames = ctx.decode(raw)
         except av.error.EOFError:
             frames = []
         except (av.error.FFmpegError, ValueError) as exc:
+            if untimed and packet is not None and packet.pts_s in self._untimed_pending:
+                self._untimed_pending.remove(packet.pts_s)
+                heapq.heapify(self._untimed_pending)
             raise DecodeError(self._scrub(f"decode failed: {_ffmpeg_reason(exc)}")) from None
+        out: list[DecodedImage] = []
+        for frame in frames:
+            if frame.pts is not None:
+                pts_s = self._seconds(frame.pts)
+            elif self._untimed_pending:
+                # frames leave the decoder in display order: the earliest outstanding packet time is theirs
+                pts_s = heapq.heappop(self._untimed_pending)
+            else:
+                pts_s = None
+            out.append(
+                PyAVImage(pts_s=pts_s, keyframe=bool(frame.key_frame), corrupt=bool(frame.is_corrupt), frame=frame)
+            )
         if packet is None:
             # after draining, FFmpeg's decoder accepts packets again only once flushed
             ctx.flush_buffers()
-        out: list[DecodedImage] = []
-        for frame in frames:
-            pts = frame.pts if frame.pts is not None else None
-            out.append(PyAVImage(pts_s=self._seconds(pts), keyframe=bool(frame.key_frame), frame=frame))
+            self._untimed_pending.clear()
         return out
 
     def reset_decoder(self) -> None:
         if self._stream is not None:
             self._stream.codec_context.flush_buffers()
+        self._untimed_pending.clear()
 
     def close(self) -> None:
         container, self._container = self._container, None
@@ -376,17 +404,19 @@ class PyAVSource:
             raise SourceOpenError(f"file not found: {path}", permanent=True)
         if not path.is_file():
             raise SourceOpenError(f"not a regular file: {path}", permanent=True)
+        if path.stat().st_size == 0:
+            raise SourceOpenError(f"empty file: {path}", permanent=True)
         try:
             return av.open(str(path))
         except av.error.InvalidDataError:
             raise SourceOpenError(
-                f"not a video file (FFmpeg found no readable media in {path})", permanent=True
+                f"not a readable video file (not video, truncated or corrupt): {path}", permanent=True
             ) from None
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise SourceOpenError(self._scrub(f"cannot open {path}: {_ffmpeg_reason(exc)}"), permanent=True) from None
 
     def _seconds(self, ts: int | None) -> float | None:
-        if ts is None or not self._time_base:
+        if ts is None:
             return None
         return float(ts) * self._time_base + self._offset_s
 
@@ -403,7 +433,9 @@ class PyAVSource:
             return False  # an empty pass would loop forever without producing anything
         self._offset_s += self._pass_end_s
         self._pass_end_s = 0.0
+        self._synth_ts = 0  # synthesised timestamps restart with the pass; the offset keeps them increasing
         self._stream.codec_context.flush_buffers()
+        self._untimed_pending.clear()
         self._packets = self._container.demux(self._stream)
         return True
 
