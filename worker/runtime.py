@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,19 @@ log = logging.getLogger(__name__)
 
 IncidentObserver = Callable[[Incident], None]
 StatusObserver = Callable[[CameraStatus], None]
+DetectorHook = Callable[[str, Detector], Detector]
+"""Wraps each detector once it is loaded (model name, detector) -> detector; used to time inference for metrics."""
+
+
+@dataclass(frozen=True, slots=True)
+class CameraHealth:
+    """What metrics and `kuzet status` need about one running camera, read at scrape time."""
+
+    camera_id: str
+    state: str  # "starting" until the runner reports, then up / degraded / down
+    reason: str
+    first_analysed_at: float | None  # time.time() of the first frame whose detection finished
+    last_analysed_at: float | None
 
 
 @dataclass
@@ -65,8 +79,13 @@ class Worker:
         store: SnapshotStore | None = None,
         on_incident: IncidentObserver | None = None,
         on_status: StatusObserver | None = None,
+        detector_hook: DetectorHook | None = None,
     ) -> None:
         self.cfg = cfg
+        self._detector_hook = detector_hook
+        # per-camera wall-clock times of the first and the latest analysed frame (scale-out health, metrics)
+        self._first_result_at: dict[str, float] = {}
+        self._last_result_at: dict[str, float] = {}
         self.worker_id = cfg.worker.id
         self._on_incident = on_incident
         self._on_status = on_status
@@ -133,6 +152,8 @@ class Worker:
     def remove_camera(self, camera_id: str) -> None:
         with self._lock:
             cam = self._cameras.pop(camera_id, None)
+        self._first_result_at.pop(camera_id, None)
+        self._last_result_at.pop(camera_id, None)
         if cam is None:
             return
         cam.runner.stop()
@@ -140,6 +161,40 @@ class Worker:
         for ruleset in cam.rulesets.values():
             for out in ruleset.close(now):
                 self._emit(out)
+
+    def update_camera(self, camera: CameraConfig) -> None:
+        """Apply a changed camera (zones, fps, detectors, URL) by restarting that camera only, not the worker.
+
+        Open incidents of the old definition end (their zones may no longer exist); a camera that is not
+        running is simply started.
+        """
+        self.remove_camera(camera.id)
+        self.add_camera(camera)
+
+    def load_models(self, names: list[str] | None = None) -> list[str]:
+        """Load models (all configured ones by default) before any camera needs them; readiness waits on this."""
+        for name in names if names is not None else [m.name for m in self.cfg.models]:
+            self._scheduler(name)
+        return self.models_loaded()
+
+    def models_loaded(self) -> list[str]:
+        return sorted(self._schedulers)
+
+    def camera_health(self) -> dict[str, CameraHealth]:
+        """Per running camera: state as last reported and first / last analysed-frame times (cheap, lock-light)."""
+        with self._lock:
+            cams = list(self._cameras.items())
+        out: dict[str, CameraHealth] = {}
+        for cid, cam in cams:
+            status = cam.runner.status
+            out[cid] = CameraHealth(
+                camera_id=cid,
+                state=status.state.value if status is not None else "starting",
+                reason=status.reason if status is not None else "",
+                first_analysed_at=self._first_result_at.get(cid),
+                last_analysed_at=self._last_result_at.get(cid),
+            )
+        return out
 
     def camera_ids(self) -> list[str]:
         with self._lock:
@@ -173,6 +228,8 @@ class Worker:
     def _scheduler(self, model_name: str) -> BatchScheduler:
         if model_name not in self._schedulers:
             detector = load_detector(self.cfg.model(model_name), self.cfg.model_cache.expanduser())
+            if self._detector_hook is not None:
+                detector = self._detector_hook(model_name, detector)
             self._detectors[model_name] = detector
             scheduler = BatchScheduler(
                 detector,
@@ -197,6 +254,9 @@ class Worker:
         cam = self._cameras.get(frame.camera_id)
         if cam is None:  # removed while its frame was in a batch
             return
+        now = time.time()
+        self._last_result_at[frame.camera_id] = now
+        self._first_result_at.setdefault(frame.camera_id, now)
         for out in cam.rulesets[model_name].process(frame, detections):
             self._emit(out)
 
