@@ -90,6 +90,45 @@ class CameraStatus(Event):
     at: AwareDatetime
 
 
+class PlateCandidate(BaseModel):
+    """One alternative reading of a plate with its share of the vote (0..1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plate: str = Field(pattern=r"^[A-Z0-9]{1,16}$")
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class PlateRead(Event):
+    """One vehicle pass read by a plate camera: the vote over every frame of its track.
+
+    ``is_candidate`` marks a read below the confidence threshold: it is kept
+    for fuzzy search but must not be treated as a fact (nor trigger an exact
+    watchlist hit on its own).
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(default_factory=new_event_id, description="UUIDv7, unique per read; dedupe key")
+    camera_id: CameraId
+    observed_at: AwareDatetime = Field(description="capture time of the frame with the best read")
+    first_seen_at: AwareDatetime
+    last_seen_at: AwareDatetime
+    plate: str = Field(pattern=r"^[A-Z0-9]{1,16}$", description="normalised: upper-case Latin letters and digits")
+    raw_text: str = Field(max_length=64, description="what the OCR read on the best frame, before correction")
+    format_id: str = Field(max_length=32, description="plate format from plate_reader/formats, or 'generic'")
+    country: str = Field(min_length=2, max_length=2, description="ISO 3166 alpha-2, '??' when unknown")
+    confidence: float = Field(ge=0.0, le=1.0)
+    is_candidate: bool = Field(description="below the confidence threshold: a lead, not a fact")
+    candidates: list[PlateCandidate] = Field(default_factory=list, max_length=16, description="top-k, best first")
+    reads: int = Field(ge=1, description="frames whose OCR reads were voted")
+    track_id: int | None = Field(default=None, ge=0)
+    vehicle_box: Box | None = None
+    plate_box: Box
+    snapshot: SnapshotRef | None = None
+    model_versions: dict[str, str] = Field(default_factory=dict)
+    worker_id: str = Field(default="", max_length=64)
+
+
 __all__ = [
     "EVENT_TYPES",
     "CameraStatus",
@@ -97,8 +136,10 @@ __all__ = [
     "Incident",
     "IncidentState",
     "IncidentType",
+    "PlateCandidate",
+    "PlateRead",
     "SnapshotRef",
     "new_event_id",
 ]
 
-EVENT_TYPES: dict[str, type[Event]] = {"incident": Incident, "camera-status": CameraStatus}
+EVENT_TYPES: dict[str, type[Event]] = {"incident": Incident, "camera-status": CameraStatus, "plate-read": PlateRead}
