@@ -175,9 +175,7 @@ class PostgresHistoryStore:
             db = self._connection()
             try:
                 with db.transaction(), db.cursor() as cur:
-                    cur.execute(
-                        "SELECT set_config('statement_timeout', %s, true)", (str(self._statement_timeout_ms),)
-                    )
+                    cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(self._statement_timeout_ms),))
                     yield cur
             except psycopg.Error as exc:
                 raise StoreError(redact_text(f"plate history: {type(exc).__name__}: {exc}".strip())) from exc

@@ -1,0 +1,412 @@
+"""Append-only, hash-chained audit log (plate searches, watchlist changes) in PostgreSQL or SQLite.
+
+Why a hash chain on top of "append-only" triggers: triggers stop the
+application role and honest mistakes, but a database superuser can disable
+them. Each row's hash covers the previous row's hash and the canonical JSON of
+the row itself, so any edit, deletion or reordering of a past row breaks the
+chain at that row and :func:`verify` names it. (Cutting rows off the *end*
+leaves a valid, shorter chain: keep the head that ``kuzet audit verify``
+prints somewhere else and pass it back as an anchor to detect that too.)
+
+Why "fail closed": an investigator's search is only legitimate if it is on the
+record. :meth:`AuditLog.append` raises :class:`AuditUnavailable` on any
+failure, and the search function returns no results in that case.
+
+Appends are serialised (an advisory lock in PostgreSQL, ``BEGIN IMMEDIATE`` in
+SQLite) so two concurrent searches cannot fork the chain, and ``seq`` is
+assigned as previous + 1 (not a sequence with gaps), so a deleted row is also
+visible as a gap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+
+from core.redact import redact_text
+
+GENESIS = "0" * 64
+_LOCK_KEY = 0x6B757A6561  # serialises appends to the chain
+
+
+class AuditUnavailable(RuntimeError):
+    """The audit record could not be written; whatever it was meant to record must not happen."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """What the caller states: who did what, why, and with what outcome."""
+
+    actor: str
+    role: str
+    action: str
+    outcome: str
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    result_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A stored row: the record plus its place in the chain."""
+
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    outcome: str
+    reason: str
+    details: str  # canonical JSON text, exactly as hashed
+    result_count: int | None
+    prev_hash: str
+    hash: str
+
+    def body(self) -> bytes:
+        return canonical_body(
+            self.seq,
+            self.at,
+            self.actor,
+            self.role,
+            self.action,
+            self.outcome,
+            self.reason,
+            self.details,
+            self.result_count,
+        )
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 kept: one text per value, so its hash is reproducible anywhere."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def canonical_body(
+    seq: int,
+    at: datetime,
+    actor: str,
+    role: str,
+    action: str,
+    outcome: str,
+    reason: str,
+    details: str,
+    result_count: int | None,
+) -> bytes:
+    row = {
+        "seq": seq,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "role": role,
+        "action": action,
+        "outcome": outcome,
+        "reason": reason,
+        "details": details,
+        "result_count": result_count,
+    }
+    return canonical_json(row).encode("utf-8")
+
+
+def chain_hash(prev_hash: str, body: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
+
+
+def _entry(prev_seq: int, prev_hash: str, rec: AuditRecord, at: datetime) -> AuditEntry:
+    at = at.astimezone(UTC)
+    details = canonical_json(dict(rec.details))
+    seq = prev_seq + 1
+    body = canonical_body(seq, at, rec.actor, rec.role, rec.action, rec.outcome, rec.reason, details, rec.result_count)
+    return AuditEntry(
+        seq=seq,
+        at=at,
+        actor=rec.actor,
+        role=rec.role,
+        action=rec.action,
+        outcome=rec.outcome,
+        reason=rec.reason,
+        details=details,
+        result_count=rec.result_count,
+        prev_hash=prev_hash,
+        hash=chain_hash(prev_hash, body),
+    )
+
+
+class AuditLog(Protocol):
+    def migrate(self) -> None: ...
+
+    def append(self, record: AuditRecord, at: datetime) -> AuditEntry:
+        """Write one entry; raises :class:`AuditUnavailable` if it is not durably stored."""
+        ...
+
+    def entries(self, after_seq: int = 0, batch: int = 1000) -> Iterator[AuditEntry]:
+        """All entries with ``seq > after_seq``, in order (streamed in batches)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_PG_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        seq          bigint      PRIMARY KEY,
+        at           timestamptz NOT NULL,
+        actor        text        NOT NULL,
+        role         text        NOT NULL,
+        action       text        NOT NULL,
+        outcome      text        NOT NULL,
+        reason       text        NOT NULL,
+        details      text        NOT NULL,
+        result_count integer,
+        prev_hash    text        NOT NULL,
+        hash         text        NOT NULL
+    )""",
+    """CREATE OR REPLACE FUNCTION kuzet_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP;
+    END $$""",
+    """CREATE OR REPLACE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+        FOR EACH ROW EXECUTE FUNCTION kuzet_audit_append_only()""",
+    """CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION kuzet_audit_append_only()""",
+]
+_COLS = "seq, at, actor, role, action, outcome, reason, details, result_count, prev_hash, hash"
+_INSERT_PG = (
+    "INSERT INTO audit_log (seq, at, actor, role, action, outcome, reason, details, result_count, prev_hash, hash) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_INSERT_SQLITE = (
+    "INSERT INTO audit_log (seq, at, actor, role, action, outcome, reason, details, result_count, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class PostgresAuditLog:
+    """The audit log in PostgreSQL; one connection, serialised, reconnecting after failures."""
+
+    kind = "postgres"
+
+    def __init__(self, conninfo: str, *, connect_timeout_s: int = 10) -> None:
+        self._conninfo = conninfo
+        self._connect_timeout_s = connect_timeout_s
+        self._lock = threading.Lock()
+        self._db: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._db is None or self._db.closed or self._db.broken:
+            self._db = psycopg.connect(self._conninfo, connect_timeout=self._connect_timeout_s)
+        return self._db
+
+    def migrate(self) -> None:
+        with self._lock:
+            db = self._connection()
+            with db.transaction(), db.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                for stmt in _PG_SCHEMA:
+                    cur.execute(stmt)
+
+    def append(self, record: AuditRecord, at: datetime) -> AuditEntry:
+        try:
+            with self._lock:
+                db = self._connection()
+                with db.transaction(), db.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                    cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                    row = cur.fetchone()
+                    entry = _entry(row[0] if row else 0, row[1] if row else GENESIS, record, at)
+                    cur.execute(_INSERT_PG, _values(entry))
+                return entry
+        except psycopg.Error as exc:
+            raise AuditUnavailable(redact_text(f"audit log not writable: {type(exc).__name__}: {exc}")) from exc
+
+    def entries(self, after_seq: int = 0, batch: int = 1000) -> Iterator[AuditEntry]:
+        last = after_seq
+        while True:
+            with self._lock:
+                db = self._connection()
+                with db.transaction(), db.cursor() as cur:
+                    cur.execute(
+                        f"SELECT {_COLS} FROM audit_log WHERE seq > %s ORDER BY seq LIMIT %s",  # noqa: S608
+                        (last, batch),
+                    )
+                    rows = cur.fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _from_row(row)
+            last = rows[-1][0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq          INTEGER PRIMARY KEY,
+    at           TEXT    NOT NULL,
+    actor        TEXT    NOT NULL,
+    role         TEXT    NOT NULL,
+    action       TEXT    NOT NULL,
+    outcome      TEXT    NOT NULL,
+    reason       TEXT    NOT NULL,
+    details      TEXT    NOT NULL,
+    result_count INTEGER,
+    prev_hash    TEXT    NOT NULL,
+    hash         TEXT    NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;
+"""
+
+
+class SqliteAuditLog:
+    """The audit log in a SQLite file (one box), same chain and triggers."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an audit row that a power cut can lose is not a record
+        self._lock = threading.Lock()
+
+    def migrate(self) -> None:
+        with self._lock:
+            self._db.executescript(_SQLITE_SCHEMA)
+
+    def append(self, record: AuditRecord, at: datetime) -> AuditEntry:
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+                    entry = _entry(row[0] if row else 0, row[1] if row else GENESIS, record, at)
+                    values = list(_values(entry))
+                    values[1] = entry.at.isoformat(timespec="microseconds")
+                    self._db.execute(_INSERT_SQLITE, values)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return entry
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit log not writable: {exc}") from exc
+
+    def entries(self, after_seq: int = 0, batch: int = 1000) -> Iterator[AuditEntry]:
+        last = after_seq
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT {_COLS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _from_row(row)
+            last = rows[-1][0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _values(e: AuditEntry) -> tuple[Any, ...]:
+    return (
+        e.seq,
+        e.at,
+        e.actor,
+        e.role,
+        e.action,
+        e.outcome,
+        e.reason,
+        e.details,
+        e.result_count,
+        e.prev_hash,
+        e.hash,
+    )
+
+
+def _from_row(row: Any) -> AuditEntry:
+    seq, at, actor, role, action, outcome, reason, details, result_count, prev_hash, hash_ = row
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    return AuditEntry(
+        seq=int(seq),
+        at=at.astimezone(UTC),
+        actor=actor,
+        role=role,
+        action=action,
+        outcome=outcome,
+        reason=reason,
+        details=details,
+        result_count=None if result_count is None else int(result_count),
+        prev_hash=prev_hash,
+        hash=hash_,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Outcome of :func:`verify`: ``first_bad_seq`` is the first row that does not belong to the chain."""
+
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def verify(log: AuditLog, anchor: tuple[int, str] | None = None) -> VerifyReport:
+    """Walk the whole chain; stop at the first row whose sequence, link or hash is wrong.
+
+    ``anchor`` (seq, hash), recorded from an earlier run, must still be in the chain: that catches rows
+    removed from the end, which the chain alone cannot show.
+    """
+    prev_seq, prev_hash, checked = 0, GENESIS, 0
+    anchor_seen = anchor is None
+    try:
+        for e in log.entries():
+            checked += 1
+            problem = None
+            if e.seq != prev_seq + 1:
+                problem = f"sequence gap: expected {prev_seq + 1}, found {e.seq} (rows removed)"
+            elif e.prev_hash != prev_hash:
+                problem = "prev_hash does not match the previous row's hash (a row before it was changed or removed)"
+            elif chain_hash(e.prev_hash, e.body()) != e.hash:
+                problem = "row content does not match its hash (the row was edited)"
+            if problem is not None:
+                return VerifyReport(False, checked, prev_seq, prev_hash, first_bad_seq=e.seq, problem=problem)
+            if anchor is not None and e.seq == anchor[0]:
+                if e.hash != anchor[1]:
+                    return VerifyReport(
+                        False, checked, e.seq, e.hash, first_bad_seq=e.seq, problem="hash differs from the anchor"
+                    )
+                anchor_seen = True
+            prev_seq, prev_hash = e.seq, e.hash
+    except (psycopg.Error, sqlite3.Error) as exc:
+        raise AuditUnavailable(redact_text(f"audit log not readable: {exc}")) from exc
+    if not anchor_seen and anchor is not None:
+        return VerifyReport(
+            False,
+            checked,
+            prev_seq,
+            prev_hash,
+            first_bad_seq=anchor[0],
+            problem=f"anchor row {anchor[0]} is missing (rows removed from the end)",
+        )
+    return VerifyReport(True, checked, prev_seq, prev_hash)

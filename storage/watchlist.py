@@ -1,0 +1,392 @@
+"""Watchlists: plates to alert on (exact or fuzzy), each with a reason, an owner and an expiry.
+
+Entries live in the same database as the plate history (PostgreSQL, or SQLite
+on one box). Nothing is ever deleted: ``expire`` moves the expiry to now and
+``remove`` marks the entry removed, so "why did we alert on this car last
+month" stays answerable; the audit log records who changed what.
+
+:class:`WatchlistMatcher` is the part that runs on live reads. It holds the
+active entries in memory (reloaded every ``refresh_s``), so a match costs a
+dictionary lookup for exact entries plus one bounded weighted edit distance
+per fuzzy entry: microseconds, well inside the one-second budget from read to
+incident. Expiry is checked at match time against the read's time, so an
+expired entry never matches even before the next reload. It knows nothing of
+Kafka: the worker can call :meth:`WatchlistMatcher.match` directly, and
+:mod:`storage.plates.watch` wraps it in a consumer of ``kuzet.plates.v1``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+import psycopg
+
+from core.clock import Clock, SystemClock
+from core.redact import redact_text
+from storage.audit import AuditLog, AuditRecord
+from storage.plates.text import PlateTextError, fold, normalise_plate, weighted_distance
+
+WatchMode = Literal["exact", "fuzzy"]
+Severity = Literal["low", "medium", "high", "critical"]
+MANAGE_ROLES = frozenset({"investigator", "admin"})
+MAX_EXPIRY = timedelta(days=366)
+
+
+class WatchlistError(ValueError):
+    """An entry that cannot be added or changed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchlistEntry:
+    id: UUID
+    plate: str
+    mode: WatchMode
+    max_distance: float
+    reason: str
+    severity: Severity
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    removed_at: datetime | None = None
+    removed_by: str | None = None
+
+    def active(self, at: datetime) -> bool:
+        return self.removed_at is None and at < self.expires_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "plate": self.plate,
+            "mode": self.mode,
+            "max_distance": self.max_distance,
+            "reason": self.reason,
+            "severity": self.severity,
+            "created_by": self.created_by,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "removed_at": self.removed_at.isoformat() if self.removed_at else None,
+            "removed_by": self.removed_by,
+        }
+
+
+_COLS = "id, plate, mode, max_distance, reason, severity, created_by, created_at, expires_at, removed_at, removed_by"
+_PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watchlist (
+    id           uuid        PRIMARY KEY,
+    plate        text        NOT NULL,
+    plate_folded text        NOT NULL,
+    mode         text        NOT NULL CHECK (mode IN ('exact', 'fuzzy')),
+    max_distance real        NOT NULL DEFAULT 0,
+    reason       text        NOT NULL,
+    severity     text        NOT NULL,
+    created_by   text        NOT NULL,
+    created_at   timestamptz NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    removed_at   timestamptz,
+    removed_by   text
+)"""
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watchlist (
+    id           TEXT PRIMARY KEY,
+    plate        TEXT NOT NULL,
+    plate_folded TEXT NOT NULL,
+    mode         TEXT NOT NULL CHECK (mode IN ('exact', 'fuzzy')),
+    max_distance REAL NOT NULL DEFAULT 0,
+    reason       TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    created_by   TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    removed_at   TEXT,
+    removed_by   TEXT
+)"""
+
+
+class WatchlistStore:
+    """Watchlist entries in PostgreSQL (``conninfo``) or SQLite (``sqlite_path``); same SQL, two paramstyles."""
+
+    def __init__(self, *, conninfo: str | None = None, sqlite_path: Path | str | None = None) -> None:
+        if (conninfo is None) == (sqlite_path is None):
+            raise ValueError("give exactly one of conninfo or sqlite_path")
+        self._conninfo = conninfo
+        self._sqlite_path = sqlite_path
+        self._lock = threading.Lock()
+        self._pg: psycopg.Connection[Any] | None = None
+        self._lite: sqlite3.Connection | None = None
+        if sqlite_path is not None:
+            if str(sqlite_path) != ":memory:":
+                Path(sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+            self._lite = sqlite3.connect(str(sqlite_path), check_same_thread=False, isolation_level=None, timeout=30)
+            self._lite.execute("PRAGMA journal_mode=WAL")
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A DB-API cursor in a transaction; SQL is written with ``%s`` and rewritten for SQLite."""
+        with self._lock:
+            if self._lite is not None:
+                db = self._lite
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _LiteCursor(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                return
+            if self._pg is None or self._pg.closed or self._pg.broken:
+                assert self._conninfo is not None
+                try:
+                    self._pg = psycopg.connect(self._conninfo, connect_timeout=10)
+                except psycopg.Error as exc:
+                    raise WatchlistError(redact_text(f"watchlist store unreachable: {exc}")) from None
+            with self._pg.transaction(), self._pg.cursor() as cur:
+                yield cur
+
+    def migrate(self) -> None:
+        with self._cursor() as cur:
+            cur.execute(_SQLITE_SCHEMA if self._lite is not None else _PG_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pg is not None:
+                self._pg.close()
+            if self._lite is not None:
+                self._lite.close()
+
+    def add(self, entry: WatchlistEntry) -> WatchlistEntry:
+        with self._cursor() as cur:
+            cur.execute(
+                f"INSERT INTO watchlist ({_COLS}, plate_folded) "  # noqa: S608  (column list is a constant)
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (*self._dump(entry), fold(entry.plate)),
+            )
+        return entry
+
+    def get(self, entry_id: UUID) -> WatchlistEntry | None:
+        with self._cursor() as cur:
+            cur.execute(f"SELECT {_COLS} FROM watchlist WHERE id = %s", (self._id(entry_id),))  # noqa: S608
+            row = cur.fetchone()
+        return self._load(row) if row else None
+
+    def entries(self, *, active_at: datetime | None = None) -> list[WatchlistEntry]:
+        """All entries (newest first), or only those active at ``active_at``."""
+        with self._cursor() as cur:
+            if active_at is None:
+                cur.execute(f"SELECT {_COLS} FROM watchlist ORDER BY created_at DESC")  # noqa: S608
+            else:
+                cur.execute(
+                    f"SELECT {_COLS} FROM watchlist WHERE removed_at IS NULL AND expires_at > %s "  # noqa: S608
+                    "ORDER BY created_at DESC",
+                    (self._time(active_at),),
+                )
+            rows = cur.fetchall()
+        return [self._load(r) for r in rows]
+
+    def expire(self, entry_id: UUID, at: datetime) -> bool:
+        """Make an entry stop matching from ``at`` on (kept for the record). False if unknown or already over."""
+        with self._cursor() as cur:
+            cur.execute(
+                "UPDATE watchlist SET expires_at = %s WHERE id = %s AND removed_at IS NULL AND expires_at > %s",
+                (self._time(at), self._id(entry_id), self._time(at)),
+            )
+            return bool(cur.rowcount)
+
+    def remove(self, entry_id: UUID, at: datetime, by: str) -> bool:
+        """Mark an entry removed (a mistake, a closed case); it no longer matches nor lists as active."""
+        with self._cursor() as cur:
+            cur.execute(
+                "UPDATE watchlist SET removed_at = %s, removed_by = %s WHERE id = %s AND removed_at IS NULL",
+                (self._time(at), by, self._id(entry_id)),
+            )
+            return bool(cur.rowcount)
+
+    # -- conversions between the two databases' types
+    def _id(self, entry_id: UUID) -> Any:
+        return str(entry_id) if self._lite is not None else entry_id
+
+    def _time(self, t: datetime | None) -> Any:
+        if t is None:
+            return None
+        t = t.astimezone(UTC)
+        return t.isoformat(timespec="microseconds") if self._lite is not None else t
+
+    def _dump(self, e: WatchlistEntry) -> tuple[Any, ...]:
+        return (
+            self._id(e.id),
+            e.plate,
+            e.mode,
+            e.max_distance,
+            e.reason,
+            e.severity,
+            e.created_by,
+            self._time(e.created_at),
+            self._time(e.expires_at),
+            self._time(e.removed_at),
+            e.removed_by,
+        )
+
+    @staticmethod
+    def _load(row: Sequence[Any]) -> WatchlistEntry:
+        def t(v: Any) -> datetime | None:
+            if v is None:
+                return None
+            return (datetime.fromisoformat(v) if isinstance(v, str) else v).astimezone(UTC)
+
+        eid, plate, mode, dist, reason, severity, by, created, expires, removed, removed_by = row
+        created_at, expires_at = t(created), t(expires)
+        assert created_at is not None and expires_at is not None
+        return WatchlistEntry(
+            id=UUID(str(eid)),
+            plate=plate,
+            mode=mode,
+            max_distance=float(dist),
+            reason=reason,
+            severity=severity,
+            created_by=by,
+            created_at=created_at,
+            expires_at=expires_at,
+            removed_at=t(removed),
+            removed_by=removed_by,
+        )
+
+
+class _LiteCursor:
+    """sqlite3 with psycopg's ``%s`` placeholders, so both stores share their SQL text."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._cur: sqlite3.Cursor | None = None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._cur = self._db.execute(sql.replace("%s", "?"), tuple(params))
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone() if self._cur else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall() if self._cur else []
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount if self._cur else 0
+
+
+def new_entry(
+    plate: str,
+    *,
+    reason: str,
+    created_by: str,
+    expires_at: datetime,
+    now: datetime,
+    mode: WatchMode = "exact",
+    max_distance: float = 1.0,
+    severity: Severity = "high",
+) -> WatchlistEntry:
+    """Validate and build an entry (plate normalised, reason required, expiry in the future and bounded)."""
+    try:
+        norm = normalise_plate(plate)
+    except PlateTextError as exc:
+        raise WatchlistError(str(exc)) from None
+    reason = reason.strip()
+    if not (4 <= len(reason) <= 500):
+        raise WatchlistError("a reason (4..500 characters) is required for a watchlist entry")
+    if expires_at.tzinfo is None:
+        raise WatchlistError("expiry needs a time zone")
+    if expires_at <= now:
+        raise WatchlistError("expiry must be in the future")
+    if expires_at - now > MAX_EXPIRY:
+        raise WatchlistError(f"expiry may be at most {MAX_EXPIRY.days} days ahead; renew it later")
+    if mode == "fuzzy" and not (0.0 < max_distance <= 2.0):
+        raise WatchlistError("fuzzy watchlist distance must be in (0, 2]")
+    return WatchlistEntry(
+        id=uuid4(),
+        plate=norm,
+        mode=mode,
+        max_distance=max_distance if mode == "fuzzy" else 0.0,
+        reason=reason,
+        severity=severity,
+        created_by=created_by,
+        created_at=now.astimezone(UTC),
+        expires_at=expires_at.astimezone(UTC),
+    )
+
+
+def audited_change(
+    audit: AuditLog, actor: str, role: str, action: str, details: dict[str, Any], now: datetime, reason: str = ""
+) -> None:
+    """Record a watchlist change; raises (AccessDenied-like PermissionError) for roles that may not manage lists."""
+    allowed = role in MANAGE_ROLES
+    audit.append(
+        AuditRecord(
+            actor=actor,
+            role=role,
+            action=action,
+            outcome="ok" if allowed else "refused",
+            reason=reason,
+            details=details,
+        ),
+        now,
+    )
+    if not allowed:
+        raise PermissionError(f"role {role!r} may not change watchlists (needs investigator or admin)")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchlistMatch:
+    entry: WatchlistEntry
+    plate: str  # the plate as read
+    distance: float
+
+
+class WatchlistMatcher:
+    """Matches live reads against the active entries, cached in memory and reloaded every ``refresh_s``."""
+
+    def __init__(self, store: WatchlistStore, *, clock: Clock | None = None, refresh_s: float = 5.0) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.refresh_s = refresh_s
+        self._loaded_at: float | None = None
+        self._exact: dict[str, list[WatchlistEntry]] = {}
+        self._fuzzy: list[WatchlistEntry] = []
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        entries = self.store.entries(active_at=self.clock.now())
+        exact: dict[str, list[WatchlistEntry]] = {}
+        fuzzy: list[WatchlistEntry] = []
+        for e in entries:
+            if e.mode == "fuzzy":
+                fuzzy.append(e)
+            else:
+                exact.setdefault(e.plate, []).append(e)
+        with self._lock:
+            self._exact, self._fuzzy = exact, fuzzy
+            self._loaded_at = self.clock.monotonic()
+
+    def _maybe_refresh(self) -> None:
+        if self._loaded_at is None or self.clock.monotonic() - self._loaded_at >= self.refresh_s:
+            self.refresh()
+
+    def match(self, plate: str, observed_at: datetime) -> list[WatchlistMatch]:
+        """Entries this read matches (each entry at most once), nearest first; expired entries never match."""
+        self._maybe_refresh()
+        now = self.clock.now()
+        with self._lock:
+            exact, fuzzy = self._exact, self._fuzzy
+        out = [WatchlistMatch(e, plate, 0.0) for e in exact.get(plate, ()) if e.active(observed_at) and e.active(now)]
+        for e in fuzzy:
+            if not (e.active(observed_at) and e.active(now)):
+                continue
+            d = weighted_distance(e.plate, plate, limit=e.max_distance)
+            if d <= e.max_distance + 1e-9:
+                out.append(WatchlistMatch(e, plate, d))
+        out.sort(key=lambda m: m.distance)
+        return out
