@@ -1,0 +1,774 @@
+"""Camera assignment through Kafka's own group coordination (DESIGN.md, "Kafka").
+
+Workers join one consumer group on the compacted registry topic
+``kuzet.cameras.v1``. Each assigned partition is read from its beginning (never
+committed: the group is used for membership and assignment only) to build the
+worker's camera set, then followed for changes. No scheduler of our own: a dead
+worker stops heart-beating, the coordinator expels it after
+``session_timeout_ms`` and its partitions go to the survivors.
+
+Why a custom assignor (:class:`CameraBalancedAssignor`): the built-in ones
+balance *partitions*, and with 24 cameras hashed over 64 partitions that leaves
+one worker with twice the cameras of another. Ours weighs each partition by the
+cameras it holds (the leader keeps a live count of the whole registry in a
+:class:`RegistryView`), divides by each member's declared capacity, and keeps
+partitions where they are unless moving one improves the balance (sticky, so a
+join moves only what it must).
+
+Why cooperative (KIP-429) rebalancing: with the eager protocol every rebalance
+revokes every partition from every worker, which would restart every camera and
+end every open incident at each join. Cooperatively, a partition that moves is
+first revoked from its owner (who stops its cameras in the revocation callback)
+and only assigned to its new owner in the follow-up round, so a camera never
+runs on two workers at once; cameras that stay put are not touched.
+
+Capacity: a worker runs at most ``capacity`` cameras. Cameras of its partitions
+beyond that are not started and are visible (``pending``: a status event with
+reason ``unassigned-capacity``, the metric ``kuzet_worker_cameras_pending``) —
+never silently dropped.
+
+Invalid records that reach the topic (the CLI refuses them, a buggy producer
+may not) are skipped, logged, counted and dead-lettered to ``kuzet.dlq.v1``; the
+camera keeps its last valid definition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor, RebalanceProtocol
+from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, ConsumerProtocolSubscription
+
+from core.config import CameraConfig
+from core.health import CameraState
+from core.redact import redact_text
+from event_bus import topics
+from event_bus.consume import dead_letter
+from event_bus.events import CameraStatus
+from event_bus.interfaces import InRecord, OutRecord
+from worker.registry import InvalidCameraRecord, decode_record
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GROUP = "kuzet-workers"
+PENDING_REASON = "unassigned-capacity"
+"""Reason prefix of the status event of a camera its worker has no room for (``kuzet status`` shows it)."""
+
+
+# -- the assignment plan (pure, unit-tested) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """What a member tells the leader when it joins: its capacity and the partitions it owns now."""
+
+    capacity: int
+    owned: frozenset[int] = frozenset()
+    worker_id: str = ""
+
+
+def plan_assignment(
+    partitions: Sequence[int], members: Mapping[str, MemberInfo], weights: Mapping[int, int]
+) -> dict[str, list[int]]:
+    """Partitions per member, balancing cameras (``weights``) relative to capacity, sticky to current owners.
+
+    1. Every partition keeps its current owner if that owner is still a member
+       (first claimant wins a double claim).
+    2. Unowned partitions go, heaviest first, to the member with the lowest
+       load / capacity (empty partitions to the member with fewest partitions,
+       so future cameras spread too).
+    3. While moving one partition from the most to the least loaded member
+       lowers the larger of their two loads, move the best such partition.
+    """
+    if not members:
+        return {}
+    ids = sorted(members)
+    cap = {m: max(1, members[m].capacity) for m in ids}
+    owner: dict[int, str] = {}
+    for m in ids:
+        for p in sorted(members[m].owned):
+            if p in partitions and p not in owner:
+                owner[p] = m
+    load = dict.fromkeys(ids, 0)
+    count = dict.fromkeys(ids, 0)
+    for p, m in owner.items():
+        load[m] += weights.get(p, 0)
+        count[m] += 1
+    unowned = sorted((p for p in partitions if p not in owner), key=lambda p: (-weights.get(p, 0), p))
+    for p in unowned:
+        w = weights.get(p, 0)
+        m = min(ids, key=lambda x: ((load[x] + w) / cap[x], count[x], x)) if w else min(
+            ids, key=lambda x: (count[x] / cap[x], x)
+        )
+        owner[p] = m
+        load[m] += w
+        count[m] += 1
+    for _ in range(4 * len(partitions) + 16):
+        hi = max(ids, key=lambda x: (load[x] / cap[x], x))
+        lo = min(ids, key=lambda x: (load[x] / cap[x], x))
+        if hi == lo:
+            break
+        worst = load[hi] / cap[hi]
+        best: tuple[float, int] | None = None
+        for p, m in owner.items():
+            w = weights.get(p, 0)
+            if m != hi or w == 0:
+                continue
+            after = max((load[hi] - w) / cap[hi], (load[lo] + w) / cap[lo])
+            if after < worst - 1e-9 and (best is None or after < best[0]):
+                best = (after, p)
+        if best is None:
+            break
+        p = best[1]
+        w = weights.get(p, 0)
+        owner[p] = lo
+        load[hi] -= w
+        load[lo] += w
+        count[hi] -= 1
+        count[lo] += 1
+    # spread empty partitions evenly too (they receive future cameras); moving them costs nothing
+    for _ in range(len(partitions)):
+        hi = max(ids, key=lambda x: (count[x] / cap[x], x))
+        lo = min(ids, key=lambda x: (count[x] / cap[x], x))
+        if count[hi] - count[lo] <= 1:
+            break
+        empties = [p for p, m in owner.items() if m == hi and weights.get(p, 0) == 0]
+        if not empties:
+            break
+        owner[max(empties)] = lo
+        count[hi] -= 1
+        count[lo] += 1
+    out: dict[str, list[int]] = {m: [] for m in ids}
+    for p, m in owner.items():
+        out[m].append(p)
+    return {m: sorted(ps) for m, ps in out.items()}
+
+
+def cooperative_round(
+    plan: Mapping[str, list[int]], members: Mapping[str, MemberInfo]
+) -> dict[str, list[int]]:
+    """KIP-429 first round: hold back every partition that still belongs to another member.
+
+    Its owner sees it missing, revokes it (stopping those cameras) and rejoins;
+    the next round hands it to its new owner. So no partition, and no camera,
+    is ever owned by two members at once.
+    """
+    current: dict[int, str] = {}
+    for m in sorted(members):
+        for p in members[m].owned:
+            current.setdefault(p, m)
+    return {m: [p for p in ps if current.get(p, m) == m] for m, ps in plan.items()}
+
+
+# -- the Kafka assignor ---------------------------------------------------------------------------------------------
+
+
+class CameraBalancedAssignor(AbstractPartitionAssignor):  # type: ignore[misc]  # kafka-python is untyped
+    """Cooperative assignor balancing cameras, not partitions (see the module docstring).
+
+    ``weights`` returns the number of enabled cameras per registry partition;
+    only the group leader's answer is used. When it returns None (the leader's
+    registry view is not loaded yet) every partition weighs 1.
+    """
+
+    name = "kuzet-camera-balanced"
+    version = 1  # ConsumerProtocolSubscription v1 carries owned_partitions (KIP-429)
+
+    def __init__(self, weights: Callable[[], Mapping[int, int] | None], capacity: int, worker_id: str) -> None:
+        self._weights = weights
+        self.capacity = capacity
+        self.worker_id = worker_id
+        self._owned: list[TopicPartition] = []
+        self.last_plan: dict[str, list[int]] = {}
+        self.assignments = 0
+
+    def supported_protocols(self) -> list[RebalanceProtocol]:
+        return [RebalanceProtocol.COOPERATIVE]
+
+    def metadata(self, topics_: set[str]) -> ConsumerProtocolSubscription:
+        sub_tp = ConsumerProtocolSubscription.TopicPartition
+        by_topic: dict[str, list[int]] = {}
+        for tp in self._owned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        user = json.dumps({"worker_id": self.worker_id, "capacity": self.capacity}).encode()
+        return ConsumerProtocolSubscription(
+            version=self.version,
+            topics=sorted(topics_),
+            user_data=user,
+            owned_partitions=[sub_tp(topic=t, partitions=sorted(ps)) for t, ps in sorted(by_topic.items())],
+        )
+
+    def on_assignment(self, assignment: ConsumerProtocolAssignment, generation: int) -> None:
+        self._owned = list(assignment.partitions())
+
+    def assign(self, cluster: Any, members: Sequence[Any]) -> dict[str, ConsumerProtocolAssignment]:
+        infos: dict[str, _ParsedMember] = {}
+        subscribed: set[str] = set()
+        for member in members:
+            meta = member.metadata
+            subscribed.update(meta.topics)
+            infos[member.member_id] = parse_member(meta)
+        weights = self._weights() or {}
+        result: dict[str, ConsumerProtocolAssignment] = {}
+        per_topic: dict[str, dict[str, list[int]]] = {}
+        for topic in sorted(subscribed):
+            parts = sorted(cluster.partitions_for_topic(topic) or [])
+            topic_infos = {
+                m: MemberInfo(i.capacity, frozenset(i.owned_by_topic.get(topic, ())), i.worker_id)
+                for m, i in infos.items()
+            }
+            w = weights if weights else dict.fromkeys(parts, 1)
+            plan = plan_assignment(parts, topic_infos, w)
+            per_topic[topic] = cooperative_round(plan, topic_infos)
+            if topic == topics.CAMERAS:
+                self.last_plan = plan
+        for member in members:
+            mid = member.member_id
+            assigned = [(t, per_topic[t].get(mid, [])) for t in sorted(per_topic) if per_topic[t].get(mid)]
+            result[mid] = ConsumerProtocolAssignment(self.version, assigned, b"")
+        self.assignments += 1
+        log.info(
+            "assignment computed for %d member(s): cameras per member %s",
+            len(members),
+            {infos[m].worker_id or m: sum(weights.get(p, 0) for p in ps) for m, ps in self.last_plan.items()},
+        )
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class _ParsedMember:
+    capacity: int
+    worker_id: str
+    owned_by_topic: dict[str, list[int]]
+
+
+def parse_member(meta: Any) -> _ParsedMember:
+    """Capacity and worker id from a member's user data (defaults when absent or garbled), and what it owns."""
+    capacity, worker_id = 1_000_000, ""
+    try:
+        doc = json.loads(bytes(meta.user_data or b"{}"))
+        capacity = max(1, int(doc.get("capacity", capacity)))
+        worker_id = str(doc.get("worker_id", ""))[:64]
+    except (ValueError, TypeError, AttributeError):
+        pass
+    owned: dict[str, list[int]] = {}
+    for tp in getattr(meta, "owned_partitions", None) or ():
+        owned.setdefault(tp.topic, []).extend(tp.partitions)
+    return _ParsedMember(capacity, worker_id, owned)
+
+
+# -- a live count of the whole registry -----------------------------------------------------------------------------
+
+
+class RegistryView:
+    """Reads every registry partition (no group) and keeps camera counts per partition, for the assignor.
+
+    Every worker runs one: whichever becomes leader needs the counts of
+    partitions it does not own. At 20,000 cameras this is a few MB read once.
+    """
+
+    def __init__(self, bootstrap: str, *, client_id: str = "kuzet-registry-view") -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self._lock = threading.Lock()
+        self._where: dict[str, tuple[int, bool]] = {}  # camera id -> (partition, enabled)
+        self._loaded = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lag = 0
+        self.error: str | None = None
+
+    def start(self) -> RegistryView:
+        self._thread = threading.Thread(target=self._run, name="registry-view", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def wait_loaded(self, timeout_s: float) -> bool:
+        return self._loaded.wait(timeout_s)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.is_set()
+
+    def weights(self) -> dict[int, int] | None:
+        """Enabled cameras per partition; None until the first full read."""
+        if not self._loaded.is_set():
+            return None
+        with self._lock:
+            return dict(Counter(p for p, enabled in self._where.values() if enabled))
+
+    def registered(self) -> tuple[int, int]:
+        """(enabled, disabled) cameras in the registry."""
+        with self._lock:
+            enabled = sum(1 for _p, e in self._where.values() if e)
+            return enabled, len(self._where) - enabled
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except Exception as exc:
+                self.error = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+                log.warning("registry view: %s; retrying", self.error)
+                self._stop.wait(2.0)
+
+    def _follow(self) -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap.split(","), client_id=self.client_id, group_id=None,
+            enable_auto_commit=False,
+        )
+        try:
+            parts: set[int] | None = None
+            while not parts and not self._stop.is_set():
+                parts = consumer.partitions_for_topic(topics.CAMERAS)
+                if not parts:
+                    self._stop.wait(1.0)
+            if self._stop.is_set() or not parts:
+                return
+            tps = [TopicPartition(topics.CAMERAS, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            with self._lock:
+                self._where.clear()
+            while not self._stop.is_set():
+                for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
+                    with self._lock:
+                        for r in records:
+                            try:
+                                entry = decode_record(r.key, r.value)
+                            except InvalidCameraRecord:
+                                continue
+                            if entry.camera is None:
+                                self._where.pop(entry.camera_id, None)
+                            else:
+                                self._where[entry.camera_id] = (tp.partition, entry.camera.enabled)
+                if not self._loaded.is_set() and all(consumer.position(tp) >= ends[tp] for tp in tps):
+                    self._loaded.set()
+                self.lag = sum(max(0, (consumer.highwater(tp) or 0) - consumer.position(tp)) for tp in tps)
+        finally:
+            consumer.close(autocommit=False)
+
+
+# -- the assignment loop --------------------------------------------------------------------------------------------
+
+
+class WorkerLike(Protocol):
+    """What the assignment needs of :class:`worker.runtime.Worker` (a fake in unit tests)."""
+
+    worker_id: str
+
+    def add_camera(self, camera: CameraConfig) -> None: ...
+
+    def remove_camera(self, camera_id: str) -> None: ...
+
+    def update_camera(self, camera: CameraConfig) -> None: ...
+
+    def camera_ids(self) -> list[str]: ...
+
+
+EventSink = Callable[[str, str, dict[str, Any]], None]
+"""(event, camera_id or "", details) for the journal: start, stop, update, pending, invalid, assigned, revoked."""
+RecordSink = Callable[[Sequence[OutRecord]], None]
+"""Where DLQ and status records go (the worker's durable spool)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentSettings:
+    bootstrap: str
+    group_id: str = DEFAULT_GROUP
+    capacity: int = 64
+    # ~8 s session: a SIGKILLed worker's partitions move within ~10-15 s; heartbeats every 2 s tolerate a GC pause
+    session_timeout_ms: int = 8000
+    heartbeat_interval_ms: int = 2000
+    max_poll_interval_ms: int = 60_000
+    poll_timeout_ms: int = 500
+    retry_failed_s: float = 15.0
+    client_id: str = "kuzet-worker"
+    registry_wait_s: float = 15.0
+
+
+@dataclass
+class _Partition:
+    cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    end_offset: int | None = None
+    loaded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentStats:
+    """Read by the metrics collector at scrape time."""
+
+    partitions: int
+    loading_partitions: int
+    cameras_desired: int
+    cameras_running: int
+    cameras_pending: int
+    capacity: int
+    invalid_records: int
+    start_failures: int
+    rebalances: int
+    registry_lag: int
+    registry_cameras_enabled: int
+    registry_cameras_disabled: int
+    last_poll_age_s: float
+    member_of_group: bool
+
+
+class CameraAssignment:
+    """Runs the group consumer on its own thread and keeps ``worker``'s cameras equal to its partitions' cameras."""
+
+    def __init__(
+        self,
+        worker: WorkerLike,
+        settings: AssignmentSettings,
+        *,
+        known_detectors: Iterable[str] | None = None,
+        sink: RecordSink | None = None,
+        on_event: EventSink | None = None,
+        view: RegistryView | None = None,
+    ) -> None:
+        self.worker = worker
+        self.settings = settings
+        self._known = set(known_detectors) if known_detectors is not None else None
+        self._sink = sink
+        self._on_event = on_event
+        self.view = view or RegistryView(settings.bootstrap, client_id=f"{settings.client_id}-view")
+        self._own_view = view is None
+        self._parts: dict[int, _Partition] = {}
+        self._running: dict[str, tuple[CameraConfig, int]] = {}
+        self._pending: dict[str, int] = {}
+        self._failed: dict[str, float] = {}
+        self._reported: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: KafkaConsumer | None = None
+        self.assignor = CameraBalancedAssignor(self.view.weights, settings.capacity, worker.worker_id)
+        self.invalid_records = 0
+        self.start_failures = 0
+        self.rebalances = 0
+        self._last_poll = time.monotonic()
+        self._member = False
+        self.error: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> CameraAssignment:
+        if self._own_view:
+            self.view.start()
+        self._thread = threading.Thread(target=self._run, name="camera-assignment", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop our cameras first, then leave the group, so the next owner never overlaps with us."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._own_view:
+            self.view.stop()
+
+    # -- observation -------------------------------------------------------------------------------------------
+
+    def stats(self) -> AssignmentStats:
+        with self._lock:
+            desired = sum(len(p.cameras) for p in self._parts.values() if p.loaded)
+            enabled, disabled = self.view.registered()
+            return AssignmentStats(
+                partitions=len(self._parts),
+                loading_partitions=sum(1 for p in self._parts.values() if not p.loaded),
+                cameras_desired=desired,
+                cameras_running=len(self._running),
+                cameras_pending=len(self._pending),
+                capacity=self.settings.capacity,
+                invalid_records=self.invalid_records,
+                start_failures=self.start_failures,
+                rebalances=self.rebalances,
+                registry_lag=self.view.lag,
+                registry_cameras_enabled=enabled,
+                registry_cameras_disabled=disabled,
+                last_poll_age_s=time.monotonic() - self._last_poll,
+                member_of_group=self._member,
+            )
+
+    def pending(self) -> list[str]:
+        with self._lock:
+            return sorted(self._pending)
+
+    def partitions(self) -> list[int]:
+        with self._lock:
+            return sorted(self._parts)
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if not self.view.wait_loaded(self.settings.registry_wait_s):
+            log.warning("registry view not loaded after %.0f s; joining anyway", self.settings.registry_wait_s)
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except Exception as exc:
+                self.error = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+                log.error("camera assignment failed: %s; stopping our cameras and rejoining", self.error)
+                self._release(list(self._parts))
+                self._stop.wait(2.0)
+        self._release(list(self._parts))
+
+    def _consume(self) -> None:
+        s = self.settings
+        consumer = KafkaConsumer(
+            bootstrap_servers=s.bootstrap.split(","),
+            group_id=s.group_id,
+            client_id=s.client_id,
+            enable_auto_commit=False,  # the registry is re-read from the beginning on every assignment
+            auto_offset_reset="earliest",
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            max_poll_interval_ms=s.max_poll_interval_ms,
+            partition_assignment_strategy=[self.assignor],
+        )
+        self._consumer = consumer
+        consumer.subscribe([topics.CAMERAS], listener=_Listener(self, consumer))
+        try:
+            while not self._stop.is_set():
+                batches = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=2000)
+                self._last_poll = time.monotonic()
+                for tp, records in batches.items():
+                    for r in records:
+                        self._apply(tp.partition, r)
+                self._check_loaded(consumer)
+                self._reconcile()
+        finally:
+            # stop cameras before leaving: the partitions' next owners must not start them while they run here
+            self._release(list(self._parts))
+            self._member = False
+            consumer.close(autocommit=False)
+            self._consumer = None
+
+    def _apply(self, partition: int, r: Any) -> None:
+        part = self._parts.get(partition)
+        if part is None:
+            return
+        try:
+            entry = decode_record(r.key, r.value)
+            if entry.camera is not None and self._known is not None:
+                missing = [d for d in entry.camera.detectors if d not in self._known]
+                if missing:
+                    raise InvalidCameraRecord(
+                        f"camera {entry.camera_id}: unknown detector(s) {missing}; "
+                        f"this worker runs {sorted(self._known)}"
+                    )
+        except InvalidCameraRecord as exc:
+            self._invalid(partition, r, str(exc))
+            return
+        with self._lock:
+            if entry.camera is None or not entry.camera.enabled:
+                part.cameras.pop(entry.camera_id, None)
+            else:
+                part.cameras[entry.camera_id] = entry.camera
+
+    def _invalid(self, partition: int, r: Any, reason: str) -> None:
+        if (partition, r.offset) in self._reported:
+            return  # re-read after a rebalance: reported once per process
+        self._reported.add((partition, r.offset))
+        self.invalid_records += 1
+        log.warning("skipping invalid camera record at %s/%d@%d: %s", topics.CAMERAS, partition, r.offset, reason)
+        self._event("invalid", "", {"partition": partition, "offset": r.offset, "reason": reason})
+        if self._sink is not None:
+            rec = InRecord(
+                topic=topics.CAMERAS,
+                partition=partition,
+                offset=r.offset,
+                key=r.key.decode("utf-8", errors="replace") if r.key is not None else None,
+                value=bytes(r.value) if r.value is not None else b"",
+                timestamp_ms=int(r.timestamp),
+            )
+            try:
+                self._sink([dead_letter(rec, reason)])
+            except Exception as exc:
+                log.error("could not dead-letter an invalid camera record: %s", redact_text(str(exc)))
+
+    def _check_loaded(self, consumer: KafkaConsumer) -> None:
+        loading = [p for p, st in self._parts.items() if not st.loaded]
+        if not loading:
+            return
+        tps = [TopicPartition(topics.CAMERAS, p) for p in loading]
+        need_end = [tp for tp in tps if self._parts[tp.partition].end_offset is None]
+        if need_end:
+            for tp, end in consumer.end_offsets(need_end).items():
+                if tp.partition in self._parts:
+                    self._parts[tp.partition].end_offset = end
+        for tp in tps:
+            st = self._parts.get(tp.partition)
+            if st is not None and st.end_offset is not None and consumer.position(tp) >= st.end_offset:
+                st.loaded = True
+
+    # -- keeping the worker in step -----------------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """Start, update and stop cameras so the worker runs exactly its loaded partitions' cameras (up to capacity)."""
+        desired: dict[str, tuple[CameraConfig, int]] = {}
+        with self._lock:
+            loaded = {p for p, st in self._parts.items() if st.loaded}
+            for p in loaded:
+                for cid, cam in self._parts[p].cameras.items():
+                    desired[cid] = (cam, p)
+        for cid, (cam, p) in list(self._running.items()):
+            if p in loaded and cid not in desired:
+                self._stop_camera(cid, "removed from the registry")
+            elif cid in desired and desired[cid][0] != cam:
+                self._update_camera(desired[cid][0], desired[cid][1])
+        now = time.monotonic()
+        new_pending: dict[str, int] = {}
+        for cid in sorted(desired):
+            if cid in self._running:
+                continue
+            cam, p = desired[cid]
+            if len(self._running) >= self.settings.capacity:
+                new_pending[cid] = p
+                continue
+            if self._failed.get(cid, 0.0) > now:
+                continue
+            self._start_camera(cam, p)
+        self._set_pending(new_pending)
+
+    def _start_camera(self, cam: CameraConfig, partition: int) -> None:
+        try:
+            self.worker.add_camera(cam)
+        except Exception as exc:
+            self.start_failures += 1
+            self._failed[cam.id] = time.monotonic() + self.settings.retry_failed_s
+            log.error("camera %s could not start: %s", cam.id, redact_text(repr(exc)))
+            self._event("start_failed", cam.id, {"error": redact_text(repr(exc))[:300]})
+            return
+        with self._lock:
+            self._running[cam.id] = (cam, partition)
+        self._failed.pop(cam.id, None)
+        self._event("start", cam.id, {"partition": partition, "fps": cam.analysis_fps, "zones": len(cam.zones)})
+
+    def _update_camera(self, cam: CameraConfig, partition: int) -> None:
+        try:
+            self.worker.update_camera(cam)
+        except Exception as exc:
+            self.start_failures += 1
+            log.error("camera %s could not be updated: %s", cam.id, redact_text(repr(exc)))
+            with self._lock:
+                self._running.pop(cam.id, None)
+            self._failed[cam.id] = time.monotonic() + self.settings.retry_failed_s
+            return
+        with self._lock:
+            self._running[cam.id] = (cam, partition)
+        self._event(
+            "update", cam.id, {"partition": partition, "fps": cam.analysis_fps, "zones": [z.name for z in cam.zones]}
+        )
+
+    def _stop_camera(self, cid: str, why: str) -> None:
+        try:
+            self.worker.remove_camera(cid)
+        except Exception as exc:
+            log.error("camera %s did not stop cleanly: %s", cid, redact_text(repr(exc)))
+        with self._lock:
+            self._running.pop(cid, None)
+        self._event("stop", cid, {"why": why})
+
+    def _set_pending(self, pending: dict[str, int]) -> None:
+        with self._lock:
+            fresh = sorted(set(pending) - set(self._pending))
+            self._pending = pending
+        if not fresh:
+            return
+        log.warning(
+            "worker %s is full (capacity %d): %d camera(s) not started: %s",
+            self.worker.worker_id, self.settings.capacity, len(fresh), ", ".join(fresh[:10]),
+        )
+        records = []
+        for cid in fresh:
+            self._event("pending", cid, {"capacity": self.settings.capacity})
+            status = CameraStatus(
+                camera_id=cid,
+                state=CameraState.DOWN,
+                reason=f"{PENDING_REASON}: worker {self.worker.worker_id} is full "
+                f"({self.settings.capacity} cameras)",
+                input_fps=0.0,
+                analysed_fps=0.0,
+                reconnects=0,
+                worker_id=self.worker.worker_id,
+                at=datetime.now(UTC),
+            )
+            records.append(OutRecord(topics.CAMERA_STATUS, cid, status.model_dump_json().encode()))
+        if self._sink is not None:
+            try:
+                self._sink(records)
+            except Exception as exc:
+                log.error("could not report pending cameras: %s", redact_text(str(exc)))
+
+    def _release(self, partitions: Iterable[int]) -> None:
+        """Stop the cameras of ``partitions`` (in parallel: revocation must be quick) and forget those partitions."""
+        gone = set(partitions)
+        with self._lock:
+            for p in gone:
+                self._parts.pop(p, None)
+            victims = [cid for cid, (_c, p) in self._running.items() if p in gone]
+            self._pending = {cid: p for cid, p in self._pending.items() if p not in gone}
+        if not victims:
+            return
+        with ThreadPoolExecutor(max_workers=min(16, len(victims)), thread_name_prefix="camera-stop") as pool:
+            list(pool.map(lambda cid: self._stop_camera(cid, "partition revoked"), victims))
+
+    def _event(self, kind: str, camera_id: str, details: dict[str, Any]) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(kind, camera_id, details)
+            except Exception as exc:
+                log.warning("journal write failed: %s", exc)
+
+    # -- listener callbacks (on the consumer's thread, inside poll) ---------------------------------------------
+
+    def _assigned(self, consumer: KafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+        mine = [tp for tp in tps if tp.topic == topics.CAMERAS]
+        self.rebalances += 1
+        self._member = True
+        with self._lock:
+            for tp in mine:
+                self._parts[tp.partition] = _Partition()
+        if mine:
+            consumer.seek_to_beginning(*mine)  # the camera set is the whole partition, never a committed offset
+        self._event("assigned", "", {"partitions": sorted(tp.partition for tp in mine)})
+
+    def _revoked(self, tps: Iterable[TopicPartition], lost: bool = False) -> None:
+        parts = sorted(tp.partition for tp in tps if tp.topic == topics.CAMERAS)
+        self.rebalances += 1
+        self._release(parts)
+        self._event("lost" if lost else "revoked", "", {"partitions": parts})
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
+    def __init__(self, owner: CameraAssignment, consumer: KafkaConsumer) -> None:
+        self.owner = owner
+        self.consumer = consumer
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.owner._revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.owner._assigned(self.consumer, assigned)
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.owner._revoked(lost, lost=True)
