@@ -133,7 +133,7 @@ def _outputs_ok(entry: ModelEntry, cache_dir: Path) -> tuple[bool, str]:
 def _build_lock(cache_dir: Path) -> Iterator[None]:
     """One builder at a time per cache (several workers may start together)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / ".build.lock", "w") as fh:
+    with open(cache_dir / ".build.lock", "a") as fh:  # "a": never truncates, leaves mtime alone
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

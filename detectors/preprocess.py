@@ -6,7 +6,13 @@ colour-converts straight into the slot of the batch buffer. Two geometries:
 
 * ``stretch`` (SSD from the TF OD API): the graph itself stretches any input
   to its square size, so doing it ourselves changes nothing in kind and lets
-  frames of different cameras share one batch.
+  frames of different cameras share one batch. With ``resample="tf-asymmetric"``
+  the pixels are sampled as TensorFlow 1's ``resize_bilinear`` does
+  (``src = dst * scale``, no half-pixel offset): on 40 vtest frames this gave
+  the same 193 person boxes as feeding full frames to the graph (mean IoU
+  0.994, mean score difference 0.004), where OpenCV's half-pixel
+  ``cv2.resize`` gave 199 boxes, 185 matched, mean IoU 0.90, score
+  difference 0.065.
 * ``letterbox`` (YOLO): keep the aspect ratio, pad with grey 114 as the model
   was trained, image centred.
 """
@@ -66,6 +72,7 @@ class Preprocessor:
         layout: Literal["nhwc", "nchw"],
         dtype: Literal["uint8", "float32"],
         color: Literal["rgb", "bgr"] = "rgb",
+        resample: Literal["opencv", "tf-asymmetric"] = "opencv",
     ) -> None:
         if layout == "nchw" and dtype != "float32":
             raise ValueError("nchw input is produced as float32 only")
@@ -74,6 +81,7 @@ class Preprocessor:
         self.layout = layout
         self.dtype = dtype
         self.color = color
+        self.resample = resample
         self._u8: dict[int, npt.NDArray[np.uint8]] = {}
         self._f32: dict[int, npt.NDArray[np.float32]] = {}
 
@@ -117,7 +125,12 @@ class Preprocessor:
         if (w, h) == (new_w, new_h):
             region[...] = img
         else:
-            out = cv2.resize(img, (new_w, new_h), dst=region, interpolation=cv2.INTER_LINEAR)
+            if self.resample == "tf-asymmetric":
+                m = np.array([[w / new_w, 0.0, 0.0], [0.0, h / new_h, 0.0]])
+                flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+                out = cv2.warpAffine(img, m, (new_w, new_h), dst=region, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            else:
+                out = cv2.resize(img, (new_w, new_h), dst=region, interpolation=cv2.INTER_LINEAR)
             if not np.shares_memory(out, region):  # OpenCV declined our buffer; copy once
                 region[...] = out
         if self.color == "rgb":
