@@ -117,7 +117,7 @@ def _postgres_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
     try:
         yield service
     finally:
-        service.stop()
+        service.destroy()
 
 
 @pytest.fixture

@@ -163,8 +163,19 @@ def spawn(
     return Spawned(pid=popen.pid, log_file=log_file, popen=popen)
 
 
-def terminate(pid: int, *, grace: float = 15.0, popen: subprocess.Popen[bytes] | None = None) -> None:
-    """SIGTERM the process group of pid, wait up to grace seconds, then SIGKILL it."""
+def terminate(
+    pid: int,
+    *,
+    grace: float = 15.0,
+    popen: subprocess.Popen[bytes] | None = None,
+    sig: int = signal.SIGTERM,
+    signal_group: bool = True,
+) -> None:
+    """Send sig (SIGTERM) to the process group of pid, wait up to grace seconds, then SIGKILL the group.
+
+    ``signal_group=False`` sends the polite signal to the leader only, for servers
+    (PostgreSQL) whose leader shuts its children down in order.
+    """
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
@@ -172,14 +183,14 @@ def terminate(pid: int, *, grace: float = 15.0, popen: subprocess.Popen[bytes] |
     # Only signal the group when the server leads its own group; never our own group.
     target_group = pgid is not None and pgid == pid and pgid != os.getpgrp()
 
-    def send(sig: int) -> None:
+    def send(signum: int, group: bool) -> None:
         with contextlib.suppress(ProcessLookupError):
-            if target_group:
-                os.killpg(pid, sig)
+            if group and target_group:
+                os.killpg(pid, signum)
             else:
-                os.kill(pid, sig)
+                os.kill(pid, signum)
 
-    send(signal.SIGTERM)
+    send(sig, signal_group)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if popen is not None:
@@ -189,7 +200,7 @@ def terminate(pid: int, *, grace: float = 15.0, popen: subprocess.Popen[bytes] |
             break
         time.sleep(0.05)
     else:
-        send(signal.SIGKILL)
+        send(signal.SIGKILL, True)
     if target_group:
         # Stragglers in the group (helpers the server forked) go too.
         with contextlib.suppress(ProcessLookupError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -27,6 +28,9 @@ class Service(ABC):
     #: how many times a first start retries with fresh ports when it lost a port race
     start_attempts: int = 3
     stop_grace: float = 15.0
+    stop_signal: int = signal.SIGTERM
+    #: send stop_signal to the whole process group (True) or to the leader only
+    stop_signal_group: bool = True
 
     def __init__(self, data_dir: Path | str, *, die_with_parent: bool = False) -> None:
         self.data_dir = Path(data_dir).resolve()
@@ -119,7 +123,9 @@ class Service(ABC):
         pid = self.pid
         if pid is not None:
             popen = self._spawned.popen if self._spawned is not None else None
-            terminate(pid, grace=self.stop_grace, popen=popen)
+            terminate(
+                pid, grace=self.stop_grace, popen=popen, sig=self.stop_signal, signal_group=self.stop_signal_group
+            )
         self._spawned = None
         self.pid_file.unlink(missing_ok=True)
         self._after_stop()
