@@ -1,0 +1,100 @@
+"""What the console needs from plate history and watchlists, and the adapter onto ``storage.plates``.
+
+Why a narrow protocol here: the search itself (normalisation, fuzzy ranking,
+audit before results) belongs to the plates side and is shared with the
+``kuzet plates search`` command; the console only collects a justified query
+from an investigator, calls that one function, and shows what comes back. The
+protocol also lets the console's tests drive the pages with a small fake while
+the real adapter is tested against real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from core.snapshot import SnapshotRef
+
+MatchMode = Literal["exact", "wildcard", "fuzzy"]
+
+
+class PlateAccessError(PermissionError):
+    """The plates side refused the search (role, missing reason); it has audited the refusal."""
+
+
+class PlateQueryError(ValueError):
+    """The query cannot be run (bad plate text, absurd wildcard, range too large); message is for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlateQuery:
+    text: str
+    mode: MatchMode = "exact"
+    max_edits: int = 1
+    since_ms: int | None = None
+    until_ms: int | None = None
+    cameras: Sequence[str] = ()
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlateHit:
+    event_id: str
+    plate: str
+    raw_text: str
+    camera_id: str
+    seen_at_ms: int
+    confidence: float
+    country: str = ""
+    distance: float | None = None
+    snapshot: SnapshotRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlateResults:
+    hits: list[PlateHit]
+    total: int | None = None  # when the backend knows it
+    audit_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEntry:
+    id: str
+    plate: str
+    match: str  # exact / fuzzy
+    reason: str
+    created_by: str
+    created_at_ms: int
+    expires_at_ms: int | None
+    active: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class PlateService(Protocol):
+    def search(self, *, user: str, role: str, reason: str, query: PlateQuery) -> PlateResults:
+        """Audited search; raises PlateAccessError / PlateQueryError."""
+        ...
+
+    def watchlist(self) -> list[WatchEntry]: ...
+
+    def watch_add(
+        self, *, user: str, role: str, plate: str, match: str, reason: str, expires_at_ms: int | None
+    ) -> WatchEntry: ...
+
+    def watch_expire(self, *, user: str, role: str, entry_id: str) -> None: ...
+
+    def watch_remove(self, *, user: str, role: str, entry_id: str) -> None: ...
+
+
+def default_plate_service(settings: Any) -> PlateService | None:
+    """The adapter onto ``storage.plates`` for the console's database, or None while that is not available."""
+    try:
+        from dispatch.plates_adapter import StoragePlateService
+    except ImportError:
+        return None
+    try:
+        return StoragePlateService.open(settings)
+    except Exception:
+        return None
