@@ -25,6 +25,12 @@ def _mount() -> None:
     app.add_typer(models_app, name="models")
     app.add_typer(schemas_app, name="schemas")
 
+    from kuzet.commands.plates import app as plates_app
+    from kuzet.commands.plates import audit_app
+
+    app.add_typer(plates_app, name="plates")
+    app.add_typer(audit_app, name="audit")
+
 
 @app.command()
 def demo(

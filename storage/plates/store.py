@@ -176,9 +176,9 @@ def _box(value: Any) -> list[float] | None:
 def record_from_document(doc: Mapping[str, Any]) -> PlateReadRecord:
     """A storable record from a PlateRead JSON document (already schema-checked by the consumer, or not).
 
-    Tolerant of the field names the PlateRead event may use (``observed_at``/``read_at``/``at``,
-    ``country``/``format``), strict about values: a record that would corrupt the index raises
-    :class:`RecordError` and goes to the dead-letter topic instead.
+    Reads :class:`event_bus.events.PlateRead` documents (``model_dump(mode="json")``) and tolerates a few
+    older field spellings (``read_at``, ``format``, candidate ``confidence``). Strict about values: a
+    record that would corrupt the index raises :class:`RecordError` and goes to the dead-letter topic.
     """
     if not isinstance(doc, Mapping):
         raise RecordError("a plate read must be a JSON object")
@@ -201,7 +201,7 @@ def record_from_document(doc: Mapping[str, Any]) -> PlateReadRecord:
     candidates: list[tuple[str, float]] = []
     for c in doc.get("candidates") or ():
         if isinstance(c, Mapping):
-            text, cc = c.get("plate", c.get("text")), c.get("confidence", 0.0)
+            text, cc = c.get("plate", c.get("text")), c.get("score", c.get("confidence", 0.0))
         elif isinstance(c, list | tuple) and len(c) == 2:
             text, cc = c
         else:
@@ -225,7 +225,7 @@ def record_from_document(doc: Mapping[str, Any]) -> PlateReadRecord:
             snapshot = SnapshotRef.model_validate(doc["snapshot"])
         except ValidationError:
             raise RecordError("snapshot reference is malformed") from None
-    fmt = doc.get("format", doc.get("plate_format", ""))
+    fmt = doc.get("format_id", doc.get("format", doc.get("plate_format", "")))
     return PlateReadRecord(
         event_id=event_id,
         observed_at=observed_at,

@@ -1,0 +1,390 @@
+"""`kuzet plates` (search, index, retention, watchlists) and `kuzet audit verify`.
+
+The CLI is a thin shell over :func:`storage.plates.search.search_plates` and
+the stores: the same checks (role, reason, bounds, audit first, fail closed)
+apply here as in the web console. The role is what the operator states
+(``--role`` / ``KUZET_ROLE``); on a shared machine the database credentials are
+the real gate, and every use is on the audit record under ``--user``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from uuid import UUID
+
+import typer
+
+from core.clock import SystemClock
+from event_bus.interfaces import Publisher, Subscriber
+from storage.plates.factory import PlateStores, default_url, open_stores
+from storage.plates.query import QueryError, SearchMode, parse_query
+
+app = typer.Typer(help="Plate history: search, indexer, retention, watchlists.", no_args_is_help=True)
+watch_app = typer.Typer(help="Watchlists: plates that raise a watchlist_hit incident when read.", no_args_is_help=True)
+audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
+app.add_typer(watch_app, name="watchlist")
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="KUZET_PLATES_DB", help="postgresql://... or sqlite:///path (default var/plates.sqlite3)"
+    ),
+]
+UserOpt = Annotated[str, typer.Option("--user", envvar="KUZET_USER", help="who is acting (recorded in the audit log)")]
+RoleOpt = Annotated[str, typer.Option("--role", envvar="KUZET_ROLE", help="investigator, admin, dispatcher ...")]
+_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+
+
+def parse_time(text: str | None, now: datetime) -> datetime | None:
+    """ISO-8601 (a zone is required; ``Z`` allowed) or a relative age like ``90m``, ``12h``, ``7d`` before now."""
+    if text is None:
+        return None
+    m = _RELATIVE.match(text.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return now - timedelta(**{unit: int(m.group(1))})
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is neither ISO-8601 nor an age like 7d / 12h") from None
+    if t.tzinfo is None:
+        raise typer.BadParameter(f"{text!r} needs a time zone (e.g. 2026-03-01T08:00:00+05:00 or ...Z)")
+    return t
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+@app.command("search")
+def search_cmd(
+    text: Annotated[str, typer.Argument(help="plate (exact/fuzzy) or pattern (wildcard: * any run, ? one char)")],
+    reason: Annotated[str | None, typer.Option("--reason", help="reason or case number (required, audited)")] = None,
+    mode: Annotated[SearchMode, typer.Option(help="exact, wildcard or fuzzy")] = SearchMode.EXACT,
+    since: Annotated[str | None, typer.Option(help="start: ISO time or age (7d); default until - 7 days")] = None,
+    until: Annotated[str | None, typer.Option(help="end (exclusive): ISO time or age; default now")] = None,
+    camera: Annotated[list[str] | None, typer.Option("--camera", help="only this camera (repeatable)")] = None,
+    distance: Annotated[float, typer.Option(help="fuzzy: weighted edit distance (OCR confusions cost 0.3)")] = 1.0,
+    limit: Annotated[int, typer.Option(min=1, help="hits per page")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="skip this many hits (next page)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    user: UserOpt = "",
+    role: RoleOpt = "",
+    db: DbOpt = None,
+) -> None:
+    """Search plate history (needs role investigator or admin and a reason; every search is audited)."""
+    from storage.audit import AuditUnavailable
+    from storage.plates.search import AccessDenied, Principal, search_plates
+    from storage.plates.store import StoreError
+
+    now = SystemClock().now()
+    stores = open_stores(db or default_url())
+    try:
+        query = parse_query(
+            text=text,
+            mode=mode,
+            since=parse_time(since, now),
+            until=parse_time(until, now),
+            cameras=tuple(camera or ()),
+            max_distance=distance,
+            limit=limit,
+            offset=offset,
+        )
+        result = search_plates(
+            query,
+            principal=Principal(user=user or getpass.getuser(), role=role),
+            reason=reason,
+            store=stores.history,
+            audit=stores.audit,
+        )
+    except AccessDenied as exc:
+        raise _fail(f"refused (audited): {exc}", 3) from None
+    except QueryError as exc:
+        raise _fail(f"query error: {exc}") from None
+    except AuditUnavailable as exc:
+        raise _fail(f"search not performed: the audit record could not be written ({exc})", 4) from None
+    except StoreError as exc:
+        raise _fail(f"plate history unavailable: {exc}", 5) from None
+    finally:
+        stores.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    typer.echo(
+        f"{len(result.hits)} hit(s)  [{result.query.since:%Y-%m-%d %H:%M} .. {result.query.until:%Y-%m-%d %H:%M} UTC]"
+    )
+    for h in result.hits:
+        flag = " candidate" if h.is_candidate else ""
+        dist = f"  d={h.distance:g}" if result.query.mode is SearchMode.FUZZY else ""
+        typer.echo(
+            f"{h.observed_at:%Y-%m-%d %H:%M:%S}  {h.camera_id:<20} {h.plate:<12} conf={h.confidence:.2f}{dist}{flag}"
+            + (f"  {h.snapshot_url}" if h.snapshot_url else "")
+        )
+    if result.next_offset is not None:
+        typer.echo(f"more: --offset {result.next_offset}")
+    typer.echo(f"audit record #{result.audit_seq}")
+
+
+@app.command("migrate")
+def migrate_cmd(
+    db: DbOpt = None,
+    ahead: Annotated[int, typer.Option(min=0, max=60, help="day partitions to create ahead")] = 3,
+) -> None:
+    """Create tables, indexes, triggers and the coming days' partitions (idempotent)."""
+    stores = open_stores(db or default_url())
+    try:
+        created = stores.history.ensure_partitions(SystemClock().now(), ahead)
+    finally:
+        stores.close()
+    typer.echo("schema ready" + (f"; created {', '.join(created)}" if created else ""))
+
+
+@app.command("retention")
+def retention_cmd(
+    days: Annotated[int, typer.Option(min=1, max=3650, help="keep reads this many days")],
+    db: DbOpt = None,
+    now: Annotated[str | None, typer.Option(help="pretend it is this time (ISO; tests and backfills)")] = None,
+    ahead: Annotated[int, typer.Option(min=0, max=60, help="also create this many days of partitions ahead")] = 3,
+) -> None:
+    """Remove reads older than --days (PostgreSQL: drop whole day partitions; SQLite: delete)."""
+    at = parse_time(now, SystemClock().now()) or SystemClock().now()
+    stores = open_stores(db or default_url())
+    try:
+        report = stores.history.apply_retention(days, at)
+        stores.history.ensure_partitions(at, ahead)
+    finally:
+        stores.close()
+    dropped = ", ".join(report.partitions_dropped) or "none"
+    deleted = "" if report.reads_deleted is None else f"; {report.reads_deleted} read(s) deleted"
+    typer.echo(
+        f"cutoff {report.cutoff:%Y-%m-%d %H:%M} UTC; partitions dropped: {dropped}{deleted}; "
+        f"{report.plates_forgotten} plate(s) forgotten"
+    )
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command("index")
+def index_cmd(
+    db: DbOpt = None,
+    bus: Annotated[str, typer.Option(help="local (one box) or kafka")] = "local",
+    bootstrap: Annotated[str, typer.Option(envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
+    local_path: Annotated[str, typer.Option(help="local bus file")] = "var/bus.sqlite3",
+    batch_size: Annotated[int, typer.Option(min=1, max=50_000)] = 2000,
+) -> None:
+    """Run the plate indexer (consumer group kuzet-plate-indexer on kuzet.plates.v1) until SIGTERM."""
+    from event_bus import topics
+    from storage.plates.indexer import GROUP, run_forever
+
+    subscriber_factory, publisher = _bus(bus, bootstrap, local_path, GROUP, topics.PLATES)
+    stores = open_stores(db or default_url())
+    stop = _stop_event()
+    try:
+        stats = run_forever(subscriber_factory, stores.history, publisher, stop, batch_size=batch_size)
+    finally:
+        publisher.close()
+        stores.close()
+    typer.echo(f"indexed {stats.stored}, duplicates {stats.duplicates}, dead-lettered {stats.dead_lettered}")
+
+
+@app.command("watch")
+def watch_cmd(
+    db: DbOpt = None,
+    bus: Annotated[str, typer.Option(help="local (one box) or kafka")] = "local",
+    bootstrap: Annotated[str, typer.Option(envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
+    local_path: Annotated[str, typer.Option(help="local bus file")] = "var/bus.sqlite3",
+) -> None:
+    """Run the watchlist matcher on kuzet.plates.v1, publishing watchlist_hit incidents, until SIGTERM."""
+    from event_bus import topics
+    from storage.plates.watch import WatchlistConsumer
+    from storage.watchlist import WatchlistMatcher
+
+    subscriber_factory, publisher = _bus(bus, bootstrap, local_path, "kuzet-watchlist", topics.PLATES, latest=True)
+    stores = open_stores(db or default_url())
+    consumer = WatchlistConsumer(subscriber_factory(), publisher, WatchlistMatcher(stores.watchlist))
+    stop = _stop_event()
+    try:
+        while not stop.is_set():
+            consumer.step()
+    finally:
+        consumer.close()
+        publisher.close()
+        stores.close()
+
+
+def _bus(
+    kind: str, bootstrap: str, local_path: str, group: str, topic: str, latest: bool = False
+) -> tuple[Callable[[], Subscriber], Publisher]:
+    """Subscriber factory and publisher for the chosen transport."""
+    if kind == "kafka":
+        from core.config import KafkaConfig
+        from event_bus.kafka_publisher import KafkaPublisher
+        from event_bus.kafka_subscriber import KafkaSubscriber
+
+        def make_kafka() -> KafkaSubscriber:
+            return KafkaSubscriber(bootstrap, [topic], group, from_beginning=not latest, client_id=group)
+
+        return make_kafka, KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, client_id=group))
+    if kind == "local":
+        from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
+
+        def make_local() -> LocalBusSubscriber:
+            return LocalBusSubscriber(local_path, [topic], group, from_beginning=not latest)
+
+        return make_local, LocalBusPublisher(local_path)
+    raise typer.BadParameter("--bus must be local or kafka")
+
+
+# ------------------------------------------------------------------ watchlists
+def _changed(
+    stores: PlateStores, user: str, role: str, action: str, details: dict[str, object], reason: str = ""
+) -> None:
+    from storage.watchlist import audited_change
+
+    try:
+        audited_change(stores.audit, user or getpass.getuser(), role, action, details, SystemClock().now(), reason)
+    except PermissionError as exc:
+        raise _fail(f"refused (audited): {exc}", 3) from None
+
+
+@watch_app.command("add")
+def watch_add(
+    plate: Annotated[str, typer.Argument(help="plate to watch")],
+    reason: Annotated[str, typer.Option("--reason", help="why (case number, warrant ...)")],
+    expires: Annotated[str, typer.Option(help="ISO time, or a duration ahead like 30d / 12h")] = "30d",
+    mode: Annotated[str, typer.Option(help="exact or fuzzy")] = "exact",
+    distance: Annotated[float, typer.Option(help="fuzzy: weighted edit distance")] = 1.0,
+    severity: Annotated[str, typer.Option(help="low, medium, high, critical")] = "high",
+    user: UserOpt = "",
+    role: RoleOpt = "",
+    db: DbOpt = None,
+) -> None:
+    """Add a plate to the watchlist (investigator or admin; audited)."""
+    from storage.watchlist import WatchlistError, new_entry
+
+    now = SystemClock().now()
+    ago = parse_time(expires, now)
+    assert ago is not None
+    expires_at = now + (now - ago) if _RELATIVE.match(expires.strip()) else ago  # "30d" means 30 days ahead here
+    if mode not in ("exact", "fuzzy") or severity not in ("low", "medium", "high", "critical"):
+        raise _fail("mode must be exact|fuzzy and severity low|medium|high|critical")
+    stores = open_stores(db or default_url())
+    try:
+        try:
+            entry = new_entry(
+                plate,
+                reason=reason,
+                created_by=user or getpass.getuser(),
+                expires_at=expires_at,
+                now=now,
+                mode=mode,  # type: ignore[arg-type]
+                max_distance=distance,
+                severity=severity,  # type: ignore[arg-type]
+            )
+        except WatchlistError as exc:
+            raise _fail(str(exc)) from None
+        _changed(stores, user, role, "watchlist_add", entry.to_json(), reason)
+        stores.watchlist.add(entry)
+    finally:
+        stores.close()
+    typer.echo(f"added {entry.id}  {entry.plate} ({entry.mode}) until {entry.expires_at:%Y-%m-%d %H:%M} UTC")
+
+
+@watch_app.command("list")
+def watch_list(
+    show_all: Annotated[bool, typer.Option("--all", help="include expired and removed entries")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    db: DbOpt = None,
+) -> None:
+    """List watchlist entries (active ones unless --all)."""
+    stores = open_stores(db or default_url())
+    try:
+        entries = stores.watchlist.entries(active_at=None if show_all else SystemClock().now())
+    finally:
+        stores.close()
+    if as_json:
+        typer.echo(json.dumps([e.to_json() for e in entries], indent=2))
+        return
+    for e in entries:
+        state = "removed" if e.removed_at else ("expired" if e.expires_at <= datetime.now(UTC) else "active")
+        typer.echo(f"{e.id}  {e.plate:<12} {e.mode:<5} {state:<7} until {e.expires_at:%Y-%m-%d %H:%M}  {e.reason}")
+
+
+@watch_app.command("expire")
+def watch_expire(
+    entry_id: Annotated[UUID, typer.Argument(help="entry id")],
+    user: UserOpt = "",
+    role: RoleOpt = "",
+    db: DbOpt = None,
+) -> None:
+    """Expire an entry now (it stops matching at once; kept for the record)."""
+    stores = open_stores(db or default_url())
+    try:
+        _changed(stores, user, role, "watchlist_expire", {"id": str(entry_id)})
+        ok = stores.watchlist.expire(entry_id, SystemClock().now())
+    finally:
+        stores.close()
+    if not ok:
+        raise _fail(f"no active entry {entry_id}", 1)
+    typer.echo(f"expired {entry_id}")
+
+
+@watch_app.command("remove")
+def watch_remove(
+    entry_id: Annotated[UUID, typer.Argument(help="entry id")],
+    user: UserOpt = "",
+    role: RoleOpt = "",
+    db: DbOpt = None,
+) -> None:
+    """Mark an entry removed (matchers drop it within their refresh interval, 5 s by default)."""
+    stores = open_stores(db or default_url())
+    try:
+        _changed(stores, user, role, "watchlist_remove", {"id": str(entry_id)})
+        ok = stores.watchlist.remove(entry_id, SystemClock().now(), user or getpass.getuser())
+    finally:
+        stores.close()
+    if not ok:
+        raise _fail(f"no entry {entry_id} (or already removed)", 1)
+    typer.echo(f"removed {entry_id}")
+
+
+# ------------------------------------------------------------------ audit
+@audit_app.command("verify")
+def audit_verify(
+    db: DbOpt = None,
+    anchor: Annotated[
+        str | None, typer.Option(help="SEQ:HASH printed by an earlier verify (detects cut-off tail)")
+    ] = None,
+) -> None:
+    """Check the audit hash chain; exit 1 and name the first bad row if it is broken."""
+    from storage.audit import AuditUnavailable, verify
+
+    anchor_t = None
+    if anchor:
+        seq, _, digest = anchor.partition(":")
+        if not seq.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise _fail("--anchor must be SEQ:HASH (64 hex digits)")
+        anchor_t = (int(seq), digest)
+    stores = open_stores(db or default_url())
+    try:
+        report = verify(stores.audit, anchor_t)
+    except AuditUnavailable as exc:
+        raise _fail(str(exc), 4) from None
+    finally:
+        stores.close()
+    if not report.ok:
+        raise _fail(f"audit chain BROKEN at row {report.first_bad_seq}: {report.problem} ({report.checked} checked)", 1)
+    typer.echo(f"audit chain ok: {report.checked} row(s); head {report.head_seq}:{report.head_hash}")
