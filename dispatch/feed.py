@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -38,7 +39,7 @@ from core.redact import redact_text
 from event_bus import topics
 from event_bus.consume import EventConsumer
 from event_bus.events import CameraStatus, Incident
-from event_bus.interfaces import Publisher, Subscriber
+from event_bus.interfaces import InRecord, Publisher, Subscriber
 from storage.workflow import CameraHealth, DetectionUpdate, IncidentRecord, WorkflowStore
 
 log = logging.getLogger(__name__)
@@ -315,11 +316,53 @@ def subscriber_factory(settings: Any) -> tuple[Callable[[], Subscriber], Publish
             )
 
         return make_kafka, KafkaPublisher(kafka)
-    from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
+    from event_bus.local_bus import LocalBusPublisher
 
     path = settings.bus.local_path
 
     def make_local() -> Subscriber:
-        return LocalBusSubscriber(path, wanted, settings.consumer_group, from_beginning=settings.from_beginning)
+        return ReopeningLocalSubscriber(path, wanted, settings.consumer_group, from_beginning=settings.from_beginning)
 
     return make_local, LocalBusPublisher(path)
+
+
+class ReopeningLocalSubscriber:
+    """A local-bus subscriber that follows the file when it is replaced (the demo recreates it on each run).
+
+    SQLite keeps reading a deleted file through its open handle, so without this a console started before
+    ``kuzet demo`` cleared ``bus.sqlite3`` would wait forever on the old, unlinked log.
+    """
+
+    def __init__(self, path: Any, topics_: Sequence[str], group: str | None, *, from_beginning: bool) -> None:
+        from event_bus.local_bus import LocalBusSubscriber
+
+        self._cls = LocalBusSubscriber
+        self._args = (path, list(topics_), group)
+        self._from_beginning = from_beginning
+        self._path = Path(path)
+        self._inner = LocalBusSubscriber(path, list(topics_), group, from_beginning=from_beginning)
+        self._ino = self._inode()
+        self._checked = time.monotonic()
+
+    def _inode(self) -> int | None:
+        try:
+            return self._path.stat().st_ino
+        except OSError:
+            return None
+
+    def poll(self, timeout_s: float, max_records: int = 500) -> list[InRecord]:
+        now = time.monotonic()
+        if now - self._checked > 1.0:
+            self._checked = now
+            ino = self._inode()
+            if ino is not None and ino != self._ino:
+                self._inner.close()
+                self._inner = self._cls(*self._args, from_beginning=self._from_beginning)
+                self._ino = self._inode()
+        return self._inner.poll(timeout_s, max_records)
+
+    def commit(self) -> None:
+        self._inner.commit()
+
+    def close(self) -> None:
+        self._inner.close()

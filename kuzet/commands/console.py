@@ -1,0 +1,163 @@
+"""`kuzet console`: serve the dispatch console, manage its users and API tokens.
+
+Passwords are read from a hidden prompt or stdin (never from the command line,
+where they would land in shell history and ``ps``); a generated password is
+printed once and never stored in clear.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from core.config import format_validation_error
+from dispatch.settings import ConsoleSettings
+from storage.workflow import NotFoundError, Role, UserError, WorkflowStore, open_workflow_store
+
+app = typer.Typer(help="The dispatch console (web UI and JSON API).", no_args_is_help=True)
+users_app = typer.Typer(help="Console users (dispatcher, investigator, admin).", no_args_is_help=True)
+tokens_app = typer.Typer(help="Bearer tokens for other systems calling the JSON API.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="console YAML (see dispatch/settings.py)")]
+
+
+def load_settings(path: Path | None, **overrides: Any) -> ConsoleSettings:
+    """Settings from YAML (if given), environment (KUZET_CONSOLE_*) and command-line overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            typer.echo(f"cannot read {path}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if not isinstance(loaded, dict):
+            typer.echo(f"{path}: expected a mapping at the top level", err=True)
+            raise typer.Exit(2)
+        data = loaded
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ConsoleSettings(**data)
+    except ValidationError as exc:
+        typer.echo(format_validation_error(exc, str(path or "console settings")), err=True)
+        raise typer.Exit(2) from None
+
+
+def _store(config: Path | None) -> WorkflowStore:
+    return open_workflow_store(load_settings(config).database)
+
+
+def _read_password(from_stdin: bool, generate: bool) -> tuple[str, bool]:
+    if generate:
+        return secrets.token_urlsafe(15), True
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True), False
+
+
+@app.command("serve")
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8080)")] = None,
+) -> None:
+    """Serve the console until Ctrl-C; it consumes the incident and camera-status topics in its own group."""
+    import uvicorn
+
+    from core.logs import setup_logging
+    from dispatch.app import create_app
+
+    settings = load_settings(config, host=host, port=port)
+    setup_logging("info")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="login name: lower-case letters, digits, _ . -")],
+    role: Annotated[Role, typer.Option(help="dispatcher, investigator or admin")],
+    display_name: Annotated[str, typer.Option(help="name shown in the console")] = "",
+    password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
+    generate: Annotated[bool, typer.Option(help="generate a password and print it once")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a user (argon2id password hash)."""
+    password, generated = _read_password(password_stdin, generate)
+    try:
+        user = _store(config).add_user(username, role, password, display_name)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"created {user.username} ({user.role.value})")
+    if generated:
+        typer.echo(f"password (shown once): {password}")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
+    generate: Annotated[bool, typer.Option(help="generate a password and print it once")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Set a user's password (ends the user's sessions)."""
+    password, generated = _read_password(password_stdin, generate)
+    try:
+        _store(config).set_password(username, password)
+    except (UserError, NotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"password changed for {username}")
+    if generated:
+        typer.echo(f"password (shown once): {password}")
+
+
+@users_app.command("disable")
+def users_disable(username: str, config: ConfigOpt = None) -> None:
+    """Disable a user (ends the user's sessions; tokens stop working)."""
+    try:
+        _store(config).set_disabled(username, True)
+    except NotFoundError:
+        typer.echo(f"error: no user {username}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"disabled {username}")
+
+
+@users_app.command("enable")
+def users_enable(username: str, config: ConfigOpt = None) -> None:
+    """Enable a disabled user."""
+    try:
+        _store(config).set_disabled(username, False)
+    except NotFoundError:
+        typer.echo(f"error: no user {username}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"enabled {username}")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None) -> None:
+    """List users and roles."""
+    for u in _store(config).users():
+        typer.echo(f"{u.username:24} {u.role.value:13} {'disabled' if u.disabled else 'active':9} {u.display_name}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    username: str,
+    label: Annotated[str, typer.Option(help="what the token is for")] = "api",
+    config: ConfigOpt = None,
+) -> None:
+    """Create a bearer token acting as USERNAME (with that user's role); printed once."""
+    try:
+        token = _store(config).create_api_token(username, label)
+    except NotFoundError:
+        typer.echo(f"error: no user {username}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(token)
