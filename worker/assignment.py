@@ -415,6 +415,7 @@ class _Partition:
 class AssignmentStats:
     """Read by the metrics collector at scrape time."""
 
+    group: str
     partitions: int
     loading_partitions: int
     cameras_desired: int
@@ -466,6 +467,7 @@ class CameraAssignment:
         self.rebalances = 0
         self._last_poll = time.monotonic()
         self._member = False
+        self._lag = 0
         self.error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -492,6 +494,7 @@ class CameraAssignment:
             desired = sum(len(p.cameras) for p in self._parts.values() if p.loaded)
             enabled, disabled = self.view.registered()
             return AssignmentStats(
+                group=self.settings.group_id,
                 partitions=len(self._parts),
                 loading_partitions=sum(1 for p in self._parts.values() if not p.loaded),
                 cameras_desired=desired,
@@ -501,7 +504,7 @@ class CameraAssignment:
                 invalid_records=self.invalid_records,
                 start_failures=self.start_failures,
                 rebalances=self.rebalances,
-                registry_lag=self.view.lag,
+                registry_lag=self._lag,
                 registry_cameras_enabled=enabled,
                 registry_cameras_disabled=disabled,
                 last_poll_age_s=time.monotonic() - self._last_poll,
@@ -555,6 +558,7 @@ class CameraAssignment:
                         self._apply(tp.partition, r)
                 self._check_loaded(consumer)
                 self._reconcile()
+                self._lag = self._group_lag(consumer)
         finally:
             # stop cameras before leaving: the partitions' next owners must not start them while they run here
             self._release(list(self._parts))
@@ -604,6 +608,22 @@ class CameraAssignment:
                 self._sink([dead_letter(rec, reason)])
             except Exception as exc:
                 log.error("could not dead-letter an invalid camera record: %s", redact_text(str(exc)))
+
+    def _group_lag(self, consumer: KafkaConsumer) -> int:
+        """Records between our positions and the ends of our partitions (high-water marks the fetcher already has)."""
+        lag = 0
+        for p, st in list(self._parts.items()):
+            tp = TopicPartition(topics.CAMERAS, p)
+            high = consumer.highwater(tp)
+            if high is None:
+                high = st.end_offset
+            if high is None:
+                continue
+            try:
+                lag += max(0, high - consumer.position(tp))
+            except Exception:  # noqa: S112  # no position yet
+                continue
+        return lag
 
     def _check_loaded(self, consumer: KafkaConsumer) -> None:
         loading = [p for p, st in self._parts.items() if not st.loaded]

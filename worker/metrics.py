@@ -1,0 +1,418 @@
+"""Prometheus metrics for workers (and helpers the indexer and console reuse), read at scrape time.
+
+Why collectors instead of counters bumped in the data path: the worker already
+counts everything (``CameraRunner.stats()``, ``BatchScheduler.stats()``, spool
+and relay stats), so a :class:`WorkerCollector` turns those counters into
+metric families when Prometheus scrapes, and the per-frame path pays nothing.
+The two histograms that need one observation per event wrap what is already a
+per-batch call: :class:`TimedDetector` (one observation per inference batch)
+and :class:`TimedPublisher` (one per relay publish).
+
+Cardinality: only two families carry a per-camera label — the camera's state
+(one series per camera, the ``state`` label holding its current value) and its
+last-frame age. Everything else is per worker or per model. A worker with N
+cameras exports 2N + a constant number of series (about 2,100 for 1,000
+cameras; see ``tests/unit/test_metrics.py``), so 20,000 cameras across a fleet
+stay near 40,000 camera series in total.
+
+Each process uses its own :class:`prometheus_client.CollectorRegistry`, never
+the global default, so tests can run several in one interpreter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from core.detections import Detections
+from event_bus.interfaces import DeliveryError, OutRecord, Publisher
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+PUBLISH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CAMERA_STATES = ("starting", "up", "degraded", "down", "pending")
+
+
+def new_registry(process: bool = True) -> CollectorRegistry:
+    """A registry for one process, with the standard process / platform / GC collectors."""
+    registry = CollectorRegistry(auto_describe=True)
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    return registry
+
+
+def series_count(registry: CollectorRegistry, prefix: str = "") -> int:
+    """How many time series a scrape of ``registry`` returns (optionally only names starting with ``prefix``)."""
+    return sum(
+        1 for family in registry.collect() for sample in family.samples if sample.name.startswith(prefix)
+    )
+
+
+# -- per-batch instruments -------------------------------------------------------------------------------------------
+
+
+class _DetectorLike(Protocol):
+    name: str
+    version: str
+
+    def detect(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]: ...
+
+
+class TimedDetector:
+    """Wraps a detector: one histogram observation per inference call (per batch, not per frame)."""
+
+    def __init__(self, inner: _DetectorLike, histogram: Histogram) -> None:
+        self._inner = inner
+        self._hist = histogram.labels(model=inner.name)
+        self.name = inner.name
+        self.version = inner.version
+
+    def detect(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
+        started = time.perf_counter()
+        try:
+            return self._inner.detect(images)
+        finally:
+            self._hist.observe(time.perf_counter() - started)
+
+    def __getattr__(self, item: str) -> Any:  # anything else a backend exposes (input size, session, ...)
+        return getattr(self._inner, item)
+
+
+class TimedPublisher:
+    """Wraps the relay's publisher: publish latency per call and records by outcome."""
+
+    def __init__(self, inner: Publisher, histogram: Histogram, outcomes: Counter[str]) -> None:
+        self._inner = inner
+        self._hist = histogram
+        self._outcomes = outcomes
+
+    def publish(self, records: Sequence[OutRecord]) -> list[DeliveryError | None]:
+        started = time.perf_counter()
+        results = self._inner.publish(records)
+        self._hist.observe(time.perf_counter() - started)
+        failed = sum(1 for r in results if r is not None)
+        self._outcomes["failed"] += failed
+        self._outcomes["acked"] += len(results) - failed
+        return results
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+# -- consumer lag -----------------------------------------------------------------------------------------------------
+
+
+class ConsumerLagTracker:
+    """Consumer lag per (group, topic), updated by the consumer's own thread, exported at scrape time.
+
+    kafka-python consumers are not thread-safe, so the owner calls
+    :meth:`update` from its poll loop (it uses the high-water marks the fetcher
+    already has: no extra request), and the collector only reads the numbers.
+    """
+
+    def __init__(self) -> None:
+        self._lag: dict[tuple[str, str], int] = {}
+
+    def set(self, group: str, topic: str, lag: int) -> None:
+        self._lag[(group, topic)] = max(0, int(lag))
+
+    def update(self, consumer: Any, group: str) -> None:
+        per_topic: Counter[str] = Counter()
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                pos = consumer.position(tp, timeout_ms=0)
+            except Exception:  # noqa: S112  # no position yet: count nothing rather than block
+                continue
+            if pos is not None:
+                per_topic[tp.topic] += max(0, high - pos)
+        for topic, lag in per_topic.items():
+            self.set(group, topic, lag)
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        return dict(self._lag)
+
+
+class LagCollector(Collector):
+    def __init__(self, tracker: ConsumerLagTracker) -> None:
+        self.tracker = tracker
+
+    def collect(self) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            "kuzet_kafka_consumer_lag", "Records behind the partitions' ends, per consumer group and topic",
+            labels=["group", "topic"],
+        )
+        for (group, topic), value in sorted(self.tracker.snapshot().items()):
+            lag.add_metric([group, topic], value)
+        yield lag
+
+
+# -- the worker collector ---------------------------------------------------------------------------------------------
+
+
+class _WorkerStats(Protocol):
+    worker_id: str
+
+    def camera_stats(self) -> dict[str, Any]: ...
+
+    def scheduler_stats(self) -> dict[str, Any]: ...
+
+    def camera_health(self) -> dict[str, Any]: ...
+
+    def models_loaded(self) -> list[str]: ...
+
+
+class _AssignmentStats(Protocol):
+    def stats(self) -> Any: ...
+
+    def pending(self) -> list[str]: ...
+
+
+def _get(obj: Any, name: str, default: float = 0.0) -> float:
+    value = getattr(obj, name, default)
+    return float(value) if value is not None else default
+
+
+class WorkerCollector(Collector):
+    """Turns the worker's own counters into metric families when scraped (nothing on the frame path)."""
+
+    def __init__(
+        self,
+        worker: _WorkerStats,
+        *,
+        assignment: _AssignmentStats | None = None,
+        spool_stats: Callable[[], Any] | None = None,
+        relay_stats: Callable[[], Any] | None = None,
+        publish_outcomes: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.worker = worker
+        self.assignment = assignment
+        self.spool_stats = spool_stats
+        self.relay_stats = relay_stats
+        self.publish_outcomes = publish_outcomes
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._cameras()
+        yield from self._schedulers()
+        yield from self._outbox()
+        yield from self._assignment()
+
+    def _cameras(self) -> Iterable[Metric]:
+        stats = self.worker.camera_stats()
+        health = self.worker.camera_health()
+        pending = self.assignment.pending() if self.assignment is not None else []
+        now = self.clock()
+        received = CounterMetricFamily(
+            "kuzet_frames_received", "Video packets (frames) read from the streams of this worker's cameras"
+        )
+        decoded = CounterMetricFamily("kuzet_frames_decoded", "Frames decoded (key-frame-only mode decodes few)")
+        sampled = CounterMetricFamily(
+            "kuzet_frames_sampled", "Decoded frames handed to detection at the analysis rate"
+        )
+        reconnects = CounterMetricFamily("kuzet_camera_reconnects", "Stream reconnections, all cameras")
+        decode_errors = CounterMetricFamily("kuzet_decode_errors", "Packets that could not be decoded")
+        decode_cpu = CounterMetricFamily("kuzet_decode_cpu_seconds", "Thread CPU time spent decoding")
+        totals: Counter[str] = Counter()
+        cpu_s = 0.0
+        for s in stats.values():
+            totals["received"] += int(_get(s, "packets_read"))
+            totals["decoded"] += int(_get(s, "frames_decoded"))
+            totals["sampled"] += int(_get(s, "frames_analysed"))
+            totals["reconnects"] += int(_get(s, "reconnects"))
+            totals["errors"] += int(_get(s, "decode_errors"))
+            cpu_s += _get(s, "decode_cpu_s")
+        received.add_metric([], totals["received"])
+        decoded.add_metric([], totals["decoded"])
+        sampled.add_metric([], totals["sampled"])
+        reconnects.add_metric([], totals["reconnects"])
+        decode_errors.add_metric([], totals["errors"])
+        decode_cpu.add_metric([], cpu_s)
+        yield from (received, decoded, sampled, reconnects, decode_errors, decode_cpu)
+
+        by_state = GaugeMetricFamily("kuzet_cameras", "Cameras of this worker by state", labels=["state"])
+        state = GaugeMetricFamily(
+            "kuzet_camera_state", "1 per camera, labelled with its current state (one series per camera)",
+            labels=["camera", "state"],
+        )
+        age = GaugeMetricFamily(
+            "kuzet_camera_last_frame_age_seconds", "Seconds since the camera's last analysed frame",
+            labels=["camera"],
+        )
+        counts: Counter[str] = Counter(dict.fromkeys(CAMERA_STATES, 0))
+        for cid in sorted(health):
+            h = health[cid]
+            st = str(getattr(h, "state", "starting"))
+            counts[st] += 1
+            state.add_metric([cid, st], 1)
+            last = getattr(h, "last_analysed_at", None)
+            if last is not None:
+                age.add_metric([cid], max(0.0, now - float(last)))
+        for cid in pending:
+            counts["pending"] += 1
+            state.add_metric([cid, "pending"], 1)
+        for st_name in sorted(counts):
+            by_state.add_metric([st_name], counts[st_name])
+        yield from (by_state, state, age)
+
+    def _schedulers(self) -> Iterable[Metric]:
+        analysed = CounterMetricFamily("kuzet_frames_analysed", "Frames through inference", labels=["model"])
+        dropped = CounterMetricFamily(
+            "kuzet_frames_dropped", "Frames dropped before inference (overload: newest frame wins)", labels=["model"]
+        )
+        failed = CounterMetricFamily("kuzet_frames_failed", "Frames whose inference raised", labels=["model"])
+        queue = GaugeMetricFamily(
+            "kuzet_batch_queue_depth", "Frames waiting for or in inference", labels=["model"]
+        )
+        batches = HistogramMetricFamily("kuzet_batch_size", "Frames per inference batch", labels=["model"])
+        loaded = GaugeMetricFamily("kuzet_models_loaded", "Models loaded by this worker")
+        for model, s in sorted(self.worker.scheduler_stats().items()):
+            n_an, n_drop, n_fail = _get(s, "analysed"), _get(s, "dropped"), _get(s, "failed")
+            analysed.add_metric([model], n_an)
+            dropped.add_metric([model], n_drop)
+            failed.add_metric([model], n_fail)
+            queue.add_metric([model], max(0.0, _get(s, "submitted") - n_an - n_drop - n_fail))
+            sizes: Mapping[int, int] = getattr(s, "batch_sizes", {}) or {}
+            buckets: list[tuple[str, float]] = []
+            for bound in BATCH_BUCKETS:
+                buckets.append((str(float(bound)), float(sum(c for size, c in sizes.items() if size <= bound))))
+            buckets.append(("+Inf", float(sum(sizes.values()))))
+            batches.add_metric([model], buckets, sum_value=float(sum(size * c for size, c in sizes.items())))
+        loaded.add_metric([], len(self.worker.models_loaded()))
+        yield from (analysed, dropped, failed, queue, batches, loaded)
+
+    def _outbox(self) -> Iterable[Metric]:
+        if self.spool_stats is not None:
+            s = self.spool_stats()
+            depth = GaugeMetricFamily("kuzet_spool_depth", "Records in the durable outbox waiting for the broker")
+            depth.add_metric([], _get(s, "depth"))
+            size = GaugeMetricFamily("kuzet_spool_bytes", "Bytes in the durable outbox (events and snapshots)")
+            size.add_metric([], _get(s, "bytes"))
+            appended = CounterMetricFamily("kuzet_spool_appended", "Records written to the outbox")
+            appended.add_metric([], _get(s, "appended"))
+            rejected = CounterMetricFamily("kuzet_spool_rejected_full", "Appends refused because the outbox was full")
+            rejected.add_metric([], _get(s, "rejected_full"))
+            yield from (depth, size, appended, rejected)
+        if self.relay_stats is not None:
+            r = self.relay_stats()
+            delivered = CounterMetricFamily("kuzet_relay_delivered", "Records the broker acknowledged")
+            delivered.add_metric([], _get(r, "delivered"))
+            failures = CounterMetricFamily("kuzet_relay_publish_failures", "Publish attempts that failed")
+            failures.add_metric([], _get(r, "publish_failures"))
+            upload = CounterMetricFamily("kuzet_relay_snapshot_upload_failures", "Snapshot uploads that failed")
+            upload.add_metric([], _get(r, "before_publish_failures"))
+            streak = GaugeMetricFamily(
+                "kuzet_relay_consecutive_failures", "Failed relay attempts in a row (0 when the bus is healthy)"
+            )
+            streak.add_metric([], _get(r, "consecutive_failures"))
+            yield from (delivered, failures, upload, streak)
+        if self.publish_outcomes is not None:
+            outcome = CounterMetricFamily("kuzet_publish_records", "Records published, by outcome", labels=["outcome"])
+            for name in ("acked", "failed"):
+                outcome.add_metric([name], float(self.publish_outcomes.get(name, 0)))
+            yield outcome
+
+    def _assignment(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily("kuzet_worker_info", "Constant 1, labelled with the worker id", labels=["worker"])
+        info.add_metric([self.worker.worker_id], 1)
+        yield info
+        if self.assignment is None:
+            return
+        a = self.assignment.stats()
+        gauges = {
+            "kuzet_worker_capacity": ("Cameras this worker declared it can hold", a.capacity),
+            "kuzet_worker_cameras_running": ("Cameras running on this worker", a.cameras_running),
+            "kuzet_worker_cameras_pending": (
+                "Cameras of this worker's partitions not started because it is full (unassigned-capacity)",
+                a.cameras_pending,
+            ),
+            "kuzet_worker_full": (
+                "1 when the worker runs as many cameras as its capacity", int(a.cameras_running >= a.capacity)
+            ),
+            "kuzet_registry_partitions_assigned": ("Registry partitions assigned to this worker", a.partitions),
+            "kuzet_registry_partitions_loading": ("Assigned partitions still being read", a.loading_partitions),
+            "kuzet_group_member": ("1 while this worker is a member of the camera group", int(a.member_of_group)),
+            "kuzet_assignment_poll_age_seconds": ("Seconds since the group consumer last polled", a.last_poll_age_s),
+        }
+        for name, (doc, value) in gauges.items():
+            g = GaugeMetricFamily(name, doc)
+            g.add_metric([], float(value))
+            yield g
+        registered = GaugeMetricFamily(
+            "kuzet_registry_cameras", "Cameras in the whole registry (this worker's view)", labels=["enabled"]
+        )
+        registered.add_metric(["true"], a.registry_cameras_enabled)
+        registered.add_metric(["false"], a.registry_cameras_disabled)
+        yield registered
+        counters = {
+            "kuzet_registry_invalid_records": ("Invalid camera records skipped and dead-lettered", a.invalid_records),
+            "kuzet_camera_start_failures": ("Cameras that failed to start or update", a.start_failures),
+            "kuzet_rebalances": ("Partition assignment changes seen by this worker", a.rebalances),
+        }
+        for name, (doc, value) in counters.items():
+            c = CounterMetricFamily(name, doc)
+            c.add_metric([], float(value))
+            yield c
+        lag = GaugeMetricFamily(
+            "kuzet_kafka_consumer_lag", "Records behind the partitions' ends, per consumer group and topic",
+            labels=["group", "topic"],
+        )
+        lag.add_metric([a.group, "kuzet.cameras.v1"], float(a.registry_lag))
+        yield lag
+
+
+class WorkerMetrics:
+    """Everything a worker process exports: the registry, the per-batch instruments and the scrape-time collector."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or new_registry()
+        self.inference = Histogram(
+            "kuzet_inference_seconds", "Wall time of one inference call (one batch)", ["model"],
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.publish = Histogram(
+            "kuzet_publish_seconds", "Wall time of one publish of a batch of spooled records to the bus",
+            buckets=PUBLISH_BUCKETS, registry=self.registry,
+        )
+        self.publish_outcomes: Counter[str] = Counter()
+        self.collector: WorkerCollector | None = None
+
+    def detector_hook(self, _model_name: str, detector: Any) -> Any:
+        """For ``Worker(detector_hook=...)``: time every inference batch."""
+        return TimedDetector(detector, self.inference)
+
+    def wrap_publisher(self, publisher: Publisher) -> Publisher:
+        return TimedPublisher(publisher, self.publish, self.publish_outcomes)
+
+    def bind(self, worker: Any, assignment: _AssignmentStats | None = None) -> WorkerCollector:
+        """Register the scrape-time collector for ``worker`` (a :class:`worker.runtime.Worker`)."""
+        self.collector = WorkerCollector(
+            worker,
+            assignment=assignment,
+            spool_stats=worker.spool.stats,
+            relay_stats=worker.relay.stats,
+            publish_outcomes=self.publish_outcomes,
+        )
+        self.registry.register(self.collector)
+        return self.collector
