@@ -44,7 +44,10 @@ def demo(
     """Run a worker on a sample clip with embedded defaults (no Kafka, S3 or PostgreSQL)."""
     from kuzet.demo import DEMO_CLIP, run_demo
 
-    setup_logging("warning")
+    out.mkdir(parents=True, exist_ok=True)
+    # The terminal belongs to the live display; the worker's JSON logs go to a file beside the events.
+    log_file = (out / "worker.log").open("a", encoding="utf-8")
+    setup_logging("info", stream=log_file)
     try:
         run_demo(clip or DEMO_CLIP, out, analysis_fps=fps, realtime=not fast)
     except (ConfigError, FileNotFoundError) as exc:
