@@ -32,7 +32,7 @@ _PLATE_RE = re.compile(r"^[A-Z0-9]+$")
 # Cyrillic letters that are drawn like Latin ones on Russian and Kazakh plates: folded to Latin so a
 # plate typed on a Cyrillic keyboard finds what the OCR stored.
 _CYRILLIC = str.maketrans("АВЕКМНОРСТУХ", "ABEKMHOPCTYX")
-_SEPARATORS = re.compile(r"[\s\-_.·]+")
+_SEPARATORS = re.compile(r"[\s\-.·]+")
 
 
 class PlateTextError(ValueError):
