@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -90,7 +91,7 @@ def test_normalise_accepts_spacing_and_cyrillic_and_rejects_everything_else() ->
 
 
 # ---------------------------------------------------------------- query bounds
-def q(text: str, mode: str = "exact", **kw: object) -> SearchQuery:
+def q(text: str, mode: str = "exact", **kw: Any) -> SearchQuery:
     return parse_query(text=text, mode=mode, **kw)
 
 
@@ -238,7 +239,7 @@ def audit(tmp_path: Path) -> SqliteAuditLog:
     return log
 
 
-def run(store: SqliteHistoryStore, audit: SqliteAuditLog, who: Principal, reason: str | None, text: str, **kw: object):
+def run(store: SqliteHistoryStore, audit: SqliteAuditLog, who: Principal, reason: str | None, text: str, **kw: Any):
     return search_plates(q(text, **kw), principal=who, reason=reason, store=store, audit=audit, clock=FakeClock(NOW))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -69,19 +70,22 @@ def test_expire_and_remove_take_effect_on_reload(setup) -> None:
     clock.advance(5)
     assert matcher.match("123ABC02", clock.now()) == []
     assert not store.remove(uuid4(), NOW, "a")
-    assert store.remove(e.id, NOW, "a") and store.get(e.id).removed_by == "a"  # type: ignore[union-attr]
+    assert store.remove(e.id, NOW, "a")
+    got = store.get(e.id)
+    assert got is not None and got.removed_by == "a"
 
 
 def test_entries_are_validated() -> None:
-    for kwargs, msg in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"reason": ""}, "reason"),
         ({"expires_at": NOW - timedelta(1)}, "future"),
         ({"expires_at": NOW + timedelta(days=1000)}, "at most"),
         ({"plate": "12'; --"}, "letters"),
-    ]:
-        args = {"plate": "123ABC02", "reason": "stolen", "expires_at": NOW + timedelta(1), **kwargs}
+    ]
+    for kwargs, msg in cases:
+        args: dict[str, Any] = {"plate": "123ABC02", "reason": "stolen", "expires_at": NOW + timedelta(1), **kwargs}
         with pytest.raises(WatchlistError, match=msg):
-            new_entry(args.pop("plate"), created_by="a", now=NOW, **args)  # type: ignore[arg-type]
+            new_entry(args.pop("plate"), created_by="a", now=NOW, **args)
 
 
 def test_hit_incident_is_valid_and_deterministic(setup) -> None:
