@@ -18,8 +18,9 @@ state changes, plus the first one):
   its end (reason ``"end of stream"``; the runner then stops: a finished file
   is not a camera to reconnect to).
 
-Stall watchdog: a blocked read is aborted by PyAV's read timeout
-(``stall_timeout_s``, see :class:`ingest.source.PyAVSource`); a connection that
+Stall watchdog: a read on a silent connection is polled with PyAV's interrupt
+timeout and given up after ``stall_timeout_s`` without data (see
+:class:`ingest.source.PyAVSource`); a connection that
 does deliver packets but no decodable frames is caught by the loop's own check
 of the time since the last frame. Either way the camera is reported down and
 the connection is re-opened after a capped, jittered back-off
@@ -261,9 +262,9 @@ class CameraRunner:
     def stop(self, timeout: float | None = None) -> bool:
         """Ask the thread to stop and join it; True when it has ended.
 
-        Waits (back-off, realtime pacing) end at once. A read blocked on a silent
-        socket returns within PyAV's read timeout (``stall_timeout_s``) and an
-        open within ``open_timeout_s``, so the default join timeout covers both.
+        Waits (back-off, realtime pacing) end at once; a read blocked on a silent
+        socket returns within PyAV's poll interval (0.5 s); an open in progress
+        within ``open_timeout_s``, which the default join timeout covers.
         The container is always closed by the camera thread itself: closing it
         from here while FFmpeg reads from it would be a use-after-free.
         """
@@ -343,11 +344,10 @@ class CameraRunner:
         while not self._stop.is_set():
             try:
                 packet = source.read()
-            except SourceStalled as exc:
-                self._set_state(CameraState.DOWN, f"stalled: {exc}")
-                return _Outcome.RETRY
             except SourceError as exc:
-                self._set_state(CameraState.DOWN, str(exc))
+                if self._stop.is_set():
+                    return _Outcome.STOPPED  # the read was cut short for stop(): not a camera fault
+                self._set_state(CameraState.DOWN, f"stalled: {exc}" if isinstance(exc, SourceStalled) else str(exc))
                 return _Outcome.RETRY
             if packet is None:
                 return self._end_of_stream(source, sess)

@@ -223,7 +223,16 @@ class PyAVSource:
     latency (a frame comes out only after N more go in), and
     ``time.thread_time()`` can only measure decode CPU honestly if the work
     happens on the calling thread.
+
+    Why reads are polled (``poll_s`` = 0.5 s) rather than given the whole stall
+    timeout: FFmpeg's H.264 parser holds the newest frame until the next one
+    starts, and releases it only when a read fails, so a single long timeout
+    detects a stall after *two* timeouts; and a read blocked for the whole
+    timeout would also delay ``stop()`` by as much. An interrupted wait on a
+    silent socket has consumed no bytes, so re-issuing the read is safe.
     """
+
+    _POLL_S = 0.5
 
     def __init__(
         self,
@@ -239,6 +248,9 @@ class PyAVSource:
         self._clock = clock or SystemClock()
         self._stop = stop_event or threading.Event()
         self._read_timeout_s = read_timeout_s if read_timeout_s is not None else ingest.stall_timeout_s
+        # PyAV's interrupt deadline for one blocking read; reads are re-issued until read_timeout_s of silence
+        self._poll_s = min(self._POLL_S, self._read_timeout_s)
+        self._last_data_at = 0.0
         self._live = is_live_url(camera.url)
         self.display_url = redact_url(camera.url)
         self._scrub = _Scrubber([])
@@ -280,6 +292,7 @@ class PyAVSource:
             if fps:
                 self._frame_dur_s = 1.0 / fps
             self._packets = self._container.demux(stream)
+            self._last_data_at = self._clock.monotonic()
             return StreamInfo(
                 codec=stream.codec_context.name,
                 width=int(stream.codec_context.width),
@@ -305,8 +318,13 @@ class PyAVSource:
                     continue
                 return None
             except av.error.ExitError:
-                # PyAV's interrupt callback fired: no data for read_timeout_s (or stop requested).
-                raise SourceStalled(f"no data for {self._read_timeout_s:g} s") from None
+                # PyAV's interrupt callback aborted a read that waited poll_s without data. Short polls keep
+                # stop() prompt on a silent socket; silence is judged over the whole read timeout.
+                silent = self._clock.monotonic() - self._last_data_at
+                if self._stop.is_set() or silent >= self._read_timeout_s or self._container is None:
+                    raise SourceStalled(f"no data for {silent:.1f} s") from None
+                self._packets = self._container.demux(self._stream)
+                continue
             except av.error.EOFError:
                 return None
             except (av.error.FFmpegError, OSError) as exc:
@@ -314,11 +332,13 @@ class PyAVSource:
             if packet.size == 0:
                 # PyAV's trailing "flush" packets; the runner drains the decoder itself at EOF.
                 continue
-            untimed = packet.pts is None and packet.dts is None
+            self._last_data_at = self._clock.monotonic()
+            raw_ts = packet.pts if packet.pts is not None else packet.dts
+            untimed = raw_ts is None
             step = int(packet.duration) if packet.duration else max(1, round(self._frame_dur_s / self._time_base))
             # Raw elementary streams (.h264) carry no timestamps: number packets at the stream's frame
             # duration (decode order); decode() hands these times to frames in display order.
-            ts = self._synth_ts if untimed else int(packet.pts if packet.pts is not None else packet.dts)
+            ts = self._synth_ts if raw_ts is None else int(raw_ts)
             self._synth_ts = max(self._synth_ts, ts + step)
             pts_s = self._seconds(ts)
             if pts_s is not None:
@@ -384,13 +404,18 @@ class PyAVSource:
     # -- helpers --------------------------------------------------------------------------------
     def _open_live(self, url: str) -> av.container.InputContainer:
         read_s = self._read_timeout_s
-        options = {"timeout": str(int(read_s * 1_000_000))}  # socket I/O timeout (µs) for rtsp/http
+        options = {
+            "timeout": str(int(read_s * 1_000_000)),  # socket I/O timeout (µs) for rtsp/http
+            # Probe 1 s of stream instead of FFmpeg's 5 s: an RTSP camera's SDP already carries SPS/PPS,
+            # and a shorter probe halves the time from (re)connect to the first frame.
+            "analyzeduration": "1000000",
+        }
         if urlsplit(self._camera.url).scheme.lower() in ("rtsp", "rtsps"):
             options["rtsp_transport"] = "tcp"
         else:
             options["rw_timeout"] = options["timeout"]
         try:
-            return av.open(url, container_options=options, timeout=(self._ingest.open_timeout_s, read_s))
+            return av.open(url, container_options=options, timeout=(self._ingest.open_timeout_s, self._poll_s))
         except av.error.ExitError:
             raise SourceOpenError(
                 f"open of {self.display_url} timed out after {self._ingest.open_timeout_s:g} s"
