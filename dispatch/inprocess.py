@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from core.config import BusConfig, StorageConfig
 from dispatch.app import create_app
 from dispatch.settings import ConsoleSettings
 from storage.workflow import Role, WorkflowStore, open_workflow_store
@@ -93,8 +94,8 @@ def start_console_thread(
     """
     settings = ConsoleSettings(
         database=str(database),
-        bus={"kind": "local", "local_path": bus_path},
-        storage={"kind": "local", "local_dir": snapshots_dir},
+        bus=BusConfig(kind="local", local_path=bus_path),
+        storage=StorageConfig(kind="local", local_dir=snapshots_dir),
         consumer_group="kuzet-console-demo",
         host=host,
         port=port,

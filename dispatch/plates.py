@@ -23,6 +23,10 @@ class PlateAccessError(PermissionError):
     """The plates side refused the search (role, missing reason); it has audited the refusal."""
 
 
+class PlateUnavailable(RuntimeError):
+    """The plate history or its audit log cannot be used right now; the search fails closed (503)."""
+
+
 class PlateQueryError(ValueError):
     """The query cannot be run (bad plate text, absurd wildcard, range too large); message is for the user."""
 
@@ -77,6 +81,10 @@ class PlateService(Protocol):
         """Audited search; raises PlateAccessError / PlateQueryError."""
         ...
 
+    def audit_refused(self, *, user: str, role: str, action: str, detail: str) -> None:
+        """Record a request the console refused before it reached the plates side (wrong role)."""
+        ...
+
     def watchlist(self) -> list[WatchEntry]: ...
 
     def watch_add(
@@ -95,6 +103,7 @@ def default_plate_service(settings: Any) -> PlateService | None:
     except ImportError:
         return None
     try:
-        return StoragePlateService.open(settings)
+        service: PlateService = StoragePlateService.open(settings)
     except Exception:
         return None
+    return service

@@ -28,7 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from core.snapshot import SnapshotRef
-from dispatch.plates import PlateAccessError, PlateHit, PlateQuery, PlateQueryError, PlateResults, PlateService
+from dispatch.plates import (
+    PlateAccessError,
+    PlateHit,
+    PlateQuery,
+    PlateQueryError,
+    PlateResults,
+    PlateService,
+    PlateUnavailable,
+)
 from dispatch.security import (
     ADMIN_API,
     ANY_API,
@@ -230,7 +238,7 @@ def list_incidents(
         before=before,
         limit=limit,
     )
-    items = ctx.store.list(flt)
+    items = ctx.store.list_incidents(flt)
     return IncidentPage(
         items=[r.to_json() for r in items], next=next_cursor(items, limit), rev=rev, store=ctx.store.store_uid
     )
@@ -376,12 +384,16 @@ class PlateSearchIn(BaseModel):
     plate: str = Field(min_length=1, max_length=32, description="plate, wildcard pattern (* ?) or fuzzy target")
     mode: Literal["exact", "wildcard", "fuzzy"] = "exact"
     max_edits: int = Field(default=1, ge=1, le=2)
-    reason: str = Field(min_length=3, max_length=500, description="case number or justification (audited)")
+    reason: str = Field(
+        default="",
+        max_length=500,
+        description="case number or justification (required; a search without one is refused and audited)",
+    )
     since: datetime | None = None
     until: datetime | None = None
     cameras: list[str] = Field(default_factory=list, max_length=100)
-    limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=100_000)
+    limit: int = Field(default=100, ge=1, le=200)
+    offset: int = Field(default=0, ge=0, le=2000)
 
 
 def plate_service(request: Request) -> PlateService:
@@ -452,6 +464,8 @@ def run_plate_search(ctx: Any, session: Session, body: PlateSearchIn, svc: Plate
         raise AuthError(403, str(exc), page=False) from None
     except PlateQueryError as exc:
         raise HTTPException(400, str(exc)) from None
+    except PlateUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
 
 
 @router.post("/plates/search", tags=["plates"])
@@ -527,7 +541,7 @@ class WatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plate: str = Field(min_length=2, max_length=32)
     match: Literal["exact", "fuzzy"] = "exact"
-    reason: str = Field(min_length=3, max_length=500)
+    reason: str = Field(min_length=4, max_length=500)
     expires_at: datetime | None = None
 
 
@@ -541,6 +555,7 @@ def watch_json(e: Any) -> dict[str, Any]:
         "created_at_ms": e.created_at_ms,
         "expires_at_ms": e.expires_at_ms,
         "active": e.active,
+        "removed": bool(e.extra.get("removed", False)),
     }
 
 
@@ -565,6 +580,10 @@ def watch_add(body: WatchIn, request: Request, session: Annotated[Session, Depen
         )
     except PlateQueryError as exc:
         raise HTTPException(400, str(exc)) from None
+    except PlateAccessError as exc:
+        raise HTTPException(403, str(exc)) from None
+    except PlateUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
     return watch_json(e)
 
 
@@ -599,3 +618,7 @@ def _watch_change(request: Request, session: Session, entry_id: str, what: str) 
         raise HTTPException(404, "no such watchlist entry") from None
     except PlateQueryError as exc:
         raise HTTPException(400, str(exc)) from None
+    except PlateAccessError as exc:
+        raise HTTPException(403, str(exc)) from None
+    except PlateUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from dispatch.app import HERE, error_page
-from dispatch.plates import PlateAccessError, PlateQueryError
+from dispatch.plates import PlateAccessError, PlateQueryError, PlateUnavailable
 from dispatch.routes_api import (
     PlateSearchIn,
     WatchIn,
@@ -55,12 +55,13 @@ SEVERITIES = ["critical", "high", "medium", "low"]
 
 def render(request: Request, template: str, session: Session | None, status_code: int = 200, **ctx: Any) -> Response:
     console = ctx_of(request)
-    return console.templates.TemplateResponse(
+    response: Response = console.templates.TemplateResponse(
         request,
         template,
         {"session": session, "nav": template.removesuffix(".html"), **ctx},
         status_code=status_code,
     )
+    return response
 
 
 def _datetime_local(value: str | None) -> datetime | None:
@@ -210,7 +211,7 @@ def incidents_page(
         before=before,
         limit=limit,
     )
-    items = ctx.store.list(flt)
+    items = ctx.store.list_incidents(flt)
     query = [(k, v) for k, v in request.query_params.multi_items() if k != "before"]
     return render(
         request,
@@ -295,13 +296,11 @@ def _plate_body(form: dict[str, str]) -> PlateSearchIn:
             since=since,
             until=until,
             cameras=cameras,
-            limit=500,
+            limit=200,
         )
     except (ValidationError, ValueError) as exc:
         if isinstance(exc, ValidationError):
             fields = sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")})
-            if "reason" in fields:
-                raise PlateQueryError("A reason or case number (at least 3 characters) is required.") from None
             raise PlateQueryError(f"Check these fields: {', '.join(fields)}.") from None
         raise PlateQueryError("Check the search fields.") from None
 
@@ -420,10 +419,15 @@ def watchlist_add(
             reason=body.reason,
             expires_at_ms=int(body.expires_at.timestamp() * 1000) if body.expires_at else None,
         )
-    except (ValidationError, ValueError, PlateQueryError) as exc:
-        message = str(exc) if isinstance(exc, PlateQueryError) else "Plate (2-32 characters) and a reason are required."
+    except (ValidationError, ValueError, PlateQueryError, PlateAccessError, PlateUnavailable) as exc:
+        status = 403 if isinstance(exc, PlateAccessError) else 503 if isinstance(exc, PlateUnavailable) else 400
+        message = (
+            "Plate (2-32 characters) and a reason (at least 4 characters) are required."
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
         items = [watch_json(e) for e in ctx.plates.watchlist()]
-        return render(request, "watchlist.html", session, 400, items=items, error=message, available=True)
+        return render(request, "watchlist.html", session, status, items=items, error=message, available=True)
     return RedirectResponse("/watchlist", status_code=303)
 
 
@@ -444,4 +448,8 @@ def watchlist_change(
             ctx.plates.watch_remove(user=session.user.username, role=session.user.role.value, entry_id=entry_id)
     except KeyError:
         return error_page(request, 404, "No such watchlist entry.")
+    except PlateAccessError as exc:
+        return error_page(request, 403, str(exc))
+    except PlateUnavailable as exc:
+        return error_page(request, 503, str(exc))
     return RedirectResponse("/watchlist", status_code=303)

@@ -16,6 +16,7 @@ the login page and a wrong role with a 403 page; API routes answer 401/403 JSON.
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from collections import deque
@@ -27,6 +28,8 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storage.workflow import Role, Session
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "kuzet_session"
 LOGIN_CSRF_COOKIE = "kuzet_login_csrf"
@@ -82,7 +85,7 @@ def session_from_request(request: Request) -> Session | None:
 class Access:
     """The role declaration of a route (see the module docstring). Returns the caller's session, or None if public."""
 
-    def __init__(self, *roles: Role, public: bool = False, page: bool = False) -> None:
+    def __init__(self, *roles: Role, public: bool = False, page: bool = False, audit_as: str | None = None) -> None:
         if public and roles:
             raise ValueError("a public route names no roles")
         if not public and not roles:
@@ -90,6 +93,7 @@ class Access:
         self.roles = frozenset(roles)
         self.public = public
         self.page = page
+        self.audit_as = audit_as  # refusals of this route are written to the plates audit log under this action
 
     def __repr__(self) -> str:
         who = "public" if self.public else ",".join(sorted(r.value for r in self.roles))
@@ -103,7 +107,10 @@ class Access:
             nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise AuthError(401, "login required", page=self.page, login_next=nxt)
         if session.user.role not in self.roles:
-            raise AuthError(403, f"role {session.user.role.value} may not use this", page=self.page)
+            detail = f"role {session.user.role.value} may not use this"
+            if self.audit_as is not None:
+                _audit_refusal(request, session, self.audit_as, f"{detail}: {request.method} {request.url.path}")
+            raise AuthError(403, detail, page=self.page)
         if request.method not in SAFE_METHODS and session.via == "session":
             if not same_origin(request):
                 raise AuthError(403, "cross-origin request refused", page=self.page)
@@ -113,13 +120,24 @@ class Access:
         return session
 
 
+def _audit_refusal(request: Request, session: Session, action: str, detail: str) -> None:
+    """Plate search and watchlist refusals are audited too; if that fails the answer is still 403."""
+    plates = request.app.state.console.plates
+    if plates is None:
+        return
+    try:
+        plates.audit_refused(user=session.user.username, role=session.user.role.value, action=action, detail=detail)
+    except Exception as exc:
+        log.warning("could not audit a refused %s: %s", action, type(exc).__name__)
+
+
 PUBLIC = Access(public=True)
 ANY_API = Access(Role.DISPATCHER, Role.INVESTIGATOR, Role.ADMIN)
 ANY_PAGE = Access(Role.DISPATCHER, Role.INVESTIGATOR, Role.ADMIN, page=True)
 DISPATCH_API = Access(Role.DISPATCHER, Role.ADMIN)
 DISPATCH_PAGE = Access(Role.DISPATCHER, Role.ADMIN, page=True)
-INVESTIGATE_API = Access(Role.INVESTIGATOR, Role.ADMIN)
-INVESTIGATE_PAGE = Access(Role.INVESTIGATOR, Role.ADMIN, page=True)
+INVESTIGATE_API = Access(Role.INVESTIGATOR, Role.ADMIN, audit_as="plate_search")
+INVESTIGATE_PAGE = Access(Role.INVESTIGATOR, Role.ADMIN, page=True, audit_as="plate_search")
 ADMIN_API = Access(Role.ADMIN)
 
 

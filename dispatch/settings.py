@@ -26,6 +26,10 @@ class ConsoleSettings(BaseSettings):
         default="var/console.sqlite3",
         description="workflow/users database: a SQLite path, or a postgresql:// URL (password via PGPASSWORD/.pgpass)",
     )
+    plates_database: str | None = Field(
+        default=None,
+        description="plate history / audit / watchlist database (storage.plates); default: the same as `database`",
+    )
     bus: BusConfig = BusConfig()
     storage: StorageConfig = StorageConfig()
     consumer_group: str = Field(

@@ -1,0 +1,173 @@
+"""The console's :class:`~dispatch.plates.PlateService` over ``storage.plates`` (search, audit, watchlists).
+
+Everything that matters for access and audit happens in
+:func:`storage.plates.search.search_plates` and
+:func:`storage.watchlist.audited_change`, the same functions the command line
+calls; this adapter only translates types and exceptions. Snapshot links are
+not presigned by the plates side here: the console serves snapshots itself
+through signed, expiring links, so no storage URL or signature reaches a
+browser and the CSP can stay ``img-src 'self'``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from dispatch.plates import (
+    PlateAccessError,
+    PlateHit,
+    PlateQuery,
+    PlateQueryError,
+    PlateResults,
+    PlateUnavailable,
+    WatchEntry,
+)
+from storage.audit import AuditRecord, AuditUnavailable
+from storage.plates.factory import PlateStores, open_stores
+from storage.plates.query import QueryError, SearchQuery
+from storage.plates.search import AccessDenied, Principal, StoreError, search_plates
+from storage.watchlist import WatchlistEntry, WatchlistError, audited_change, new_entry
+
+DEFAULT_WATCH_DAYS = 30
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass
+class StoragePlateService:
+    stores: PlateStores
+
+    @classmethod
+    def open(cls, settings: Any) -> StoragePlateService:
+        return cls(open_stores(settings.plates_database or settings.database))
+
+    def close(self) -> None:
+        self.stores.close()
+
+    def search(self, *, user: str, role: str, reason: str, query: PlateQuery) -> PlateResults:
+        try:
+            sq = SearchQuery(
+                text=query.text,
+                mode=query.mode,  # type: ignore[arg-type]
+                since=_dt(query.since_ms),
+                until=_dt(query.until_ms),
+                cameras=tuple(query.cameras),
+                max_distance=float(query.max_edits),
+                limit=min(query.limit, 200),
+                offset=query.offset,
+            )
+        except ValidationError as exc:
+            raise PlateQueryError(f"invalid search: {exc.errors()[0]['msg']}") from None
+        try:
+            res = search_plates(
+                sq, principal=Principal(user, role), reason=reason, store=self.stores.history, audit=self.stores.audit
+            )
+        except AccessDenied as exc:
+            raise PlateAccessError(str(exc)) from None
+        except QueryError as exc:
+            raise PlateQueryError(str(exc)) from None
+        except AuditUnavailable:
+            raise PlateUnavailable("the audit log cannot be written, so no search can run (fail closed)") from None
+        except StoreError:
+            raise PlateUnavailable("the plate history database is unavailable") from None
+        hits = [
+            PlateHit(
+                event_id=str(h.event_id),
+                plate=h.plate,
+                raw_text=h.raw_text,
+                camera_id=h.camera_id,
+                seen_at_ms=_ms(h.observed_at),
+                confidence=h.confidence,
+                distance=h.distance,
+                snapshot=h.snapshot,
+            )
+            for h in res.hits
+        ]
+        return PlateResults(hits=hits, total=None, audit_id=str(res.audit_seq))
+
+    def audit_refused(self, *, user: str, role: str, action: str, detail: str) -> None:
+        """A role the route refused still leaves a trace: every plate search attempt is audited (issue 3)."""
+        record = AuditRecord(
+            actor=user[:128], role=role[:32], action=action, outcome="refused", details={"error": detail[:500]}
+        )
+        self.stores.audit.append(record, datetime.now(UTC))
+
+    def watchlist(self) -> list[WatchEntry]:
+        now = datetime.now(UTC)
+        return [self._entry(e, now) for e in self.stores.watchlist.entries()]
+
+    @staticmethod
+    def _entry(e: WatchlistEntry, now: datetime) -> WatchEntry:
+        return WatchEntry(
+            id=str(e.id),
+            plate=e.plate,
+            match=e.mode,
+            reason=e.reason,
+            created_by=e.created_by,
+            created_at_ms=_ms(e.created_at),
+            expires_at_ms=_ms(e.expires_at),
+            active=e.active(now),
+            extra={"removed": e.removed_at is not None, "severity": e.severity},
+        )
+
+    def watch_add(
+        self, *, user: str, role: str, plate: str, match: str, reason: str, expires_at_ms: int | None
+    ) -> WatchEntry:
+        now = datetime.now(UTC)
+        expires = _dt(expires_at_ms) or now + timedelta(days=DEFAULT_WATCH_DAYS)
+        try:
+            entry = new_entry(
+                plate,
+                reason=reason,
+                created_by=user,
+                expires_at=expires,
+                now=now,
+                mode="fuzzy" if match == "fuzzy" else "exact",
+            )
+        except WatchlistError as exc:
+            raise PlateQueryError(str(exc)) from None
+        self._audited(user, role, "watchlist_add", entry.to_json(), now, reason)
+        self.stores.watchlist.add(entry)
+        return self._entry(entry, now)
+
+    def watch_expire(self, *, user: str, role: str, entry_id: str) -> None:
+        uid = self._uuid(entry_id)
+        now = datetime.now(UTC)
+        self._audited(user, role, "watchlist_expire", {"id": str(uid)}, now)
+        if not self.stores.watchlist.expire(uid, now):
+            raise KeyError(entry_id)
+
+    def watch_remove(self, *, user: str, role: str, entry_id: str) -> None:
+        uid = self._uuid(entry_id)
+        now = datetime.now(UTC)
+        self._audited(user, role, "watchlist_remove", {"id": str(uid)}, now)
+        if not self.stores.watchlist.remove(uid, now, user):
+            raise KeyError(entry_id)
+
+    @staticmethod
+    def _uuid(entry_id: str) -> UUID:
+        try:
+            return UUID(entry_id)
+        except ValueError:
+            raise KeyError(entry_id) from None
+
+    def _audited(
+        self, user: str, role: str, action: str, details: dict[str, Any], now: datetime, reason: str = ""
+    ) -> None:
+        try:
+            audited_change(self.stores.audit, user, role, action, details, now, reason)
+        except AuditUnavailable:
+            raise PlateUnavailable("the audit log cannot be written; the change was not made") from None
+        except PermissionError as exc:
+            raise PlateAccessError(str(exc)) from None
