@@ -46,6 +46,9 @@ class InputSpec(_Strict):
     layout: Literal["nhwc", "nchw"]
     dtype: Literal["uint8", "float32"]
     color: Literal["rgb", "bgr"] = "rgb"
+    rect_stride: int | None = Field(
+        default=None, ge=1, description="letterbox same-shape batches into a stride-aligned rectangle (dynamic H, W)"
+    )
     resample: Literal["opencv", "tf-asymmetric"] = Field(
         default="opencv", description="tf-asymmetric reproduces a TF1 graph's own resize_bilinear"
     )

@@ -52,14 +52,29 @@ class Transform:
         return out
 
 
-def letterbox_geometry(width: int, height: int, size: int) -> tuple[float, int, int, int, int]:
-    """Scale, resized width/height and left/top padding of a letterboxed frame."""
+def letterbox_geometry(
+    width: int, height: int, size: int, canvas: tuple[int, int] | None = None
+) -> tuple[float, int, int, int, int]:
+    """Scale, resized width/height and left/top padding of a frame letterboxed into ``canvas`` (w, h).
+
+    The frame is scaled so its longer side is ``size``; the canvas defaults to
+    ``size`` x ``size``.
+    """
+    cw, ch = canvas or (size, size)
     scale = min(size / width, size / height)
-    new_w = min(size, max(1, round(width * scale)))
-    new_h = min(size, max(1, round(height * scale)))
-    left = (size - new_w) // 2
-    top = (size - new_h) // 2
+    new_w = min(cw, max(1, round(width * scale)))
+    new_h = min(ch, max(1, round(height * scale)))
+    left = (cw - new_w) // 2
+    top = (ch - new_h) // 2
     return scale, new_w, new_h, left, top
+
+
+def rect_canvas(width: int, height: int, size: int, stride: int) -> tuple[int, int]:
+    """Smallest stride-aligned canvas (w, h) holding a frame scaled to ``size`` on its longer side."""
+    scale = min(size / width, size / height)
+    cw = min(size, -(-round(width * scale) // stride) * stride)
+    ch = min(size, -(-round(height * scale) // stride) * stride)
+    return cw, ch
 
 
 class Preprocessor:
@@ -73,7 +88,11 @@ class Preprocessor:
         dtype: Literal["uint8", "float32"],
         color: Literal["rgb", "bgr"] = "rgb",
         resample: Literal["opencv", "tf-asymmetric"] = "opencv",
+        rect_stride: int | None = None,
     ) -> None:
+        """``rect_stride``: letterbox a batch whose frames all share one shape into the smallest
+        stride-aligned rectangle instead of the full square (640x480 rather than 640x640 for 4:3
+        cameras: a quarter less work), for models with dynamic spatial axes."""
         if layout == "nchw" and dtype != "float32":
             raise ValueError("nchw input is produced as float32 only")
         self.size = size
@@ -82,25 +101,37 @@ class Preprocessor:
         self.dtype = dtype
         self.color = color
         self.resample = resample
-        self._u8: dict[int, npt.NDArray[np.uint8]] = {}
-        self._f32: dict[int, npt.NDArray[np.float32]] = {}
+        self.rect_stride = rect_stride
+        self._u8: dict[tuple[int, int, int], npt.NDArray[np.uint8]] = {}
+        self._f32: dict[tuple[int, int, int], npt.NDArray[np.float32]] = {}
 
-    def _buffers(self, n: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32] | None]:
-        if n not in self._u8:
-            if len(self._u8) >= _MAX_CACHED_SIZES:  # bound memory if callers use many batch sizes
+    def _buffers(self, n: int, cw: int, ch: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32] | None]:
+        key = (n, ch, cw)
+        if key not in self._u8:
+            if len(self._u8) >= _MAX_CACHED_SIZES:  # bound memory if callers use many batch shapes
                 self._u8.clear()
                 self._f32.clear()
-            self._u8[n] = np.empty((n, self.size, self.size, 3), np.uint8)
+            self._u8[key] = np.empty((n, ch, cw, 3), np.uint8)
             if self.layout == "nchw":
-                self._f32[n] = np.empty((n, 3, self.size, self.size), np.float32)
-        return self._u8[n], self._f32.get(n)
+                self._f32[key] = np.empty((n, 3, ch, cw), np.float32)
+        return self._u8[key], self._f32.get(key)
+
+    def canvas(self, images: Sequence[npt.NDArray[np.uint8]]) -> tuple[int, int]:
+        """Model-input (w, h) for this batch."""
+        if self.rect_stride and self.resize == "letterbox":
+            shapes = {img.shape[:2] for img in images}
+            if len(shapes) == 1:
+                h, w = next(iter(shapes))
+                return rect_canvas(int(w), int(h), self.size, self.rect_stride)
+        return self.size, self.size
 
     def __call__(self, images: Sequence[npt.NDArray[np.uint8]]) -> tuple[npt.NDArray[np.generic], list[Transform]]:
         """The batch array (owned by this preprocessor, valid until the next call) and per-frame transforms."""
         n = len(images)
         if n == 0:
             raise ValueError("empty batch")
-        u8, f32 = self._buffers(n)
+        cw, ch = self.canvas(images)
+        u8, f32 = self._buffers(n, cw, ch)
         transforms = [self._place(img, u8[i]) for i, img in enumerate(images)]
         if f32 is None:
             return u8, transforms
@@ -112,13 +143,14 @@ class Preprocessor:
             raise ValueError(f"expected an H×W×3 uint8 BGR image, got {img.shape} {img.dtype}")
         h, w = img.shape[:2]
         s = self.size
+        ch, cw = slot.shape[:2]
         if self.resize == "stretch":
             region = slot
             tr = Transform(s / w, s / h, 0.0, 0.0, w, h)
             new_w, new_h = s, s
         else:
-            _, new_w, new_h, left, top = letterbox_geometry(w, h, s)
-            if new_w != s or new_h != s:
+            _, new_w, new_h, left, top = letterbox_geometry(w, h, s, (cw, ch))
+            if new_w != cw or new_h != ch:
                 slot.fill(PAD_VALUE)
             region = slot[top : top + new_h, left : left + new_w]
             tr = Transform(new_w / w, new_h / h, float(left), float(top), w, h)

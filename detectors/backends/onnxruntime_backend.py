@@ -100,7 +100,9 @@ class OnnxDetector:
         if not names:
             raise DetectorError(f"model {cfg.name!r}: class names unknown (not in the manifest nor the ONNX metadata)")
         self.classmap = ClassMap(names, cfg.labels)
-        self.pre = Preprocessor(cfg.input_size, spec.resize, spec.layout, spec.dtype, spec.color, spec.resample)
+        self.pre = Preprocessor(
+            cfg.input_size, spec.resize, spec.layout, spec.dtype, spec.color, spec.resample, spec.rect_stride
+        )
 
     def detect(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
         if len(images) == 0:

@@ -156,3 +156,16 @@ def test_preprocess_rejects_bad_images() -> None:
         pre([np.zeros((10, 10), np.uint8)])
     with pytest.raises(ValueError, match="empty"):
         pre([])
+
+
+def test_rect_letterbox_uses_smallest_stride_aligned_canvas() -> None:
+    pre = Preprocessor(640, "letterbox", "nchw", "float32", rect_stride=32)
+    img = np.full((576, 768, 3), 50, np.uint8)
+    batch, trs = pre([img, img])
+    assert batch.shape == (2, 3, 480, 640)  # 4:3 camera: no padding rows at all
+    np.testing.assert_allclose(trs[0].to_frame(np.array([[0, 0, 640, 480]], np.float32)), [[0, 0, 768, 576]])
+    odd = np.zeros((500, 700, 3), np.uint8)  # 640x457 -> canvas 640x480, 11 rows of padding each side
+    batch, trs = pre([odd])
+    assert batch.shape == (1, 3, 480, 640) and trs[0].pad_y == 11
+    mixed, _ = pre([img, odd])  # different shapes share the square canvas
+    assert mixed.shape == (2, 3, 640, 640)
