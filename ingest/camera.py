@@ -464,8 +464,12 @@ class CameraRunner:
             self._decode_cpu_s += time.thread_time() - t0
         captured_at = self._clock.now()
         frame = Frame(
-            camera_id=self.camera.id, seq=sess.seq, captured_at=captured_at, pts_s=pts,
-            keyframe=image.keyframe, image=bgr,
+            camera_id=self.camera.id,
+            seq=sess.seq,
+            captured_at=captured_at,
+            pts_s=pts,
+            keyframe=image.keyframe,
+            image=bgr,
         )
         sess.seq += 1
         sess.delivered += 1
@@ -501,7 +505,8 @@ class CameraRunner:
             self._set_state(
                 CameraState.DEGRADED,
                 f"analysing {analysed:.2f} fps, expected {expected:.2f} fps",
-                sess, now,
+                sess,
+                now,
             )
         else:
             self._set_state(CameraState.UP, "frames flowing", sess, now)

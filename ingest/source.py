@@ -348,8 +348,11 @@ class PyAVSource:
             if self._camera.realtime and not self._live:
                 self._pace(self._seconds(packet.dts if packet.dts is not None else packet.pts))
             return SourcePacket(
-                pts_s=pts_s, keyframe=bool(packet.is_keyframe), size=int(packet.size),
-                corrupt=bool(packet.is_corrupt), raw=(packet, untimed),
+                pts_s=pts_s,
+                keyframe=bool(packet.is_keyframe),
+                size=int(packet.size),
+                corrupt=bool(packet.is_corrupt),
+                raw=(packet, untimed),
             )
 
     def decode(self, packet: SourcePacket | None) -> list[DecodedImage]:

@@ -25,7 +25,7 @@ from ingest.camera import CameraRunner, StatusChange
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-PASSWORD = "rtsp-Pa55:w@rd"  # noqa: S105 - a test secret
+PASSWORD = "rtsp-Pa55:w@rd"
 WINDOW_S = 8.0
 
 
@@ -147,3 +147,30 @@ def test_stalled_camera_goes_down_and_back_up_while_others_keep_their_rate(
             rtsp_server.remove_stream(name)
     everything = caplog.text + " ".join(repr(s) for _, s in rec.statuses)
     assert PASSWORD not in everything and "Pa55" not in everything
+
+
+def test_stop_is_prompt_on_a_silent_connection(rtsp_server: Any, vtest_h264: Path) -> None:
+    """A read blocked on a socket that sends nothing must not hold stop() for the whole stall timeout."""
+    rtsp_server.add_stream("ingest-d", vtest_h264)
+    rec = Recorder()
+    runner = CameraRunner(
+        CameraConfig(id="ingest-d", url=rtsp_server.url("ingest-d"), analysis_fps=2.0),
+        IngestConfig(stall_timeout_s=30.0, open_timeout_s=5.0),
+        rec.on_frame,
+        rec.on_status,
+    )
+    try:
+        runner.start()
+        assert _wait(lambda: rec.current("ingest-d") is CameraState.UP, 20)
+        rtsp_server.stall("ingest-d")
+        time.sleep(1.5)  # the camera thread is now inside a read that gets no data
+        t0 = time.monotonic()
+        assert runner.stop(5.0)
+        took = time.monotonic() - t0
+        print(f"\nstop() on a silent RTSP connection took {took:.2f} s (stall timeout 30 s)")
+        assert took < 1.5
+        assert rec.current("ingest-d") is CameraState.UP, "a stop is not a camera fault: no down status"
+    finally:
+        runner.stop(10.0)
+        rtsp_server.resume("ingest-d")
+        rtsp_server.remove_stream("ingest-d")

@@ -156,8 +156,13 @@ class Harness:
         cam = CameraConfig(id="cam-1", url=url, analysis_fps=analysis_fps, keyframe_only=keyframe_only)  # type: ignore[arg-type]
         self.ingest = ingest or IngestConfig(stall_timeout_s=5.0, backoff_initial_s=0.5, backoff_max_s=8.0)
         self.runner = CameraRunner(
-            cam, self.ingest, self.frames.append, self.statuses.append,
-            source_factory=self._next, clock=self.clock, rng=random.Random(seed),
+            cam,
+            self.ingest,
+            self.frames.append,
+            self.statuses.append,
+            source_factory=self._next,
+            clock=self.clock,
+            rng=random.Random(seed),
         )
 
     def _next(self) -> FakeSource:
@@ -304,10 +309,16 @@ def test_read_error_and_server_end_reconnect_but_file_end_does_not() -> None:
 
 def test_open_failures_back_off_capped_and_jittered_and_reset_after_success() -> None:
     h = Harness([])
-    refused = [h.src([], open_error=SourceOpenError("cannot open rtsp://127.0.0.1:8554/cam: Connection refused"))
-               for _ in range(8)]
-    h.sources = [*refused, h.src([*stream(2), Abort()]), h.src([], open_error=SourceOpenError("refused")),
-                 h.src(stream(1), live=False)]
+    refused = [
+        h.src([], open_error=SourceOpenError("cannot open rtsp://127.0.0.1:8554/cam: Connection refused"))
+        for _ in range(8)
+    ]
+    h.sources = [
+        *refused,
+        h.src([*stream(2), Abort()]),
+        h.src([], open_error=SourceOpenError("refused")),
+        h.src(stream(1), live=False),
+    ]
     h.run()
     opens = [s.opened_at for s in h.made]
     gaps = [b - a for a, b in itertools.pairwise(opens)]
