@@ -31,6 +31,12 @@ watch_app = typer.Typer(help="Watchlists: plates that raise a watchlist_hit inci
 audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
 app.add_typer(watch_app, name="watchlist")
 
+
+@audit_app.callback()
+def _audit_group() -> None:
+    """The append-only, hash-chained audit log (a group even with one command, so `kuzet audit verify` works)."""
+
+
 DbOpt = Annotated[
     str | None,
     typer.Option(
