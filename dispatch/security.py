@@ -20,8 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request
@@ -229,12 +228,12 @@ class SecurityHeadersMiddleware:
 _OVERRIDDEN = frozenset(k for k, _ in SECURITY_HEADERS) | {b"server"}
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
-    """413 for a request body over ``max_bytes``, whether it says so in Content-Length or streams past it."""
+    """413 for a request body over ``max_bytes``, whether it says so in Content-Length or streams past it.
+
+    When a streamed body passes the limit, the 413 is sent at once and the app is told the client went
+    away, so it stops reading; whatever it answers after that is dropped.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -255,27 +254,36 @@ class BodyLimitMiddleware:
                     return
         seen = 0
         started = False
+        overflow = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, overflow, started
+            if overflow:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge
+                    overflow = True
+                    if not started:
+                        started = True
+                        await _send_413(send, self.max_bytes)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if overflow:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_413(send, self.max_bytes)
+        except Exception:
+            if not overflow:
+                raise
 
 
 async def _send_413(send: Send, limit: int) -> None:
@@ -288,6 +296,3 @@ async def _send_413(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-Handler = Callable[[MutableMapping[str, Any]], Awaitable[None]]

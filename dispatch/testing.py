@@ -1,0 +1,108 @@
+"""Helpers shared by the console's unit, integration and browser tests and its benchmark.
+
+They live in the package (not under tests/) so the benchmark can use them too.
+Nothing here is used by the running console.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import uvicorn
+from argon2 import PasswordHasher
+
+from event_bus.events import Incident, IncidentState, IncidentType
+from event_bus.interfaces import OutRecord
+from event_bus.topics import INCIDENTS
+
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+"""Cheap argon2 parameters so tests can log in often; production uses argon2-cffi's defaults."""
+
+PASSWORDS = {"dispatcher": "dispatcher-pw-1", "investigator": "investigator-pw-1", "admin": "admin-pw-0001"}
+
+
+def add_standard_users(store: Any) -> None:
+    """One user per role, named after the role, with the passwords in :data:`PASSWORDS`."""
+    for role, password in PASSWORDS.items():
+        if store.user(role) is None:
+            store.add_user(role, role, password, display_name=role.title())
+    if store.user("dispatcher2") is None:
+        store.add_user("dispatcher2", "dispatcher", PASSWORDS["dispatcher"], display_name="Second Dispatcher")
+
+
+def make_incident(
+    *,
+    camera_id: str = "cam-1",
+    type: str = "person_in_zone",
+    state: str = "start",
+    seq: int = 0,
+    incident_id: uuid.UUID | None = None,
+    severity: str = "high",
+    started_at: datetime | None = None,
+    camera_name: str = "",
+    location: str = "Main gate",
+    confidence: float = 0.8,
+    snapshot: Any = None,
+) -> Incident:
+    started = started_at or datetime.now(UTC)
+    observed = started + timedelta(seconds=seq)
+    return Incident(
+        incident_id=incident_id or uuid.uuid4(),
+        type=IncidentType(type),
+        state=IncidentState(state),
+        camera_id=camera_id,
+        camera_name=camera_name or f"Camera {camera_id}",
+        location=location,
+        zone="road",
+        severity=severity,  # type: ignore[arg-type]
+        started_at=started,
+        observed_at=observed,
+        ended_at=observed if state == "end" else None,
+        confidence=confidence,
+        snapshot=snapshot,
+        worker_id="test-worker",
+        seq=seq,
+    )
+
+
+def record_of(inc: Incident) -> OutRecord:
+    return OutRecord(INCIDENTS, inc.camera_id, inc.model_dump_json().encode())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServedApp:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def serve_in_thread(app: Any, port: int | None = None) -> ServedApp:
+    """Serve an ASGI app on loopback in a daemon thread (real sockets: SSE, browsers)."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True, name="console-test-server")
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test console did not start")
+        time.sleep(0.02)
+    return ServedApp(f"http://127.0.0.1:{port}", server, thread)
