@@ -79,10 +79,10 @@ def random_plate(rng: np.random.Generator, layout: str | None = None) -> PlateSp
         return PlateSpec(pick("ABCDEFHKLMNPRSTXZ", 1) + pick(DIGITS, 3) + pick(LATIN, 3), "kz_old", "kz-1993")
     if layout == "ru":
         if rng.random() < 0.4:
-            return PlateSpec(pick(RU_LETTERS, 1) + pick(DIGITS, 3) + pick(RU_LETTERS, 2) + str(rng.choice(RU_REGIONS_3)),
-                             "ru", "ru-3")
-        return PlateSpec(pick(RU_LETTERS, 1) + pick(DIGITS, 3) + pick(RU_LETTERS, 2) + str(rng.choice(RU_REGIONS_2)),
-                         "ru", "ru-2")
+            region = str(rng.choice(RU_REGIONS_3))
+            return PlateSpec(pick(RU_LETTERS, 1) + pick(DIGITS, 3) + pick(RU_LETTERS, 2) + region, "ru", "ru-3")
+        region = str(rng.choice(RU_REGIONS_2))
+        return PlateSpec(pick(RU_LETTERS, 1) + pick(DIGITS, 3) + pick(RU_LETTERS, 2) + region, "ru", "ru-2")
     raise ValueError(f"unknown plate layout {layout!r}")
 
 

@@ -34,6 +34,8 @@ CharHyp = Mapping[str, float]
 
 LOOKALIKE_WEIGHT = 0.5
 """Probability share a look-alike gets from the observed character (``O`` at 0.9 -> ``0`` at 0.45 at least)."""
+LOOKALIKE_DECAY = 0.7
+"""Each further look-alike in a list gets this factor less (``0`` -> ``O`` 0.5, ``D`` 0.35, ``Q`` 0.245)."""
 EDGE_SKIP = 0.25
 """Cost (as a probability) of dropping a character before or after the plate text: flag bands, country codes."""
 MIN_MIDDLE_SKIP = 0.03
@@ -111,7 +113,9 @@ class PlateFormat:
 
     def accepts(self, text: str) -> bool:
         """Whether ``text`` (normalised) is exactly a plate of this format."""
-        if len(text) != len(self.positions) or any(c not in allowed for c, allowed in zip(text, self.positions)):
+        if len(text) != len(self.positions):
+            return False
+        if any(c not in allowed for c, allowed in zip(text, self.positions, strict=True)):
             return False
         return not self.regions or text[len(text) - self.region_digits :] in self.regions
 
@@ -148,10 +152,11 @@ class FormatBook:
         ]
         self.generic = spec.generic
         # reverse look-alike table: target character -> [(observed character, weight)]
-        self._sources: dict[str, list[str]] = {}
+        # the first look-alike listed is the likeliest: weights decay along each list
+        self._sources: dict[str, list[tuple[str, float]]] = {}
         for src, dsts in spec.lookalikes.items():
-            for d in dsts:
-                self._sources.setdefault(d, []).append(src)
+            for rank, d in enumerate(dsts):
+                self._sources.setdefault(d, []).append((src, LOOKALIKE_WEIGHT * LOOKALIKE_DECAY**rank))
 
     @classmethod
     def load(cls, path: Path | None = None) -> FormatBook:
@@ -179,10 +184,10 @@ class FormatBook:
             if ch in allowed:
                 out[ch] = out.get(ch, 0.0) + p
         for target in allowed:
-            for src in self._sources.get(target, ()):
+            for src, weight in self._sources.get(target, ()):
                 p = hyp.get(src, 0.0)
                 if p > 0.0 and src not in allowed:
-                    out[target] = out.get(target, 0.0) + LOOKALIKE_WEIGHT * p
+                    out[target] = out.get(target, 0.0) + weight * p
         return {k: min(v, 1.0) for k, v in out.items() if v > 0.0}
 
     def fit(self, fmt: PlateFormat, chars: Sequence[CharHyp]) -> FormatMatch | None:

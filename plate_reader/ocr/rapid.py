@@ -76,8 +76,8 @@ class RapidRecognizer:
     def _prepare(self, crops: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         h = self.height
         widths = [max(8, round(c.shape[1] * h / max(1, c.shape[0]))) for c in crops]
-        batch = np.zeros((len(crops), 3, h, max(max(widths), 4 * h)), np.float32)  # zero == mid-grey after norm
-        for i, (crop, w) in enumerate(zip(crops, widths)):
+        batch = np.zeros((len(crops), 3, h, max(*widths, 4 * h)), np.float32)  # zero == mid-grey after norm
+        for i, (crop, w) in enumerate(zip(crops, widths, strict=True)):
             img = crop if crop.ndim == 3 else cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
             resized = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR if w > crop.shape[1] else cv2.INTER_AREA)
             batch[i, :, :, :w] = resized.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
