@@ -102,6 +102,10 @@ class BatchFormer:
         slot.frame = frame  # newest wins; the slot keeps its place and its waiting time
         return replaced
 
+    def holds(self, camera_id: str) -> bool:
+        """Whether a frame of this camera is waiting for a batch."""
+        return camera_id in self._pending
+
     def deadline(self) -> float | None:
         """Monotonic time at which the oldest pending frame must go, None when nothing is pending."""
         if not self._pending:
@@ -166,9 +170,16 @@ class BatchScheduler:
 
     # -- producer side -------------------------------------------------------------------------
 
-    def submit(self, frame: Frame) -> None:
-        """Queue a frame for analysis; replaces (and counts as dropped) this camera's pending frame."""
+    def submit(self, frame: Frame, *, wait: bool = False) -> None:
+        """Queue a frame for analysis; replaces (and counts as dropped) this camera's pending frame.
+
+        With ``wait`` (a file replayed as fast as possible, where every frame is
+        wanted) it first waits until the camera's pending frame has gone into a
+        batch, so the decoder is held back instead of frames being dropped.
+        """
         with self._cond:
+            while wait and self._running and self._former.holds(frame.camera_id):
+                self._cond.wait()
             if not self._running:
                 raise RuntimeError(f"{self.name} is not running; call start() first")
             self._stats.submitted += 1
@@ -236,6 +247,7 @@ class BatchScheduler:
                 batch = self._former.take(now, force=not self._running)
                 if batch:
                     self._in_flight = len(batch)
+                    self._cond.notify_all()  # cameras waiting in submit(wait=True) may go on
                     return batch
                 if not self._running:
                     return []

@@ -40,6 +40,8 @@ class UltralyticsDetector:
     def __init__(
         self, cfg: ModelConfig, path: Path, version: str, class_names: dict[int, str] | None, pre_import: list[str]
     ) -> None:
+        # before anything imports ultralytics (fire_detector does): its import probes DNS unless offline
+        os.environ["YOLO_OFFLINE"] = "1"
         for module in pre_import:  # e.g. fire_detector registers the custom layers the pickle names
             importlib.import_module(module)
         import torch
