@@ -271,6 +271,8 @@ class CameraRunner:
         self._stop.set()
         if self._thread is None:
             return True
+        if self._thread is threading.current_thread():
+            return False  # called from a callback on the camera thread: it ends when the callback returns
         if timeout is None:
             timeout = max(self.ingest.stall_timeout_s, self.ingest.open_timeout_s) + 2.0
         self._thread.join(timeout)

@@ -435,3 +435,19 @@ def test_reasons_are_redacted() -> None:
     h.run()
     assert "hunter2" not in h.statuses[0].reason
     assert h.statuses[0].state is CameraState.DOWN
+
+
+def test_stop_from_a_callback_on_the_camera_thread_does_not_deadlock() -> None:
+    h = Harness([], analysis_fps=10.0)
+    h.sources = [h.src(stream(5), live=False)]
+    results: list[bool] = []
+
+    def on_frame(_f: Frame) -> None:
+        if not results:
+            results.append(h.runner.stop())
+
+    h.runner._on_frame = on_frame
+    h.runner.start()
+    assert h.runner.join(5.0)
+    assert results == [False]
+    assert h.runner.stats().frames_analysed <= 2
