@@ -316,6 +316,8 @@ class CameraRunner:
             try:
                 info = source.open()
             except SourceError as exc:
+                if self._stop.is_set():
+                    return _Outcome.STOPPED
                 self._set_state(CameraState.DOWN, str(exc))
                 return _Outcome.FINISHED if exc.permanent else _Outcome.RETRY
             return self._pump(source, info)
