@@ -24,7 +24,11 @@ from detectors.errors import DetectorError
 
 @runtime_checkable
 class Detector(Protocol):
-    """A loaded model: one call per batch of frames of any sizes (BGR uint8)."""
+    """A loaded model: one call per batch of frames of any sizes (BGR uint8).
+
+    Not thread-safe: a detector reuses its preprocessing buffers between calls,
+    so exactly one thread (its :class:`detectors.batcher.BatchScheduler`) calls it.
+    """
 
     name: str
     """The configured model name (``ModelConfig.name``)."""

@@ -105,8 +105,10 @@ class FakeDetector:
         self.calls: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # set once a batch is inside detect()
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        self.entered.set()
         self.gate.wait(5)
         self.calls.append(len(images))
         if len(self.calls) in self.fail_on:
@@ -122,7 +124,7 @@ def test_scheduler_batches_across_cameras_and_reports_each_frame() -> None:
     sched = BatchScheduler(det, max_batch=4, max_wait_s=0.01, on_result=lambda f, d: got.append((f.camera_id, len(d))))
     sched.start()
     sched.submit(frame("c0"))
-    time.sleep(0.05)  # c0 goes alone after max_wait and blocks in detect
+    assert det.entered.wait(5)  # c0 went alone after max_wait and is held in detect
     for cam in ("c1", "c2", "c3", "c4"):
         sched.submit(frame(cam))
     det.gate.set()
@@ -143,7 +145,7 @@ def test_scheduler_newest_wins_under_overload_and_counts_drops() -> None:
     sched = BatchScheduler(det, max_batch=8, max_wait_s=0.0, on_result=lambda f, d: got.append(f))
     sched.start()
     sched.submit(frame("a", 0))
-    time.sleep(0.05)  # a/0 is in flight, held by the gate
+    assert det.entered.wait(5)  # a/0 is in flight, held by the gate
     for seq in range(1, 6):
         sched.submit(frame("a", seq))
     sched.submit(frame("b", 1))
