@@ -601,7 +601,7 @@ class CameraAssignment:
                 partition=partition,
                 offset=r.offset,
                 key=r.key.decode("utf-8", errors="replace") if r.key is not None else None,
-                value=bytes(r.value) if r.value is not None else b"",
+                value=_redacted(bytes(r.value)) if r.value is not None else b"",
                 timestamp_ms=int(r.timestamp),
             )
             try:
@@ -777,6 +777,14 @@ class CameraAssignment:
         self.rebalances += 1
         self._release(parts)
         self._event("lost" if lost else "revoked", "", {"partitions": parts})
+
+
+def _redacted(value: bytes) -> bytes:
+    """A bad record's value with any URL credentials masked: the DLQ must not become a credential store."""
+    try:
+        return redact_text(value.decode("utf-8")).encode("utf-8")
+    except UnicodeDecodeError:
+        return value
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped

@@ -102,7 +102,7 @@ def describe_workers(bootstrap: str, group: str) -> tuple[str, list[WorkerRow]]:
         worker_id, capacity = "", None
         raw = _field(meta, "user_data", b"") if meta is not None else b""
         try:
-            doc = json.loads(bytes(raw or b"{}"))
+            doc = json.loads(raw if isinstance(raw, str) and raw else bytes(raw or b"{}"))
             worker_id = str(doc.get("worker_id", ""))
             capacity = int(doc["capacity"]) if "capacity" in doc else None
         except (ValueError, TypeError, KeyError):
