@@ -247,8 +247,10 @@ class Worker:
         cam = self._cameras.get(frame.camera_id)
         if cam is None:
             return
+        # A file replayed faster than real time wants every frame: hold its decoder back rather than drop.
+        offline = not cam.config.realtime
         for model_name in cam.config.detectors:
-            self._schedulers[model_name].submit(frame)
+            self._schedulers[model_name].submit(frame, wait=offline)
 
     def _on_result(self, model_name: str, frame: Frame, detections: Detections) -> None:
         cam = self._cameras.get(frame.camera_id)
