@@ -126,7 +126,34 @@ class KafkaPublisher:
                     results[i] = DeliveryError("not acknowledged before the delivery timeout")
                 elif fut.failed():
                     results[i] = _err("not acknowledged", fut.exception)
+            if any(r is not None for r in results):
+                self._discard()
         return results
+
+    def _discard(self) -> None:
+        """Throw the producer away after a failed delivery; the next publish builds a fresh one.
+
+        Why: seen with kafka-python 3.0.12 against Kafka 4.1, an idempotent
+        producer whose in-flight batches expired while the broker was down
+        resets its producer id and then never sends again (futures stay
+        pending forever, even after the broker is back). A fresh producer gets
+        a new producer id and fresh connections. Its pending records are
+        aborted; the spool still holds them, so nothing is lost (at worst a
+        record the broker did take is sent again and deduped by consumers).
+        """
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=0)
+        except Exception:
+            # close() gives up before force-closing when its flush times out; finish the job.
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                try:
+                    sender.force_close()
+                except Exception as exc:
+                    log.warning("kafka producer force close failed", extra={"error": redact_text(str(exc))})
 
     def close(self) -> None:
         with self._lock:
