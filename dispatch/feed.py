@@ -252,6 +252,16 @@ class BusIngestor:
         self.errors = 0
         self.last_error: str | None = None
         self.ready = threading.Event()
+        self._consumer: EventConsumer | None = None
+
+    def assigned(self) -> bool:
+        """True once the consumer owns partitions (always true for the local bus): records produced from
+        now on will be read. Tests and health checks wait for this after a new consumer group starts."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        inner = getattr(consumer.subscriber, "_consumer", None)  # KafkaSubscriber's KafkaConsumer
+        return inner is None or bool(inner.assignment())
 
     def start(self) -> BusIngestor:
         self._thread.start()
@@ -268,6 +278,7 @@ class BusIngestor:
             try:
                 if consumer is None:
                     consumer = EventConsumer(self._make_subscriber(), self._dlq)
+                    self._consumer = consumer
                     self.ready.set()
                 decoded = consumer.poll(self.poll_timeout_s, max_records=1000)
                 incidents = [d.event for d in decoded if isinstance(d.event, Incident)]
@@ -290,6 +301,7 @@ class BusIngestor:
                     with contextlib.suppress(Exception):  # already failing; the reconnect below is what matters
                         consumer.close()
                     consumer = None
+                    self._consumer = None
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
         if consumer is not None:

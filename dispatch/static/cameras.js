@@ -13,7 +13,7 @@
   const STATE_ORDER = { down: 0, degraded: 1, up: 2 };
 
   function age(c) {
-    if (c.state === "up") return 0;
+    if (c.state !== "down") return 0; // frames are flowing (degraded: too slowly)
     if (c.last_frame_at_ms === null || c.last_frame_at_ms === undefined) return Infinity;
     return (Date.now() + skew - c.last_frame_at_ms) / 1000;
   }
@@ -31,7 +31,7 @@
   }
 
   function row(c) {
-    const lastFrame = c.state === "up" ? "live" : (c.last_frame_at_ms ? `${K.fmtAge(age(c))} ago` : "never");
+    const lastFrame = c.state !== "down" ? "live" : (c.last_frame_at_ms ? `${K.fmtAge(age(c))} ago` : "never");
     return K.el("tr", { class: `state-${c.state}`, dataset: { camera: c.camera_id }, "data-testid": "camera-row" },
       K.el("td", { class: "mono" }, c.camera_id),
       K.el("td", {}, K.el("span", { class: `pill pill-${c.state}`, "data-testid": "camera-state" }, c.state)),

@@ -90,6 +90,13 @@ const K = (() => {
       this.silenceMs = opts.silenceMs || 6000;
       this.timer = setInterval(() => this.watch(), 1000);
       this.retries = 0;
+      // Back online: reconnect now instead of waiting out the back-off.
+      window.addEventListener("online", () => {
+        this.retries = 0;
+        if (this.pending) { clearTimeout(this.pending); this.pending = null; }
+        if (this.es) this.es.close();
+        this.start();
+      });
     }
     start() {
       if (this.es) this.es.close();

@@ -45,7 +45,7 @@
   }
 
   function fill(card, d) {
-    card.className = `card sev-${d.severity} status-${d.status}` + (d.detection_state === "end" ? " ended" : " live");
+    card.className = `card card-${d.severity} card-${d.status}` + (d.detection_state === "end" ? " ended" : " live");
     card.dataset.version = d.version;
     card.dataset.status = d.status;
     card.dataset.started = d.started_at_ms;

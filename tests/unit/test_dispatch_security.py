@@ -178,7 +178,7 @@ def test_security_headers_everywhere(app: Any, path: str) -> None:
     assert "unsafe-inline" not in csp
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["x-content-type-options"] == "nosniff"
-    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["referrer-policy"] == "same-origin"
 
 
 def test_session_cookie_flags(app: Any) -> None:
