@@ -122,6 +122,38 @@ CREATE TEMP TABLE IF NOT EXISTS plate_reads_stage (
 """
 
 
+def pigeonhole_patterns(folded: str, edits: int) -> list[str] | None:
+    """LIKE patterns of which every string within ``edits`` edits of ``folded`` matches at least one.
+
+    Cut the query into ``edits + 1`` pieces; an edit (substitution, deletion, or insertion, counted
+    against the piece after the gap) touches one piece, so some piece survives intact: the first one
+    as a prefix (``P%``), the last as a suffix (``%P``), a middle one as a substring (``%P%``). Each
+    pattern must give pg_trgm at least one trigram to look up (the blanks it pads a word with count at
+    anchored ends), else the index cannot narrow it: then None (use the similarity threshold instead).
+    Short pieces go first, where the two leading blanks make even two characters searchable.
+    """
+    n, parts = len(folded), edits + 1
+    if edits < 1 or n < 3 * parts - 1:
+        return None
+    sizes = [n // parts + (1 if i >= parts - n % parts else 0) for i in range(parts)]  # short pieces first
+    out, at = [], 0
+    for i, size in enumerate(sizes):
+        piece = folded[at : at + size]
+        at += size
+        if i == 0:
+            ok = size >= 2
+            out.append(piece + "%")
+        elif i == parts - 1:
+            ok = size >= 3
+            out.append("%" + piece)
+        else:
+            ok = size >= 3
+            out.append("%" + piece + "%")
+        if not ok:
+            return None
+    return out
+
+
 def partition_name(day: date) -> str:
     return f"plate_reads_p{day:%Y%m%d}"
 
@@ -363,9 +395,21 @@ class PostgresHistoryStore:
             "until": query.until,
             "cap": query.max_candidates + 1,
         }
+        pieces = pigeonhole_patterns(query.folded, edits)
         if edits == 0:
             cur.execute(
                 "SELECT plate FROM plate_dictionary WHERE plate_folded = %(qf)s "
+                "AND last_seen >= %(since)s AND first_seen < %(until)s LIMIT %(cap)s",
+                params,
+            )
+        elif pieces is not None and edits >= 2:
+            # Two or more edits: a trigram similarity threshold low enough to be sound matches half the
+            # dictionary, so use the pigeonhole principle instead (see pigeonhole_patterns).
+            params.update({f"p{i}": piece for i, piece in enumerate(pieces)})
+            ors = " OR ".join(f"plate_folded LIKE %(p{i})s" for i in range(len(pieces)))
+            cur.execute(
+                f"SELECT plate FROM plate_dictionary WHERE ({ors} OR plate_folded = %(qf)s) "  # noqa: S608
+                "AND levenshtein_less_equal(plate_folded, %(qf)s, %(k)s) <= %(k)s "
                 "AND last_seen >= %(since)s AND first_seen < %(until)s LIMIT %(cap)s",
                 params,
             )

@@ -285,3 +285,31 @@ def test_search_fails_closed_when_audit_cannot_be_written(store) -> None:
     store.insert([read("123ABC02", 1)])
     with pytest.raises(AuditUnavailable):
         search_plates(q("123ABC02"), principal=INVESTIGATOR, reason="case 1", store=store, audit=BrokenAudit())  # type: ignore[arg-type]
+
+
+def test_pigeonhole_patterns_cover_every_string_within_the_edit_budget() -> None:
+    import fnmatch
+    import random
+
+    from storage.plates.postgres import pigeonhole_patterns
+
+    rng = random.Random(5)
+    alphabet = "0123456789ACDEFGHJ"
+    for _ in range(3000):
+        q = "".join(rng.choice(alphabet) for _ in range(rng.choice((8, 9))))
+        edits = rng.choice((1, 2))
+        patterns = pigeonhole_patterns(q, edits)
+        assert patterns is not None
+        s = list(q)
+        for _ in range(rng.randint(1, edits)):
+            op = rng.choice("sid")
+            i = rng.randrange(len(s) + (op == "i"))
+            if op == "s" and i < len(s):
+                s[i] = rng.choice(alphabet)
+            elif op == "d" and i < len(s) and len(s) > 1:
+                del s[i]
+            else:
+                s.insert(i, rng.choice(alphabet))
+        cand = "".join(s)
+        assert any(fnmatch.fnmatchcase(cand, p.replace("%", "*")) for p in patterns), (q, cand, patterns)
+    assert pigeonhole_patterns("1234567", 2) is None  # a two-character middle piece: fall back to trigrams
