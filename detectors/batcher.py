@@ -187,7 +187,9 @@ class BatchScheduler:
             if replaced is not None:
                 self._stats.dropped += 1
                 self._stats.dropped_by_camera[frame.camera_id] += 1
-            self._cond.notify()
+            # notify_all: the worker thread and submit(wait=True) callers share this condition,
+            # and a single notify could wake a waiting submitter instead of the worker
+            self._cond.notify_all()
 
     # -- lifecycle -----------------------------------------------------------------------------
 

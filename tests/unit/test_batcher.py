@@ -215,3 +215,26 @@ def test_stop_drains_or_drops_pending_frames() -> None:
     sched2.submit(frame("z"))
     sched2.stop(drain=False)
     assert "z" not in got and sched2.stats().dropped_by_camera == {"z": 1}
+
+
+def test_submit_wait_holds_the_producer_instead_of_dropping() -> None:
+    det = FakeDetector(delay=0.005)
+    got: list[tuple[str, int]] = []
+    sched = BatchScheduler(det, max_batch=4, max_wait_s=0.001, on_result=lambda f, d: got.append((f.camera_id, f.seq)))
+    sched.start()
+
+    def replay(cam: str) -> None:
+        for seq in range(30):
+            sched.submit(frame(cam, seq), wait=True)
+
+    threads = [threading.Thread(target=replay, args=(c,)) for c in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sched.wait_idle(5)
+    sched.stop()
+    st = sched.stats()
+    assert st.dropped == 0 and st.analysed == 60
+    for cam in ("a", "b"):
+        assert [s for c, s in got if c == cam] == list(range(30))  # every frame, in order
