@@ -72,7 +72,7 @@ class PlateOcr:
                 if crop.size == 0:
                     continue
                 w = max(8, round(crop.shape[1] * h / max(1, crop.shape[0])))
-                out.append(("box", cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)))
+                out.append(("box", np.asarray(cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)))
         return out
 
     def read_boxes(
@@ -94,7 +94,10 @@ class PlateOcr:
             matches = tuple(self.formats.match(read.chars, self.top_k))
             obs = PlateObservation(
                 tuple(float(v) for v in xyxy[i]),  # type: ignore[arg-type]
-                float(conf[i]), read, matches, method,
+                float(conf[i]),
+                read,
+                matches,
+                method,
             )
             cur = best.get(i)
             if cur is None or _rank(obs) > _rank(cur):

@@ -117,8 +117,9 @@ class PlateReader:
         if ocr is None:
             from plate_reader.ocr import create_recognizer
 
-            ocr = PlateOcr(create_recognizer(self.cfg.ocr_backend), top_k=self.cfg.top_k,
-                           min_width_px=self.cfg.min_plate_width_px)
+            ocr = PlateOcr(
+                create_recognizer(self.cfg.ocr_backend), top_k=self.cfg.top_k, min_width_px=self.cfg.min_plate_width_px
+            )
         self.ocr = ocr
         self.detector = plate_detector
         self.worker_id = worker_id
@@ -148,7 +149,8 @@ class PlateReader:
                 p = _Pass(key, t, frame.captured_at, t, frame.captured_at)
                 self._passes[key] = p
             p.last_t, p.last_at = t, frame.captured_at
-            obs = by_box.get(tuple(float(v) for v in plates.xyxy[i]))  # type: ignore[call-overload]
+            x1, y1, x2, y2 = (float(v) for v in plates.xyxy[i])
+            obs = by_box.get((x1, y1, x2, y2))
             if obs is None or p.emitted:
                 continue
             if p.vote.add(obs, self.cfg.min_read_confidence):
@@ -284,9 +286,7 @@ class PlateReader:
         )
         return PlateReadOut(event, jpeg)
 
-    def _snapshot(
-        self, image: U8, obs: PlateObservation, vehicle: tuple[float, float, float, float] | None
-    ) -> bytes:
+    def _snapshot(self, image: U8, obs: PlateObservation, vehicle: tuple[float, float, float, float] | None) -> bytes:
         """The frame with the plate (and its vehicle) boxed, as JPEG."""
         img = image.copy()
         if vehicle is not None:

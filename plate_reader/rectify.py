@@ -15,6 +15,7 @@ what the recogniser would have seen without this step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -73,7 +74,7 @@ def find_plate_quad(crop: U8) -> tuple[F32, str] | None:
     k = max(3, h // 5) | 1  # fills character strokes so the plate is one blob
     closed = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    best: tuple[float, npt.NDArray[np.int32]] | None = None
+    best: tuple[float, npt.NDArray[Any]] | None = None
     cx, cy = w / 2, h / 2
     for c in contours:
         area = cv2.contourArea(c)
@@ -120,12 +121,13 @@ def rectify(
     found = find_plate_quad(crop)
     if found is None:
         out_w = max(8, round(crop.shape[1] * height / max(1, crop.shape[0])))
-        return Rectified(cv2.resize(crop, (out_w, height), interpolation=cv2.INTER_LINEAR), None, "box")
+        resized = np.asarray(cv2.resize(crop, (out_w, height), interpolation=cv2.INTER_LINEAR), np.uint8)
+        return Rectified(resized, None, "box")
     quad, method = found
-    top = np.linalg.norm(quad[1] - quad[0])
-    bottom = np.linalg.norm(quad[2] - quad[3])
-    left = np.linalg.norm(quad[3] - quad[0])
-    right = np.linalg.norm(quad[2] - quad[1])
+    top = float(np.linalg.norm(quad[1] - quad[0]))
+    bottom = float(np.linalg.norm(quad[2] - quad[3]))
+    left = float(np.linalg.norm(quad[3] - quad[0]))
+    right = float(np.linalg.norm(quad[2] - quad[1]))
     aspect = float(np.clip((top + bottom) / max(left + right, 1e-3), MIN_ASPECT, MAX_ASPECT))
     # warp at a generous size first, then trim and scale: keeps thin strokes through the resample
     big_h = max(height, int(max(left, right)))
@@ -137,5 +139,5 @@ def rectify(
     warped = warped[ty : big_h - ty, tx : big_w - tx]
     out_w = max(8, round(warped.shape[1] * height / max(1, warped.shape[0])))
     interp = cv2.INTER_AREA if warped.shape[0] > height else cv2.INTER_CUBIC
-    out = cv2.resize(warped, (out_w, height), interpolation=interp)
+    out = np.asarray(cv2.resize(warped, (out_w, height), interpolation=interp), np.uint8)
     return Rectified(out, (quad + np.array([x1, y1], np.float32)).astype(np.float32), method)

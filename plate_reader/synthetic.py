@@ -97,18 +97,18 @@ def _glyph_mask(text: str, font: str, bold: int) -> U8:
         scale = 3.0
         thickness = 6 + bold
         (w, h), base = cv2.getTextSize(text, face, scale, thickness)
-        canvas = np.zeros((h + base + 40, w + 40), np.uint8)
+        canvas: U8 = np.zeros((h + base + 40, w + 40), np.uint8)
         cv2.putText(canvas, text, (20, h + 20), face, scale, 255, thickness, cv2.LINE_AA)
     else:
         from PIL import Image, ImageDraw, ImageFont
 
         pil_font = ImageFont.truetype(TTF_CANDIDATES[font], 110)
         left, top, right, bottom = pil_font.getbbox(text)
-        img = Image.new("L", (right - left + 40, bottom - top + 40), 0)
+        img = Image.new("L", (int(right - left) + 40, int(bottom - top) + 40), 0)
         ImageDraw.Draw(img).text((20 - left, 20 - top), text, fill=255, font=pil_font)
         canvas = np.asarray(img, dtype=np.uint8).copy()
         if bold:
-            canvas = cv2.dilate(canvas, np.ones((bold + 1, bold + 1), np.uint8))
+            canvas = np.asarray(cv2.dilate(canvas, np.ones((bold + 1, bold + 1), np.uint8)), np.uint8)
     ys, xs = np.nonzero(canvas > 40)
     if ys.size == 0:
         return np.zeros((1, 1), np.uint8)
@@ -116,15 +116,21 @@ def _glyph_mask(text: str, font: str, bold: int) -> U8:
 
 
 def _put_text(
-    canvas: U8, text: str, box: tuple[int, int, int, int], font: str, color: tuple[int, int, int], bold: int = 0,
+    canvas: U8,
+    text: str,
+    box: tuple[int, int, int, int],
+    font: str,
+    color: tuple[int, int, int],
+    bold: int = 0,
     spacing: float = 0.18,
 ) -> None:
     """Set ``text`` into ``box`` (x, y, w, h), one glyph at a time so letter spacing looks like a plate's."""
     x, y, w, h = box
     glyphs = [_glyph_mask(ch, font, bold) for ch in text if ch != " "]
     gaps = [1.0 if ch == " " else 0.0 for ch in text]
-    scaled = [cv2.resize(g, (max(1, round(g.shape[1] * h / g.shape[0])), h), interpolation=cv2.INTER_AREA)
-              for g in glyphs]
+    scaled = [
+        cv2.resize(g, (max(1, round(g.shape[1] * h / g.shape[0])), h), interpolation=cv2.INTER_AREA) for g in glyphs
+    ]
     # glyphs like "-" are short: keep them at their own height, centred
     total = sum(g.shape[1] for g in scaled) + spacing * h * (len(scaled) - 1) + sum(gaps) * 0.35 * h
     squeeze = min(1.0, w / max(total, 1.0))
@@ -167,8 +173,13 @@ def render_plate(spec: PlateSpec, font: str, rng: np.random.Generator) -> U8:
     if spec.layout in ("kz", "kz_legal"):
         cv2.rectangle(canvas, (3, 3), (PLATE_W - 4, PLATE_H - 4), ink, 4)
         _kz_flag(canvas, 10, 12, 52, 34)
-        _put_text(canvas, "KZ", (10, 62, 52, 34), "dejavu-sans-condensed-bold" if "dejavu-sans-condensed-bold"
-                  in available_fonts() else "hershey-duplex", (150, 90, 0))
+        _put_text(
+            canvas,
+            "KZ",
+            (10, 62, 52, 34),
+            "dejavu-sans-condensed-bold" if "dejavu-sans-condensed-bold" in available_fonts() else "hershey-duplex",
+            (150, 90, 0),
+        )
         n_letters = 3 if spec.layout == "kz" else 2
         main = f"{t[:3]} {t[3 : 3 + n_letters]}"
         _put_text(canvas, main, (74, 16, 340, 80), font, ink, bold)
@@ -225,8 +236,12 @@ def _car_rear(plate_w: int, plate_h: int, rng: np.random.Generator) -> tuple[U8,
 
 
 def place_plate(
-    background: U8, plate: U8, rng: np.random.Generator, width_px: tuple[int, int] = (110, 240),
-    with_car: bool = True, center: tuple[float, float] | None = None,
+    background: U8,
+    plate: U8,
+    rng: np.random.Generator,
+    width_px: tuple[int, int] = (110, 240),
+    with_car: bool = True,
+    center: tuple[float, float] | None = None,
 ) -> Placed:
     """Paste ``plate`` into a copy of ``background`` with perspective, blur, noise and a lighting change."""
     img = background.copy()
@@ -238,7 +253,7 @@ def place_plate(
         patch, quad = _car_rear(pw, ph, rng)
         patch[int(quad[0, 1]) : int(quad[0, 1]) + ph, int(quad[0, 0]) : int(quad[0, 0]) + pw] = small
     else:
-        patch = small
+        patch = np.asarray(small, np.uint8)
         quad = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
     h, w = patch.shape[:2]
     # perspective: rotate a little, squash one side (seen from an angle), shear
@@ -261,28 +276,28 @@ def place_plate(
     warped = cv2.warpPerspective(patch, m, (bw, bh), flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), m, (bw, bh), flags=cv2.INTER_LINEAR)
     alpha = (mask.astype(np.float32) / 255.0)[..., None]
-    img = (img.astype(np.float32) * (1 - alpha) + warped.astype(np.float32) * alpha)
+    mixed: F32 = img.astype(np.float32) * (1 - alpha) + warped.astype(np.float32) * alpha
     plate_quad = cv2.perspectiveTransform(quad[None], m)[0]
     # lighting: global gain/offset, plus a soft shadow gradient across the frame
     gain = rng.uniform(0.55, 1.2)
     offset = rng.uniform(-25, 20)
     grad = np.linspace(rng.uniform(0.75, 1.0), rng.uniform(0.85, 1.1), bw, dtype=np.float32)[None, :, None]
-    img = img * gain * grad + offset
+    mixed = mixed * np.float32(gain) * grad + np.float32(offset)
     # blur (defocus or motion) and sensor noise
     if rng.random() < 0.5:
         sigma = rng.uniform(0.3, 1.1)
-        img = cv2.GaussianBlur(img, (0, 0), sigma)
+        mixed = np.asarray(cv2.GaussianBlur(mixed, (0, 0), sigma), np.float32)
     else:
         k = int(rng.integers(2, 5))
         kernel = np.zeros((k, k), np.float32)
         kernel[k // 2, :] = 1.0 / k
-        img = cv2.filter2D(img, -1, kernel)
-    img = img + rng.normal(0, rng.uniform(1.5, 6.0), img.shape).astype(np.float32)
-    out = np.clip(img, 0, 255).astype(np.uint8)
+        mixed = np.asarray(cv2.filter2D(mixed, -1, kernel), np.float32)
+    mixed = mixed + rng.normal(0, rng.uniform(1.5, 6.0), mixed.shape).astype(np.float32)
+    out: U8 = np.clip(mixed, 0, 255).astype(np.uint8)
     quality = int(rng.integers(55, 95))
     ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if ok:
-        out = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+        out = np.asarray(cv2.imdecode(enc, cv2.IMREAD_COLOR), np.uint8)
     x1, y1 = plate_quad.min(0)
     x2, y2 = plate_quad.max(0)
     return Placed(out, plate_quad.astype(np.float32), (float(x1), float(y1), float(x2), float(y2)))
@@ -297,7 +312,7 @@ def backgrounds(max_video_frames: int = 40, video: Path | None = None) -> list[U
         for name in ("bus.jpg", "zidane.jpg"):
             img = cv2.imread(str(Path(ASSETS) / name), cv2.IMREAD_COLOR)
             if img is not None:
-                out.append(img)
+                out.append(np.asarray(img, np.uint8))
     except ImportError:  # ultralytics is a main dependency, but keep the tests' material usable without it
         pass
     clip = video or Path(__file__).resolve().parents[2] / "shared" / "data" / "vtest.avi"
@@ -309,7 +324,7 @@ def backgrounds(max_video_frames: int = 40, video: Path | None = None) -> list[U
             cap.set(cv2.CAP_PROP_POS_FRAMES, i)
             ok, frame = cap.read()
             if ok:
-                out.append(frame)
+                out.append(np.asarray(frame, np.uint8))
             if len(out) >= max_video_frames + 2:
                 break
         cap.release()

@@ -67,7 +67,9 @@ class TrackVote:
         total = sum(by_format.values())
         fmt_id, fmt_weight = max(by_format.items(), key=lambda kv: kv[1])
         members = [
-            (o, w) for o, w in zip(self.observations, self.weights, strict=True) if o.best is not None and o.best.format_id == fmt_id
+            (o, w)
+            for o, w in zip(self.observations, self.weights, strict=True)
+            if o.best is not None and o.best.format_id == fmt_id
         ]
         length = max(len(o.best.text) for o, _ in members if o.best is not None)
         members = [(o, w) for o, w in members if o.best is not None and len(o.best.text) == length]

@@ -36,10 +36,11 @@ LOOKALIKE_WEIGHT = 0.5
 """Probability share a look-alike gets from the observed character (``O`` at 0.9 -> ``0`` at 0.45 at least)."""
 LOOKALIKE_DECAY = 0.7
 """Each further look-alike in a list gets this factor less (``0`` -> ``O`` 0.5, ``D`` 0.35, ``Q`` 0.245)."""
-EDGE_SKIP = 0.25
+EDGE_SKIP = 0.5
 """Cost (as a probability) of dropping a character before or after the plate text: flag bands, country codes."""
-MIN_MIDDLE_SKIP = 0.03
-"""Floor of the cost of dropping a character inside the plate text; a confident character is expensive to drop."""
+MIN_MIDDLE_SKIP, MAX_MIDDLE_SKIP = 0.03, 0.35
+"""Bounds of the cost of dropping a character inside the plate text: a confident character is expensive to
+drop, and even an unsure one costs more than an edge character (decorations sit at the edges)."""
 FLOOR = 1e-4
 REGION_PENALTY = 0.3
 """Factor for a region code the format does not list (a misread region is likelier than an unknown one)."""
@@ -145,8 +146,13 @@ class FormatBook:
         self.classes = {k: frozenset(v) for k, v in spec.classes.items()}
         self.formats = [
             PlateFormat(
-                f.id, f.country, f.description, tuple(self.classes[c] for c in f.pattern), f.region_digits,
-                frozenset(f.regions), f.prior,
+                f.id,
+                f.country,
+                f.description,
+                tuple(self.classes[c] for c in f.pattern),
+                f.region_digits,
+                frozenset(f.regions),
+                f.prior,
             )
             for f in spec.formats
         ]
@@ -204,7 +210,7 @@ class FormatBook:
         dp[0][0] = 0.0
         edge = math.log(EDGE_SKIP)
         for i in range(1, n + 1):
-            mid = math.log(max(MIN_MIDDLE_SKIP, 1.0 - top[i - 1]))
+            mid = math.log(min(MAX_MIDDLE_SKIP, max(MIN_MIDDLE_SKIP, 1.0 - top[i - 1])))
             for j in range(0, min(i, m) + 1):
                 best, how = neg, 0
                 if dp[i - 1][j] > neg:  # skip observation i-1
@@ -254,8 +260,13 @@ class FormatBook:
         logp = sum(math.log(max(p, FLOOR)) for _, p in best)
         positions = tuple({c: 1.0} for c, _ in best)
         return FormatMatch(
-            g.id, g.country, "".join(c for c, _ in best), math.exp(logp / len(best)), logp + math.log(g.prior),
-            positions, 0,
+            g.id,
+            g.country,
+            "".join(c for c, _ in best),
+            math.exp(logp / len(best)),
+            logp + math.log(g.prior),
+            positions,
+            0,
         )
 
     def match(self, chars: Sequence[CharHyp], top_k: int = 3) -> list[FormatMatch]:

@@ -35,9 +35,7 @@ def packaged_model() -> Path:
     """The recognition model inside the installed ``rapidocr-onnxruntime`` (no import of its pipeline)."""
     spec = importlib.util.find_spec("rapidocr_onnxruntime")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "rapidocr-onnxruntime is not installed; run `pip install rapidocr-onnxruntime==1.4.4`"
-        )
+        raise FileNotFoundError("rapidocr-onnxruntime is not installed; run `pip install rapidocr-onnxruntime==1.4.4`")
     path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"rapidocr recognition model missing at {path}; reinstall rapidocr-onnxruntime==1.4.4")
