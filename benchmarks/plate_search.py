@@ -262,6 +262,7 @@ def main() -> None:
             "fuzzy d<=1 (30 d)": lambda i: parse_query(text=misread(1), mode="fuzzy", **month),
             "fuzzy d<=2 (7 d)": lambda i: parse_query(text=misread(2), mode="fuzzy", max_distance=2.0, **week),
         }
+        load_before = os.getloadavg()
         for _ in range(20):  # warm the connection and caches
             run(parse_query(text=pick(), **week))
         table = []
@@ -291,6 +292,8 @@ def main() -> None:
                 "cpu": cpu_model(),
                 "cores": os.cpu_count(),
                 "note": "2-core VM shared with other engineers' jobs; PostgreSQL 15, default shared_buffers, fsync off",
+                "loadavg_1_5_15_before_queries": [round(x, 1) for x in load_before],
+                "loadavg_1_5_15_after_queries": [round(x, 1) for x in os.getloadavg()],
             },
             "rows": total,
             "distinct_plates": distinct,
@@ -305,6 +308,7 @@ def main() -> None:
         OUT.write_text(json.dumps(report, indent=2) + "\n")
         print()
         print(f"{total:,} reads, {distinct:,} distinct plates, {size}; {cpu_model()} x{os.cpu_count()}")
+        print(f"load average before/after the queries: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}")
         print(f"{'query':<26} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'hits':>6}")
         for r in table:
             print(

@@ -383,6 +383,7 @@ class PostgresHistoryStore:
                 "until": query.until,
                 "cap": query.max_candidates + 1,
             },
+            prepare=False,
         )
         return self._check_cap([p for (p,) in cur.fetchall()], query)
 
@@ -401,6 +402,7 @@ class PostgresHistoryStore:
                 "SELECT plate FROM plate_dictionary WHERE plate_folded = %(qf)s "
                 "AND last_seen >= %(since)s AND first_seen < %(until)s LIMIT %(cap)s",
                 params,
+                prepare=False,  # a generic plan cannot see the pattern and may scan the whole dictionary
             )
         elif pieces is not None and edits >= 2:
             # Two or more edits: a trigram similarity threshold low enough to be sound matches half the
@@ -412,6 +414,7 @@ class PostgresHistoryStore:
                 "AND levenshtein_less_equal(plate_folded, %(qf)s, %(k)s) <= %(k)s "
                 "AND last_seen >= %(since)s AND first_seen < %(until)s LIMIT %(cap)s",
                 params,
+                prepare=False,  # a generic plan cannot see the pattern and may scan the whole dictionary
             )
         else:
             cur.execute(
@@ -424,6 +427,7 @@ class PostgresHistoryStore:
                 "OR plate_folded = %(qf)s) "
                 "AND last_seen >= %(since)s AND first_seen < %(until)s LIMIT %(cap)s",
                 params,
+                prepare=False,  # a generic plan cannot see the pattern and may scan the whole dictionary
             )
         return self._check_cap([p for (p,) in cur.fetchall()], query)
 
@@ -457,7 +461,7 @@ class PostgresHistoryStore:
                 "WHERE r.observed_at >= %(since)s AND r.observed_at < %(until)s {cam} "
                 "ORDER BY c.dist, r.observed_at DESC, r.event_id DESC LIMIT %(lim)s OFFSET %(off)s"
             )
-        cur.execute(stmt.format(hit=sql.SQL(_HIT_COLUMNS), cam=camera_filter), params)
+        cur.execute(stmt.format(hit=sql.SQL(_HIT_COLUMNS), cam=camera_filter), params, prepare=False)
         rows = cur.fetchall()
         hits = tuple(_hit(row) for row in rows[: query.limit])
         return SearchPage(hits=hits, has_more=len(rows) > query.limit, candidates=candidates)
