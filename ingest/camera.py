@@ -489,6 +489,8 @@ class CameraRunner:
         except Exception as exc:
             self._callback_errors += 1
             log.error("camera %s: on_frame failed: %s", self.camera.id, redact_text(repr(exc)), exc_info=True)
+        # Time the consumer held the frame (a file replayed with back-pressure) is not the stream's silence.
+        sess.progress_at = self._clock.monotonic()
 
     def _estimate_pts(self, sess: _Session) -> float:
         """A timestamp for a packet or frame without one: one frame after the last."""
