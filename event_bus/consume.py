@@ -34,6 +34,7 @@ from event_bus.interfaces import InRecord, OutRecord, Publisher, Subscriber
 TOPIC_EVENT_TYPES: dict[str, str] = {
     topics.INCIDENTS: "incident",
     topics.CAMERA_STATUS: "camera-status",
+    topics.PLATES: "plate-read",
 }
 """Which event type (schema name) each topic carries."""
 

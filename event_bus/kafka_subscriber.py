@@ -53,12 +53,21 @@ class KafkaSubscriber:
                         partition=r.partition,
                         offset=r.offset,
                         key=r.key.decode("utf-8", errors="replace") if r.key is not None else None,
+                        # A tombstone (null value, compacted topics) reads as b"": no event is empty JSON.
                         value=bytes(r.value) if r.value is not None else b"",
                         timestamp_ms=int(r.timestamp),
                         headers=tuple((k, bytes(v) if v is not None else b"") for k, v in (r.headers or [])),
                     )
                 )
         return out
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """(topic, partition) pairs this member owns now; empty until the group has assigned it some.
+
+        Records produced before assignment are read only with ``from_beginning`` (or a committed
+        offset), so tests and health checks wait for a non-empty assignment after starting a group.
+        """
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
     def commit(self) -> None:
         """Commit the positions of everything polled so far (synchronously); no-op without a group."""

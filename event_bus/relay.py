@@ -181,6 +181,9 @@ class Relay:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self.spool.closed:  # shut down in the wrong order: nothing left to deliver from
+                log.warning("relay stopping: its spool was closed")
+                return
             try:
                 self.step()
             except Exception as exc:  # the relay must survive anything; the spool keeps the records

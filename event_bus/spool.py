@@ -262,6 +262,10 @@ class Spool:
                 max_bytes=self.max_bytes,
             )
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._cond:
             if self._closed:
