@@ -128,7 +128,7 @@ const K = (() => {
     reopenLater() {
       if (this.pending) return;
       this.retries += 1;
-      const delay = Math.min(10000, 500 * 2 ** Math.min(this.retries, 5)) * (0.75 + Math.random() / 2);
+      const delay = Math.min(4000, 500 * 2 ** Math.min(this.retries, 4)) * (0.75 + Math.random() / 2);
       this.pending = setTimeout(async () => {
         this.pending = null;
         try { await api("GET", "/api/me"); } catch (e) { if (e.message === "login required") return; }

@@ -8,6 +8,7 @@ separate cookie jar (a second dispatcher's browser). Screenshots go to
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,11 +63,21 @@ class Console:
     def url(self) -> str:
         return self.served.url
 
-    def login(self, browser: Any, role: str, viewport: tuple[int, int] = (1366, 768), user: str | None = None) -> Any:
-        """A new browser context (own cookies) logged in through the login form; returns its page."""
+    def login(
+        self,
+        browser: Any,
+        role: str,
+        viewport: tuple[int, int] = (1366, 768),
+        user: str | None = None,
+        via: str | None = None,
+    ) -> Any:
+        """A new browser context (own cookies) logged in through the login form; returns its page.
+
+        ``via``: another base URL for the same console (a proxy the test can cut).
+        """
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
         page = context.new_page()
-        page.goto(f"{self.url}/login")
+        page.goto(f"{via or self.url}/login")
         page.fill("input[name=username]", user or role)
         page.fill("input[name=password]", PASSWORDS[role])
         page.click("button[type=submit]")
@@ -149,3 +160,84 @@ def shot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+class TcpProxy:
+    """A loopback TCP relay in front of the console that the test can cut: a real connection loss.
+
+    Chromium's offline emulation does not break a response stream that is already open, so an SSE
+    connection would survive it; cutting the TCP connections here is what a network outage does.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._cut = False
+        self._open: set[Any] = set()
+        self._lock = threading.Lock()
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._stop:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._cut:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._open.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            return
+        finally:
+            for s in (src, dst):
+                with self._lock:
+                    self._open.discard(s)
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def cut(self) -> None:
+        """Drop every open connection and refuse new ones until :meth:`restore`."""
+        import socket
+
+        self._cut = True
+        with self._lock:
+            victims = list(self._open)
+            self._open.clear()
+        for s in victims:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def restore(self) -> None:
+        self._cut = False
+
+    def close(self) -> None:
+        self._stop = True
+        self.cut()
+        self._listener.close()

@@ -26,7 +26,7 @@ from dispatch.testing import make_incident, record_of
 from event_bus.events import CameraStatus
 from event_bus.kafka_publisher import KafkaPublisher
 from storage.workflow import Action
-from tests.browser.conftest import SIZES, Console, jpeg_frames, make_console, shot
+from tests.browser.conftest import SIZES, Console, TcpProxy, jpeg_frames, make_console, shot
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -36,7 +36,7 @@ def card(iid: Any) -> str:
 
 
 def card_status(page: Any, iid: Any) -> str:
-    return str(page.locator(f'{card(iid)} [data-testid="card-status"]').inner_text()).strip()
+    return str(page.locator(f'{card(iid)} [data-testid="card-status"]').text_content()).strip()
 
 
 def wait_status(page: Any, iid: Any, status: str, timeout_ms: int) -> float:
@@ -115,7 +115,7 @@ def test_incident_flows_to_two_consoles_and_workflow_is_shared(
     assert rec is not None and rec.status.value == "resolved" and rec.acknowledged_by == "dispatcher"
     assert [x.action for x in kafka_console.store.actions(str(inc_id))] == [Action.ACKNOWLEDGE, Action.RESOLVE]
     a.goto(f"{kafka_console.url}/incidents/{inc_id}")
-    assert a.locator('[data-testid="detail-status"]').inner_text().strip() == "resolved"
+    assert a.locator('[data-testid="detail-status"]').text_content().strip() == "resolved"
     assert "dispatcher" in a.locator('[data-testid="history"]').inner_text()
     print(f"\nappear: A {appear_a:.3f} s, B {appear_b:.3f} s", end="; ")
     print(f"ack seen by B {ack_seen:.3f} s, resolve seen by B {resolve_seen:.3f} s")
@@ -126,41 +126,48 @@ def test_incident_flows_to_two_consoles_and_workflow_is_shared(
 def test_console_offline_for_10s_shows_every_missed_incident_once(
     browser: Any, kafka_console: Console, publisher: KafkaPublisher
 ) -> None:
-    page = kafka_console.login(browser, "dispatcher")
-    open_feed(page)
-    before = make_incident(camera_id="cam-before")
-    produce(publisher, before)
-    page.wait_for_selector(card(before.incident_id), timeout=2000)
+    proxy = TcpProxy(int(kafka_console.url.rsplit(":", 1)[1]))
+    try:
+        page = kafka_console.login(browser, "dispatcher", via=proxy.url)
+        open_feed(page)
+        before = make_incident(camera_id="cam-before")
+        produce(publisher, before)
+        page.wait_for_selector(card(before.incident_id), timeout=2000)
 
-    page.context.set_offline(True)
-    t_off = time.monotonic()
-    missed = []
-    while time.monotonic() - t_off < 10.0:
-        inc = make_incident(camera_id=f"cam-off-{len(missed)}")
-        produce(publisher, inc)
-        missed.append(inc)
-        time.sleep(1.5)
-    # updates of an incident that started while offline: still one card
-    produce(publisher, make_incident(incident_id=missed[0].incident_id, camera_id="cam-off-0", state="update", seq=1))
-    produce(publisher, make_incident(incident_id=missed[0].incident_id, camera_id="cam-off-0", state="end", seq=2))
-    time.sleep(max(0.0, 10.0 - (time.monotonic() - t_off)))
-    shown_while_offline = sum(page.locator(card(m.incident_id)).count() for m in missed)
-    assert shown_while_offline == 0, "the console was not really offline"
+        proxy.cut()  # the network is gone: the open SSE stream breaks, reconnects fail
+        t_off = time.monotonic()
+        missed = []
+        while time.monotonic() - t_off < 10.0:
+            inc = make_incident(camera_id=f"cam-off-{len(missed)}")
+            produce(publisher, inc)
+            missed.append(inc)
+            time.sleep(1.5)
+        # updates of an incident that started while offline: still one card
+        first = missed[0]
+        for seq, state in ((1, "update"), (2, "end")):
+            produce(
+                publisher, make_incident(incident_id=first.incident_id, camera_id="cam-off-0", state=state, seq=seq)
+            )
+        time.sleep(max(0.0, 10.0 - (time.monotonic() - t_off)))
+        shown_while_offline = sum(page.locator(card(m.incident_id)).count() for m in missed)
+        assert shown_while_offline == 0, "the console was not really offline"
 
-    page.context.set_offline(False)
-    t_on = time.monotonic()
-    for m in missed:
-        page.wait_for_selector(card(m.incident_id), timeout=15_000)
-    caught_up = time.monotonic() - t_on
-    for m in missed:
-        assert page.locator(card(m.incident_id)).count() == 1
-    ids = page.eval_on_selector_all("article.card", "els => els.map(e => e.dataset.id)")
-    assert len(ids) == len(set(ids)), "a card is shown twice"
-    page.wait_for_function(
-        "sel => document.querySelector(sel)?.classList.contains('ended')", arg=card(missed[0].incident_id), timeout=3000
-    )
-    print(f"\n{len(missed)} incidents while offline 10 s; all shown once {caught_up:.2f} s after reconnecting")
-    page.context.close()
+        proxy.restore()
+        t_on = time.monotonic()
+        for m in missed:
+            page.wait_for_selector(card(m.incident_id), timeout=15_000)
+        caught_up = time.monotonic() - t_on
+        for m in missed:
+            assert page.locator(card(m.incident_id)).count() == 1
+        ids = page.eval_on_selector_all("article.card", "els => els.map(e => e.dataset.id)")
+        assert len(ids) == len(set(ids)), "a card is shown twice"
+        page.wait_for_function(
+            "sel => document.querySelector(sel)?.classList.contains('ended')", arg=card(first.incident_id), timeout=3000
+        )
+        print(f"\n{len(missed)} incidents while offline 10 s; all shown once {caught_up:.2f} s after reconnecting")
+        page.context.close()
+    finally:
+        proxy.close()
 
 
 # -- plates -----------------------------------------------------------------------------------------------------------
