@@ -268,7 +268,7 @@ def test_metrics_endpoint_of_a_running_worker(cluster: Cluster) -> None:
 
     def total(name: str) -> float:
         assert name in samples, f"{name} missing from /metrics"
-        return sum(s.value for s in samples[name])
+        return float(sum(s.value for s in samples[name]))
 
     running = len(w.running())
     assert total("kuzet_frames_received_total") > 0
@@ -365,12 +365,13 @@ def test_invalid_records_on_the_topic_are_skipped_and_dead_lettered(cluster: Clu
     good = encode_camera(validate_camera(camera("so-bad-1", cluster.rtsp.url("so-cam-01"))))
     doc = json.loads(good)
     bad: dict[str, bytes | None] = {"so-bad-1": b"{not json"}
-    for cid, patch in {
+    patches: dict[str, dict[str, Any]] = {
         "so-bad-2": {"url": "rtsp://u:topsecret@127.0.0.1/x"},
         "so-bad-3": {"analysis_fps": 99},
         "so-bad-4": {"zones": [{"name": "z", "polygon": [[0, 0], [2, 0], [1, 1]]}]},
         "so-bad-5": {"id": "someone-else"},
-    }.items():
+    }
+    for cid, patch in patches.items():
         cam = {**doc["camera"], "id": cid, **patch}
         bad[cid] = json.dumps({**doc, "camera": cam}).encode()
     bad["Bad Key!"] = good
