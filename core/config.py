@@ -73,7 +73,10 @@ class Zone(Strict):
 class CameraConfig(Strict):
     """One camera this worker analyses (on one box; at scale they come from the registry topic)."""
 
-    id: str = Field(pattern=CAMERA_ID_PATTERN, description="stable id; the Kafka key of its events")
+    id: str = Field(
+        pattern=CAMERA_ID_PATTERN,
+        description="stable id, 1-64 of a-z 0-9 _ - (starting with a letter or digit); the Kafka key of its events",
+    )
     name: str = Field(default="", max_length=128)
     location: str = Field(default="", max_length=256)
     url: str = Field(description="rtsp://, rtsps:// or file path/URL; credentials go in `credentials`, never here")

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.config import ConfigError, load_config
 from core.logs import setup_logging
@@ -51,7 +52,7 @@ def demo(
     try:
         run_demo(clip or DEMO_CLIP, out, analysis_fps=fps, realtime=not fast)
     except (ConfigError, FileNotFoundError) as exc:
-        err.print(f"[red]demo failed:[/red] {exc}")
+        err.print(f"[red]demo failed:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -69,7 +70,7 @@ def worker(
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        err.print(f"[red]configuration error[/red]\n{exc}")
+        err.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from None
     setup_logging(cfg.log_level)
     stop = threading.Event()
@@ -90,7 +91,7 @@ def check_config(config: Annotated[Path, typer.Argument(help="YAML configuration
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        err.print(f"[red]invalid[/red]\n{exc}")
+        err.print(f"[red]invalid[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from None
     typer.echo(f"ok: {len(cfg.cameras)} camera(s), models {[m.name for m in cfg.models]}")
 
