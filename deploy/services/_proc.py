@@ -20,6 +20,7 @@ import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -97,13 +98,31 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def read_pid(pid_file: Path) -> int | None:
-    """The pid recorded in pid_file when that process is still alive, else None."""
+def cmdline(pid: int) -> str:
+    """The command line of pid, arguments joined by spaces ('' when unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def read_pid(pid_file: Path, marker: str | None = None) -> int | None:
+    """The pid recorded in pid_file when that process is still alive, else None.
+
+    With marker, the process's command line must also contain it: after a
+    reboot or a long pause the pid may belong to an unrelated process, which
+    must never be adopted, let alone signalled.
+    """
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if pid_alive(pid) else None
+    if not pid_alive(pid):
+        return None
+    if marker is not None and marker not in cmdline(pid):
+        return None
+    return pid
 
 
 def _preexec(die_with_parent: bool, uid: int | None, gid: int | None) -> Callable[[], None]:
@@ -146,8 +165,15 @@ def spawn(
     uid: int | None = None,
     gid: int | None = None,
 ) -> Spawned:
-    """Start argv in a new session with output appended to log_file; record its pid."""
+    """Start argv in a new session with output appended to log_file; record its pid.
+
+    die_with_parent applies only when called from the main thread: Linux sends
+    the parent-death signal when the *thread* that forked exits, so a server
+    restarted from a short-lived helper thread (a test's timer) would otherwise
+    be killed as soon as that thread returned.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    die_with_parent = die_with_parent and threading.current_thread() is threading.main_thread()
     with log_file.open("ab") as log:
         popen = subprocess.Popen(
             list(argv),

@@ -72,7 +72,7 @@ class Service(ABC):
     def pid(self) -> int | None:
         if self._spawned is not None and self._spawned.alive():
             return self._spawned.pid
-        return read_pid(self.pid_file)
+        return read_pid(self.pid_file, self._cmd_marker())
 
     def is_running(self) -> bool:
         """True when our server process is alive and answers its health check."""
@@ -85,7 +85,7 @@ class Service(ABC):
 
     def start(self, timeout: float | None = None) -> Service:
         """Start the server (or adopt the one already running on this data dir) and wait for health."""
-        running = read_pid(self.pid_file)
+        running = read_pid(self.pid_file, self._cmd_marker())
         if running is not None:
             self._load_state()
             try:
@@ -155,6 +155,10 @@ class Service(ABC):
     @abstractmethod
     def healthy(self) -> bool:
         """One real request against the server; true when it answered."""
+
+    def _cmd_marker(self) -> str | None:
+        """A string the server's command line contains (so a recycled pid is never taken for ours)."""
+        return str(self.data_dir)
 
     def _after_stop(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Hook for cleanup after the process is gone."""

@@ -165,6 +165,9 @@ class PostgresService(Service):
             gid=gid,
         )
 
+    def _cmd_marker(self) -> str | None:
+        return str(self.pgdata)
+
     def query(self, sql: str, database: str = "postgres") -> str:
         """Run one SQL statement with psql and return its unaligned output (for health and small set-up)."""
         proc = subprocess.run(

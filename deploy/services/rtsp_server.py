@@ -102,6 +102,10 @@ class RtspServer(Service):
                     self._request("POST", "/streams", {"name": name, "path": spec["path"], "fps": spec.get("fps")})
         return self
 
+    def _cmd_marker(self) -> str | None:
+        ports = self.state.get("ports") or {}
+        return f"--control-port {ports['control']}" if "control" in ports else str(SERVE_PY)
+
     def healthy(self) -> bool:
         return bool(self._request("GET", "/health", timeout=2.0).get("ok"))
 
