@@ -103,9 +103,17 @@ def _rtsp_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-def rtsp_server(_rtsp_session: Any) -> Any:
-    """The session's RTSP server (GStreamer), running."""
-    return _start_or_fail("RTSP server (deploy/services/rtsp_server.py)", _rtsp_session.start)
+def rtsp_server(_rtsp_session: Any) -> Iterator[Any]:
+    """The session's RTSP server (GStreamer), running; streams a test left stalled are resumed after it."""
+    server = _start_or_fail("RTSP server (deploy/services/rtsp_server.py)", _rtsp_session.start)
+    yield server
+    if server.pid is not None:
+        try:
+            for stream in server.streams():
+                if stream["stalled"]:
+                    server.resume(stream["name"])
+        except Exception as exc:  # a dead server is reported by the next test's start, not here
+            print(f"rtsp_server teardown: {exc}")
 
 
 # ----------------------------------------------------------------- PostgreSQL
