@@ -64,6 +64,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run a worker until SIGTERM or Ctrl-C; open incidents are ended and the outbox flushed on the way out."""
+    from detectors.errors import DetectorError
     from worker.journal import Journal
     from worker.runtime import Worker
 
@@ -78,7 +79,12 @@ def worker(
         signal.signal(sig, lambda *_: stop.set())
     with Journal.open(journal) as jrnl:
         w = Worker(cfg, on_incident=jrnl.write if jrnl else None)
-        w.start()
+        try:
+            w.start()
+        except DetectorError as exc:
+            w.stop()
+            err.print(f"[red]cannot start the worker:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
         try:
             stop.wait()
         finally:

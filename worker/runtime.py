@@ -105,11 +105,15 @@ class Worker:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self) -> Worker:
+        """Load every model the configured cameras use (a missing model fails here, before any camera
+        starts: :class:`detectors.errors.ModelMissingError` names the file), then start the cameras."""
+        cameras = [c for c in self.cfg.cameras if c.enabled]
+        for name in sorted({d for c in cameras for d in c.detectors}):
+            self._scheduler(name)
         self.relay.start()
         self._started = True
-        for camera in self.cfg.cameras:
-            if camera.enabled:
-                self.add_camera(camera)
+        for camera in cameras:
+            self.add_camera(camera)
         return self
 
     def stop(self, flush_timeout_s: float = 10.0) -> bool:
