@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_no_resolve_before_acknowledge_says_why() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> WorkflowStore:
+def store(tmp_path: Path) -> Iterator[WorkflowStore]:
     s = open_workflow_store(tmp_path / "wf.sqlite3", hasher=FAST_HASHER)
     yield s
     s.close()
