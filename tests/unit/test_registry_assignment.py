@@ -1,0 +1,157 @@
+"""The assignment's reconciliation without a broker: capacity (pending, reported), updates, removals, bad records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import CameraConfig
+from event_bus import topics
+from event_bus.interfaces import OutRecord
+from worker.assignment import PENDING_REASON, AssignmentSettings, CameraAssignment, _Partition
+from worker.registry import encode_camera
+
+
+class FakeWorker:
+    worker_id = "w-test"
+
+    def __init__(self) -> None:
+        self.running: dict[str, CameraConfig] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    def add_camera(self, camera: CameraConfig) -> None:
+        assert camera.id not in self.running
+        self.running[camera.id] = camera
+        self.calls.append(("add", camera.id))
+
+    def remove_camera(self, camera_id: str) -> None:
+        self.running.pop(camera_id, None)
+        self.calls.append(("remove", camera_id))
+
+    def update_camera(self, camera: CameraConfig) -> None:
+        self.running[camera.id] = camera
+        self.calls.append(("update", camera.id))
+
+    def camera_ids(self) -> list[str]:
+        return sorted(self.running)
+
+
+class FakeView:
+    lag = 0
+
+    def weights(self) -> dict[int, int]:
+        return {}
+
+    def registered(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Rec:
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    timestamp: int = 0
+
+
+def _cam(cid: str, **kw: Any) -> CameraConfig:
+    return CameraConfig(id=cid, url=f"rtsp://127.0.0.1/{cid}", **kw)
+
+
+def _assignment(capacity: int) -> tuple[CameraAssignment, FakeWorker, list[OutRecord], list[tuple[str, str]]]:
+    worker = FakeWorker()
+    sunk: list[OutRecord] = []
+    events: list[tuple[str, str]] = []
+    a = CameraAssignment(
+        worker, AssignmentSettings(bootstrap="127.0.0.1:1", capacity=capacity), known_detectors=["person"],
+        sink=sunk.extend, on_event=lambda kind, cid, _d: events.append((kind, cid)), view=FakeView(),
+    )
+    a._parts = {0: _Partition(loaded=True), 1: _Partition(loaded=True)}
+    return a, worker, sunk, events
+
+
+def _feed(a: CameraAssignment, partition: int, cid: str, value: bytes | None, offset: int) -> None:
+    a._apply(partition, Rec(cid.encode(), value, offset))
+
+
+def test_capacity_leaves_cameras_pending_and_reports_them() -> None:
+    a, worker, sunk, _events = _assignment(capacity=3)
+    for i in range(5):
+        _feed(a, i % 2, f"cam-{i}", encode_camera(_cam(f"cam-{i}")), i)
+    a._reconcile()
+    assert worker.camera_ids() == ["cam-0", "cam-1", "cam-2"]
+    assert a.pending() == ["cam-3", "cam-4"]
+    stats = a.stats()
+    assert (stats.cameras_running, stats.cameras_pending, stats.capacity) == (3, 2, 3)
+    reasons = {r.key: json.loads(r.value)["reason"] for r in sunk if r.topic == topics.CAMERA_STATUS}
+    assert set(reasons) == {"cam-3", "cam-4"} and all(v.startswith(PENDING_REASON) for v in reasons.values())
+    a._reconcile()
+    assert len(sunk) == 2, "pending cameras are reported once, not at every loop"
+    # room frees up: a pending camera starts
+    _feed(a, 0, "cam-0", None, 10)
+    a._reconcile()
+    assert worker.camera_ids() == ["cam-1", "cam-2", "cam-3"] and a.pending() == ["cam-4"]
+
+
+def test_updates_restart_one_camera_and_disabled_or_tombstoned_stop() -> None:
+    a, worker, _sunk, events = _assignment(capacity=10)
+    _feed(a, 0, "cam-a", encode_camera(_cam("cam-a")), 0)
+    _feed(a, 1, "cam-b", encode_camera(_cam("cam-b")), 0)
+    a._reconcile()
+    worker.calls.clear()
+    a._reconcile()
+    assert worker.calls == [], "an unchanged registry changes nothing"
+    zone = {"name": "left", "polygon": [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0)]}
+    _feed(a, 0, "cam-a", encode_camera(_cam("cam-a", zones=[zone], analysis_fps=2.0)), 1)
+    a._reconcile()
+    assert worker.calls == [("update", "cam-a")] and worker.running["cam-a"].zones[0].name == "left"
+    _feed(a, 1, "cam-b", encode_camera(_cam("cam-b", enabled=False)), 1)
+    _feed(a, 0, "cam-a", None, 2)
+    a._reconcile()
+    assert worker.camera_ids() == []
+    assert ("stop", "cam-a") in events and ("stop", "cam-b") in events
+
+
+def test_bad_records_are_skipped_reported_once_and_dead_lettered_without_credentials() -> None:
+    a, worker, sunk, events = _assignment(capacity=10)
+    _feed(a, 0, "cam-a", encode_camera(_cam("cam-a")), 0)
+    good = json.loads(encode_camera(_cam("cam-a")))
+    good["camera"]["url"] = "rtsp://admin:hunter2@127.0.0.1/x"
+    _feed(a, 0, "cam-a", json.dumps(good).encode(), 1)  # bad update: the camera keeps its last valid definition
+    _feed(a, 0, "cam-b", encode_camera(_cam("cam-b", detectors=["no-such-model"])), 2)
+    a._apply(1, Rec(b"Bad Key", b"{}", 0))
+    _feed(a, 1, "cam-c", b"\xff\xfe", 1)
+    a._reconcile()
+    assert worker.camera_ids() == ["cam-a"] and worker.running["cam-a"].url == "rtsp://127.0.0.1/cam-a"
+    assert a.invalid_records == 4
+    dlq = [r for r in sunk if r.topic == topics.DLQ]
+    assert len(dlq) == 4 and not any(b"hunter2" in r.value for r in dlq)
+    assert any("unknown detector" in json.loads(r.value)["error"] for r in dlq)
+    _feed(a, 0, "cam-b", encode_camera(_cam("cam-b", detectors=["no-such-model"])), 2)  # re-read after a rebalance
+    assert a.invalid_records == 4, "the same record is reported once per process"
+    assert sum(1 for kind, _ in events if kind == "invalid") == 4
+
+
+def test_revocation_stops_only_that_partitions_cameras() -> None:
+    a, worker, _sunk, _events = _assignment(capacity=10)
+    _feed(a, 0, "cam-a", encode_camera(_cam("cam-a")), 0)
+    _feed(a, 1, "cam-b", encode_camera(_cam("cam-b")), 0)
+    a._reconcile()
+    a._release([1])
+    assert worker.camera_ids() == ["cam-a"] and a.partitions() == [0]
+
+
+def test_a_loading_partition_starts_nothing_until_read_to_its_end() -> None:
+    a, worker, _sunk, _events = _assignment(capacity=10)
+    a._parts[2] = _Partition(loaded=False)
+    _feed(a, 2, "cam-z", encode_camera(_cam("cam-z")), 0)
+    a._reconcile()
+    assert worker.camera_ids() == []
+    a._parts[2].loaded = True
+    a._reconcile()
+    assert worker.camera_ids() == ["cam-z"]
