@@ -155,3 +155,25 @@ def test_a_loading_partition_starts_nothing_until_read_to_its_end() -> None:
     a._parts[2].loaded = True
     a._reconcile()
     assert worker.camera_ids() == ["cam-z"]
+
+
+def test_status_command_prints_cameras_per_worker(monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    from kuzet.commands import status as status_cmd
+
+    report = status_cmd.StatusReport(
+        group="kuzet-workers", group_state="Stable",
+        workers=[status_cmd.WorkerRow("w1", "m-1", "10.0.0.5", 8, [0, 1], ["cam-a", "cam-b"])],
+        cameras=[
+            status_cmd.CameraRow("cam-a", True, 0, "w1", "up", "heartbeat", "w1", "2026-01-01T00:00:00Z"),
+            status_cmd.CameraRow("cam-b", True, 1, "w1", "pending-capacity", f"{PENDING_REASON}: full", "w1", None),
+            status_cmd.CameraRow("cam-c", True, 2, None, "unassigned", "no worker owns its partition", None, None),
+        ],
+        invalid_records=1,
+    )
+    monkeypatch.setattr(status_cmd, "build_report", lambda *_a: report)
+    out = CliRunner().invoke(status_cmd.app, []).output
+    assert "w1" in out and "pending-capacity" in out and "3 camera(s): 1 pending-capacity, 1 unassigned, 1 up" in out
+    doc = json.loads(CliRunner().invoke(status_cmd.app, ["--json"]).output)
+    assert doc["counts"] == {"up": 1, "pending-capacity": 1, "unassigned": 1}
