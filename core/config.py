@@ -179,6 +179,19 @@ class RulesConfig(Strict):
         return self
 
 
+class PlatesConfig(Strict):
+    """Plate reading (plate_reader): OCR backend and how a vehicle pass is voted into one read."""
+
+    ocr_backend: Literal["rapidocr", "easyocr"] = Field(default="rapidocr", description="easyocr needs the ocr extra")
+    candidate_below: float = Field(default=0.6, ge=0.0, le=1.0, description="reads under this are candidates")
+    min_read_confidence: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="per-frame reads under this are ignored"
+    )
+    end_after_s: float = Field(
+        default=1.5, gt=0.0, le=60.0, description="a pass ends when its plate is unseen this long"
+    )
+
+
 class IngestConfig(Strict):
     open_timeout_s: float = Field(default=5.0, gt=0.0, le=120.0)
     stall_timeout_s: float = Field(default=5.0, gt=0.0, le=120.0, description="open connection without frames -> down")
@@ -240,6 +253,13 @@ def _default_models() -> list[ModelConfig]:
             score_threshold=0.35,
             labels={"fire": "fire", "smoke": "smoke"},
         ),
+        ModelConfig(
+            name="plate",
+            manifest_id="yolov8n-license-plate",
+            input_size=640,
+            score_threshold=0.25,
+            labels={"license_plate": "license_plate"},
+        ),
     ]
 
 
@@ -255,6 +275,7 @@ class KuzetConfig(BaseSettings):
     batch: BatchConfig = BatchConfig()
     tracking: TrackingConfig = TrackingConfig()
     rules: RulesConfig = RulesConfig()
+    plates: PlatesConfig = PlatesConfig()
     ingest: IngestConfig = IngestConfig()
     bus: BusConfig = BusConfig()
     storage: StorageConfig = StorageConfig()

@@ -108,8 +108,10 @@ def plan_assignment(
     unowned = sorted((p for p in partitions if p not in owner), key=lambda p: (-weights.get(p, 0), p))
     for p in unowned:
         w = weights.get(p, 0)
-        m = min(ids, key=lambda x: ((load[x] + w) / cap[x], count[x], x)) if w else min(
-            ids, key=lambda x: (count[x] / cap[x], x)
+        m = (
+            min(ids, key=lambda x: ((load[x] + w) / cap[x], count[x], x))
+            if w
+            else min(ids, key=lambda x: (count[x] / cap[x], x))
         )
         owner[p] = m
         load[m] += w
@@ -155,9 +157,7 @@ def plan_assignment(
     return {m: sorted(ps) for m, ps in out.items()}
 
 
-def cooperative_round(
-    plan: Mapping[str, list[int]], members: Mapping[str, MemberInfo]
-) -> dict[str, list[int]]:
+def cooperative_round(plan: Mapping[str, list[int]], members: Mapping[str, MemberInfo]) -> dict[str, list[int]]:
     """KIP-429 first round: hold back every partition that still belongs to another member.
 
     Its owner sees it missing, revokes it (stopping those cameras) and rejoins;
@@ -330,7 +330,9 @@ class RegistryView:
 
     def _follow(self) -> None:
         consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap.split(","), client_id=self.client_id, group_id=None,
+            bootstrap_servers=self.bootstrap.split(","),
+            client_id=self.client_id,
+            group_id=None,
             enable_auto_commit=False,
         )
         try:
@@ -716,7 +718,10 @@ class CameraAssignment:
             return
         log.warning(
             "worker %s is full (capacity %d): %d camera(s) not started: %s",
-            self.worker.worker_id, self.settings.capacity, len(fresh), ", ".join(fresh[:10]),
+            self.worker.worker_id,
+            self.settings.capacity,
+            len(fresh),
+            ", ".join(fresh[:10]),
         )
         records = []
         for cid in fresh:
@@ -724,8 +729,7 @@ class CameraAssignment:
             status = CameraStatus(
                 camera_id=cid,
                 state=CameraState.DOWN,
-                reason=f"{PENDING_REASON}: worker {self.worker.worker_id} is full "
-                f"({self.settings.capacity} cameras)",
+                reason=f"{PENDING_REASON}: worker {self.worker.worker_id} is full ({self.settings.capacity} cameras)",
                 input_fps=0.0,
                 analysed_fps=0.0,
                 reconnects=0,

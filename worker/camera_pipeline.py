@@ -3,8 +3,9 @@
 Each (camera, model) pair has one :class:`RuleSet`; it is only ever called
 from the batch thread of its model, so it needs no lock of its own. Person
 models feed a tracker and the zone rules; fire/smoke models feed the
-N-of-M rules. What comes out is a list of :class:`Outgoing` events, each
-with the snapshot bytes it points to (uploaded before the event is sent).
+N-of-M rules; plate models feed the plate reader (OCR and voting per pass).
+What comes out is a list of :class:`Outgoing` events, each with the topic it
+goes to and the snapshot bytes it points to (uploaded before it is sent).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from core.config import CameraConfig, RulesConfig, TrackingConfig
+from core.config import CameraConfig, PlatesConfig, RulesConfig, TrackingConfig
 from core.detections import Detections
 from core.frame import Frame
 from core.labels import Label
 from core.snapshot import SnapshotRef
 from detectors.tracking import CameraTracker
-from event_bus.events import Incident, IncidentState, new_event_id
+from event_bus.events import Incident, IncidentState, PlateRead, new_event_id
+from event_bus.topics import INCIDENTS, PLATES
+from plate_reader.reader import PlateReader, PlateReaderConfig
 from worker.rules import FireRule, IncidentChange, PersonZoneRule
 from worker.snapshot import render_snapshot
 from worker.zones import PixelZone, scale_zones
@@ -31,34 +34,56 @@ SnapshotRefFn = Callable[[str, UUID, datetime, bytes], SnapshotRef]
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An incident event ready for the outbox, with the snapshot it references (if new)."""
+    """An event ready for the outbox, with its topic and the snapshot it references (if new)."""
 
-    incident: Incident
+    topic: str
+    event: Incident | PlateRead
     snapshot_jpeg: bytes | None
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What every RuleSet of a worker shares: settings, identity, and where snapshots go."""
+
+    rules: RulesConfig
+    tracking: TrackingConfig
+    plates: PlatesConfig
+    worker_id: str
+    store_kind: str
+    store_bucket: str
+    snapshot_ref: SnapshotRefFn
 
 
 class RuleSet:
     """Tracking and rules for one camera and one model."""
 
     def __init__(
-        self,
-        camera: CameraConfig,
-        model_name: str,
-        model_version: str,
-        labels: set[Label],
-        rules: RulesConfig,
-        tracking: TrackingConfig,
-        worker_id: str,
-        snapshot_ref: SnapshotRefFn,
+        self, camera: CameraConfig, model_name: str, model_version: str, labels: set[Label], ctx: RuleContext
     ) -> None:
         self.camera = camera
         self._model = {model_name: model_version}
-        self._rules_cfg = rules
-        self._tracking_cfg = tracking
-        self._worker_id = worker_id
-        self._snapshot_ref = snapshot_ref
+        self._rules_cfg = ctx.rules
+        self._tracking_cfg = ctx.tracking
+        self._worker_id = ctx.worker_id
+        self._snapshot_ref = ctx.snapshot_ref
         self._tracks_people = Label.PERSON in labels
-        self._fire_rules = [FireRule(lbl, rules) for lbl in (Label.FIRE, Label.SMOKE) if lbl in labels]
+        self._fire_rules = [FireRule(lbl, ctx.rules) for lbl in (Label.FIRE, Label.SMOKE) if lbl in labels]
+        self._plates: PlateReader | None = None
+        if Label.LICENSE_PLATE in labels:
+            self._plates = PlateReader(
+                camera.id,
+                PlateReaderConfig(
+                    ocr_backend=ctx.plates.ocr_backend,
+                    candidate_below=ctx.plates.candidate_below,
+                    min_read_confidence=ctx.plates.min_read_confidence,
+                    end_after_s=ctx.plates.end_after_s,
+                    snapshot_store="s3" if ctx.store_kind == "s3" else "local",
+                    snapshot_bucket=ctx.store_bucket,
+                ),
+                worker_id=ctx.worker_id,
+                model_versions=self._model,
+                clock=lambda _frame: self._last_t,
+            )
         self._zones: list[PixelZone] | None = None
         self._person_rule: PersonZoneRule | None = None
         self._tracker: CameraTracker | None = None
@@ -95,7 +120,10 @@ class RuleSet:
             changes += self._person_rule.update(t, frame.captured_at, people)
         for rule in self._fire_rules:
             changes += rule.update(t, frame.captured_at, detections)
-        return [self._outgoing(change, frame) for change in changes]
+        out = [self._outgoing(change, frame) for change in changes]
+        if self._plates is not None:
+            out += [Outgoing(PLATES, r.event, r.snapshot_jpeg) for r in self._plates.process(frame, detections)]
+        return out
 
     def close(self, at: datetime) -> list[Outgoing]:
         """End every open incident (camera stopped, removed or moved to another worker)."""
@@ -104,7 +132,10 @@ class RuleSet:
             changes += self._person_rule.close(at)
         for rule in self._fire_rules:
             changes += rule.close(at)
-        return [self._outgoing(c, None) for c in changes]
+        out = [self._outgoing(c, None) for c in changes]
+        if self._plates is not None:
+            out += [Outgoing(PLATES, r.event, r.snapshot_jpeg) for r in self._plates.close()]
+        return out
 
     def _outgoing(self, change: IncidentChange, frame: Frame | None) -> Outgoing:
         event_id = new_event_id()
@@ -139,4 +170,4 @@ class RuleSet:
             worker_id=self._worker_id,
             seq=change.seq,
         )
-        return Outgoing(incident, jpeg)
+        return Outgoing(INCIDENTS, incident, jpeg)

@@ -61,9 +61,7 @@ def new_registry(process: bool = True) -> CollectorRegistry:
 
 def series_count(registry: CollectorRegistry, prefix: str = "") -> int:
     """How many time series a scrape of ``registry`` returns (optionally only names starting with ``prefix``)."""
-    return sum(
-        1 for family in registry.collect() for sample in family.samples if sample.name.startswith(prefix)
-    )
+    return sum(1 for family in registry.collect() for sample in family.samples if sample.name.startswith(prefix))
 
 
 # -- per-batch instruments -------------------------------------------------------------------------------------------
@@ -159,7 +157,8 @@ class LagCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         lag = GaugeMetricFamily(
-            "kuzet_kafka_consumer_lag", "Records behind the partitions' ends, per consumer group and topic",
+            "kuzet_kafka_consumer_lag",
+            "Records behind the partitions' ends, per consumer group and topic",
             labels=["group", "topic"],
         )
         for (group, topic), value in sorted(self.tracker.snapshot().items()):
@@ -228,9 +227,7 @@ class WorkerCollector(Collector):
             "kuzet_frames_received", "Video packets (frames) read from the streams of this worker's cameras"
         )
         decoded = CounterMetricFamily("kuzet_frames_decoded", "Frames decoded (key-frame-only mode decodes few)")
-        sampled = CounterMetricFamily(
-            "kuzet_frames_sampled", "Decoded frames handed to detection at the analysis rate"
-        )
+        sampled = CounterMetricFamily("kuzet_frames_sampled", "Decoded frames handed to detection at the analysis rate")
         reconnects = CounterMetricFamily("kuzet_camera_reconnects", "Stream reconnections, all cameras")
         decode_errors = CounterMetricFamily("kuzet_decode_errors", "Packets that could not be decoded")
         decode_cpu = CounterMetricFamily("kuzet_decode_cpu_seconds", "Thread CPU time spent decoding")
@@ -253,11 +250,13 @@ class WorkerCollector(Collector):
 
         by_state = GaugeMetricFamily("kuzet_cameras", "Cameras of this worker by state", labels=["state"])
         state = GaugeMetricFamily(
-            "kuzet_camera_state", "1 per camera, labelled with its current state (one series per camera)",
+            "kuzet_camera_state",
+            "1 per camera, labelled with its current state (one series per camera)",
             labels=["camera", "state"],
         )
         age = GaugeMetricFamily(
-            "kuzet_camera_last_frame_age_seconds", "Seconds since the camera's last analysed frame",
+            "kuzet_camera_last_frame_age_seconds",
+            "Seconds since the camera's last analysed frame",
             labels=["camera"],
         )
         counts: Counter[str] = Counter(dict.fromkeys(CAMERA_STATES, 0))
@@ -282,9 +281,7 @@ class WorkerCollector(Collector):
             "kuzet_frames_dropped", "Frames dropped before inference (overload: newest frame wins)", labels=["model"]
         )
         failed = CounterMetricFamily("kuzet_frames_failed", "Frames whose inference raised", labels=["model"])
-        queue = GaugeMetricFamily(
-            "kuzet_batch_queue_depth", "Frames waiting for or in inference", labels=["model"]
-        )
+        queue = GaugeMetricFamily("kuzet_batch_queue_depth", "Frames waiting for or in inference", labels=["model"])
         batches = HistogramMetricFamily("kuzet_batch_size", "Frames per inference batch", labels=["model"])
         loaded = GaugeMetricFamily("kuzet_models_loaded", "Models loaded by this worker")
         for model, s in sorted(self.worker.scheduler_stats().items()):
@@ -348,7 +345,8 @@ class WorkerCollector(Collector):
                 a.cameras_pending,
             ),
             "kuzet_worker_full": (
-                "1 when the worker runs as many cameras as its capacity", int(a.cameras_running >= a.capacity)
+                "1 when the worker runs as many cameras as its capacity",
+                int(a.cameras_running >= a.capacity),
             ),
             "kuzet_registry_partitions_assigned": ("Registry partitions assigned to this worker", a.partitions),
             "kuzet_registry_partitions_loading": ("Assigned partitions still being read", a.loading_partitions),
@@ -375,7 +373,8 @@ class WorkerCollector(Collector):
             c.add_metric([], float(value))
             yield c
         lag = GaugeMetricFamily(
-            "kuzet_kafka_consumer_lag", "Records behind the partitions' ends, per consumer group and topic",
+            "kuzet_kafka_consumer_lag",
+            "Records behind the partitions' ends, per consumer group and topic",
             labels=["group", "topic"],
         )
         lag.add_metric([a.group, "kuzet.cameras.v1"], float(a.registry_lag))
@@ -388,12 +387,17 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or new_registry()
         self.inference = Histogram(
-            "kuzet_inference_seconds", "Wall time of one inference call (one batch)", ["model"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "kuzet_inference_seconds",
+            "Wall time of one inference call (one batch)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.publish = Histogram(
-            "kuzet_publish_seconds", "Wall time of one publish of a batch of spooled records to the bus",
-            buckets=PUBLISH_BUCKETS, registry=self.registry,
+            "kuzet_publish_seconds",
+            "Wall time of one publish of a batch of spooled records to the bus",
+            buckets=PUBLISH_BUCKETS,
+            registry=self.registry,
         )
         self.publish_outcomes: Counter[str] = Counter()
         self.collector: WorkerCollector | None = None

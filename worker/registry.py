@@ -148,7 +148,16 @@ def _check_id(camera_id: str) -> None:
 # -- files ---------------------------------------------------------------------------------------------------------
 
 CSV_COLUMNS = (
-    "id", "url", "credentials", "analysis_fps", "detectors", "zones", "name", "location", "keyframe_only", "enabled",
+    "id",
+    "url",
+    "credentials",
+    "analysis_fps",
+    "detectors",
+    "zones",
+    "name",
+    "location",
+    "keyframe_only",
+    "enabled",
 )
 
 

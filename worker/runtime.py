@@ -28,20 +28,21 @@ from core.frame import Frame
 from core.labels import Label
 from detectors.batcher import BatchScheduler
 from detectors.registry import Detector, load_detector
-from event_bus.events import CameraStatus, Incident
+from event_bus.events import CameraStatus, Incident, PlateRead
 from event_bus.interfaces import OutRecord, Publisher
 from event_bus.relay import Relay
 from event_bus.spool import Spool
-from event_bus.topics import CAMERA_STATUS, INCIDENTS
+from event_bus.topics import CAMERA_STATUS
 from ingest.camera import CameraRunner, StatusChange
 from storage.snapshots import SnapshotStore, upload_hook
-from worker.camera_pipeline import Outgoing, RuleSet
+from worker.camera_pipeline import Outgoing, RuleContext, RuleSet
 from worker.factories import make_publisher, make_snapshot_store
 
 log = logging.getLogger(__name__)
 
 IncidentObserver = Callable[[Incident], None]
 StatusObserver = Callable[[CameraStatus], None]
+PlateObserver = Callable[[PlateRead], None]
 DetectorHook = Callable[[str, Detector], Detector]
 """Wraps each detector once it is loaded (model name, detector) -> detector; used to time inference for metrics."""
 
@@ -79,6 +80,7 @@ class Worker:
         store: SnapshotStore | None = None,
         on_incident: IncidentObserver | None = None,
         on_status: StatusObserver | None = None,
+        on_plate: PlateObserver | None = None,
         detector_hook: DetectorHook | None = None,
     ) -> None:
         self.cfg = cfg
@@ -89,12 +91,22 @@ class Worker:
         self.worker_id = cfg.worker.id
         self._on_incident = on_incident
         self._on_status = on_status
+        self._on_plate = on_plate
         self._lock = threading.Lock()
         self._cameras: dict[str, _Camera] = {}
         self._store = store or make_snapshot_store(cfg.storage)
         self._publisher = publisher or make_publisher(cfg.bus)
         self.spool = Spool(cfg.bus.spool_path)
         self.relay = Relay(self.spool, self._publisher, before_publish=upload_hook(self._store))
+        self._rule_context = RuleContext(
+            rules=cfg.rules,
+            tracking=cfg.tracking,
+            plates=cfg.plates,
+            worker_id=self.worker_id,
+            store_kind=self._store.kind,
+            store_bucket=self._store.bucket,
+            snapshot_ref=self._store.ref_for,
+        )
         self._detectors: dict[str, Detector] = {}
         self._schedulers: dict[str, BatchScheduler] = {}
         self.incidents_emitted = 0
@@ -224,10 +236,7 @@ class Worker:
     def _ruleset(self, camera: CameraConfig, model_name: str) -> RuleSet:
         self._scheduler(model_name)  # loads the model on first use, so its version is known
         labels = {Label.parse(v) for v in self.cfg.model(model_name).labels.values()}
-        version = self._detectors[model_name].version
-        return RuleSet(
-            camera, model_name, version, labels, self.cfg.rules, self.cfg.tracking, self.worker_id, self._store.ref_for
-        )
+        return RuleSet(camera, model_name, self._detectors[model_name].version, labels, self._rule_context)
 
     def _scheduler(self, model_name: str) -> BatchScheduler:
         if model_name not in self._schedulers:
@@ -267,14 +276,17 @@ class Worker:
             self._emit(out)
 
     def _emit(self, out: Outgoing) -> None:
-        inc = out.incident
-        record = OutRecord(INCIDENTS, inc.camera_id, inc.model_dump_json().encode())
-        blob_key = inc.snapshot.key if (out.snapshot_jpeg is not None and inc.snapshot) else None
+        event = out.event
+        record = OutRecord(out.topic, event.camera_id, event.model_dump_json().encode())
+        blob_key = event.snapshot.key if (out.snapshot_jpeg is not None and event.snapshot) else None
         self.spool.append(record, blob=out.snapshot_jpeg, blob_key=blob_key)
-        self.incidents_emitted += 1
         self.relay.poke()
-        if self._on_incident is not None:
-            self._on_incident(inc)
+        if isinstance(event, Incident):
+            self.incidents_emitted += 1
+            if self._on_incident is not None:
+                self._on_incident(event)
+        elif self._on_plate is not None:
+            self._on_plate(event)
 
     def _status_changed(self, change: StatusChange) -> None:
         status = CameraStatus(
