@@ -632,7 +632,7 @@ class WorkflowStore:
         rows = self._read(f"SELECT {_INCIDENT_COLS} FROM wf_incidents WHERE incident_id = ?", (incident_id,))  # noqa: S608
         return _incident(rows[0]) if rows else None
 
-    def list(self, flt: IncidentFilter) -> list[IncidentRecord]:
+    def list_incidents(self, flt: IncidentFilter) -> list[IncidentRecord]:
         """Newest first (by start time), keyset-paginated with ``flt.before``."""
         where: list[str] = []
         params: list[Any] = []
