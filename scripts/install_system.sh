@@ -65,7 +65,12 @@ install_kafka() {
   mkdir -p "$CACHE/kafka-$version"
   tmp="$(mktemp -d "$CACHE/kafka-$version/.libs.XXXXXX")"
   cp "$pom" "$tmp/pom.xml"   # build outside the repository: Maven writes nothing into the checkout
-  (cd "$tmp" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DoutputDirectory="$tmp/libs" -DincludeScope=runtime)
+  if ! (cd "$tmp" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies -DoutputDirectory="$tmp/libs" \
+          -DincludeScope=runtime) > "$tmp/mvn.log" 2>&1; then
+    cat "$tmp/mvn.log" >&2
+    log "Maven failed (above)"
+    exit 1
+  fi
   echo "$want" > "$tmp/libs/.pom.sha256"
   rm -rf "$libs.old"
   if [ -d "$libs" ]; then mv "$libs" "$libs.old"; fi
@@ -136,10 +141,10 @@ install_weed() {
     exit 1
   fi
   mkdir -p "$CACHE/bin"
-  (cd "$dir" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 "$go" build -trimpath -o "$bin.tmp" ./weed)
+  (cd "$dir" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 "$go" build -trimpath -ldflags="-s -w" -o "$bin.tmp" ./weed)
   mv "$bin.tmp" "$bin"
   echo "$WEED_VERSION" > "$stamp"
-  log "SeaweedFS: $("$bin" version | head -1)"
+  log "SeaweedFS: $("$bin" version 2>/dev/null | head -1)"
 }
 
 main() {
