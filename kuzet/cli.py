@@ -32,6 +32,10 @@ def _mount() -> None:
     app.add_typer(plates_app, name="plates")
     app.add_typer(audit_app, name="audit")
 
+    from kuzet.commands.console import app as console_app
+
+    app.add_typer(console_app, name="console")
+
 
 @app.command()
 def demo(
@@ -41,6 +45,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="where events, snapshots and the local bus go")] = Path("var/demo"),
     fps: Annotated[float, typer.Option(min=0.1, max=30.0, help="analysed frames per second")] = 5.0,
     fast: Annotated[bool, typer.Option(help="replay the clip as fast as possible instead of in real time")] = False,
+    web: Annotated[bool, typer.Option(help="serve the dispatch console on localhost while the demo runs")] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="console port (a free one if taken)")] = 8765,
+    wait: Annotated[bool, typer.Option(help="keep the console up after the clip ends, until Ctrl-C")] = True,
 ) -> None:
     """Run a worker on a sample clip with embedded defaults (no Kafka, S3 or PostgreSQL)."""
     from kuzet.demo import DEMO_CLIP, run_demo
@@ -50,7 +57,17 @@ def demo(
     log_file = (out / "worker.log").open("a", encoding="utf-8")
     setup_logging("info", stream=log_file)
     try:
-        run_demo(clip or DEMO_CLIP, out, analysis_fps=fps, realtime=not fast)
+        result = run_demo(
+            clip or DEMO_CLIP, out, analysis_fps=fps, realtime=not fast, console_port=port if web else None
+        )
+        if result.console is not None:
+            if wait:
+                typer.echo(f"The console keeps serving at {result.console.url}; press Ctrl-C to stop.")
+                stop = threading.Event()
+                signal.signal(signal.SIGINT, lambda *_: stop.set())
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                stop.wait()
+            result.console.stop()
     except (ConfigError, FileNotFoundError) as exc:
         err.print(f"[red]demo failed:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from core.config import CameraConfig, KuzetConfig, Zone
+from dispatch.inprocess import RunningConsole, start_console_thread
 from event_bus.events import CameraStatus, Incident, IncidentState
 from worker.runtime import Worker
 
@@ -66,6 +67,7 @@ class DemoResult:
     incidents_file: Path | None = None
     snapshots_dir: Path | None = None
     camera_states: list[str] = field(default_factory=list)
+    console: RunningConsole | None = None
 
     @property
     def fps(self) -> float:
@@ -119,13 +121,27 @@ def run_demo(
     realtime: bool = True,
     model_cache: Path | None = None,
     console: Console | None = None,
+    console_port: int | None = None,
 ) -> DemoResult:
-    """Run the worker over the clip until it ends; returns the summary also printed to the terminal."""
+    """Run the worker over the clip until it ends; returns the summary also printed to the terminal.
+
+    With ``console_port`` the dispatch console serves on localhost (that port, or a free one) from the
+    demo's local bus; it is still running when this returns (``result.console``), so people can look.
+    """
     console = console or Console()
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("bus.sqlite3", "spool.sqlite3"):
         for suffix in ("", "-wal", "-shm", ".lock"):
             (out_dir / f"{stale}{suffix}").unlink(missing_ok=True)
+    web: RunningConsole | None = None
+    if console_port is not None:
+        web = start_console_thread(
+            bus_path=out_dir / "bus.sqlite3",
+            database=out_dir / "console.sqlite3",
+            snapshots_dir=out_dir / "snapshots",
+            port=console_port,
+        )
+        console.print(web.banner())
     cfg = demo_config(clip, out_dir, analysis_fps, realtime, model_cache)
     camera = cfg.cameras[0]
     incidents_file = out_dir / "incidents.jsonl"
@@ -155,6 +171,7 @@ def run_demo(
         finally:
             worker.stop()
     result = rec.result
+    result.console = web
     result.incidents_file = incidents_file
     result.snapshots_dir = cfg.storage.local_dir
     _summary(console, result)

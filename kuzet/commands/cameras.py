@@ -27,7 +27,9 @@ app = typer.Typer(help="Camera registry (kuzet.cameras.v1): add, update, remove,
 Bootstrap = Annotated[
     str | None,
     typer.Option(
-        "--bootstrap", "-b", envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS",
+        "--bootstrap",
+        "-b",
+        envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS",
         help="Kafka bootstrap servers (default: $KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
     ),
 ]
@@ -134,9 +136,15 @@ def add_cmd(
 
     try:
         cam = _camera_from_options(
-            {"id": camera_id, "url": url}, credentials=credentials, analysis_fps=fps,
-            detectors=_detectors(detectors), zones=_zones(zone, zones_file), name=name, location=location,
-            keyframe_only=keyframe_only, enabled=False if disabled else None,
+            {"id": camera_id, "url": url},
+            credentials=credentials,
+            analysis_fps=fps,
+            detectors=_detectors(detectors),
+            zones=_zones(zone, zones_file),
+            name=name,
+            location=location,
+            keyframe_only=keyframe_only,
+            enabled=False if disabled else None,
         )
     except InvalidCameraRecord as exc:
         raise _fail(str(exc)) from None
@@ -178,9 +186,16 @@ def update_cmd(
             raise _fail(f"camera {camera_id} is not in the registry; use `kuzet cameras add`")
         zones = [] if clear_zones else _zones(zone, zones_file)
         cam = _camera_from_options(
-            current.camera.model_dump(), url=url, credentials=credentials, analysis_fps=fps,
-            detectors=_detectors(detectors), zones=zones, name=name, location=location,
-            keyframe_only=keyframe_only, enabled=enable,
+            current.camera.model_dump(),
+            url=url,
+            credentials=credentials,
+            analysis_fps=fps,
+            detectors=_detectors(detectors),
+            zones=zones,
+            name=name,
+            location=location,
+            keyframe_only=keyframe_only,
+            enabled=enable,
         )
         reg.put([cam], _who())
     except InvalidCameraRecord as exc:
@@ -239,8 +254,13 @@ def list_cmd(
         if cam is None:
             continue
         row = {
-            "id": cid, "url": redact_url(cam.url), "credentials": cam.credentials, "fps": cam.analysis_fps,
-            "detectors": cam.detectors, "zones": [z.name for z in cam.zones], "enabled": cam.enabled,
+            "id": cid,
+            "url": redact_url(cam.url),
+            "credentials": cam.credentials,
+            "fps": cam.analysis_fps,
+            "detectors": cam.detectors,
+            "zones": [z.name for z in cam.zones],
+            "enabled": cam.enabled,
             "partition": entry.partition,
         }
         if as_json:

@@ -105,8 +105,14 @@ def scale_worker(
         sink = journal.open("a", encoding="utf-8")
     try:
         code = run_scale_worker(
-            cfg, stop, group=group, capacity=capacity, metrics_host=metrics_host, metrics_port=metrics_port,
-            journal=JsonJournal(sink, cfg.worker.id), status_interval_s=status_interval,
+            cfg,
+            stop,
+            group=group,
+            capacity=capacity,
+            metrics_host=metrics_host,
+            metrics_port=metrics_port,
+            journal=JsonJournal(sink, cfg.worker.id),
+            status_interval_s=status_interval,
             session_timeout_ms=session_timeout_ms,
         )
     finally:
@@ -146,11 +152,18 @@ def run_scale_worker(
         worker.relay.poke()
 
     settings = AssignmentSettings(
-        bootstrap=bootstrap, group_id=group, capacity=capacity, client_id=f"kuzet-{cfg.worker.id}",
-        session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
+        bootstrap=bootstrap,
+        group_id=group,
+        capacity=capacity,
+        client_id=f"kuzet-{cfg.worker.id}",
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
     )
     assignment = CameraAssignment(
-        worker, settings, known_detectors=[m.name for m in cfg.models], sink=sink,
+        worker,
+        settings,
+        known_detectors=[m.name for m in cfg.models],
+        sink=sink,
         on_event=journal.write,
     )
     metrics.bind(worker, assignment)
@@ -186,8 +199,11 @@ def run_scale_worker(
         }
 
     server = HealthServer(
-        metrics.registry, host=metrics_host, port=metrics_port,
-        checks={"model": model_ok, "spool": spool_ok, "bus": bus_ok}, status=status,
+        metrics.registry,
+        host=metrics_host,
+        port=metrics_port,
+        checks={"model": model_ok, "spool": spool_ok, "bus": bus_ok},
+        status=status,
     ).start()
     journal.write("listening", details={"url": server.url, "pid": os.getpid(), "capacity": capacity})
     typer.echo(f"worker {cfg.worker.id}: metrics on {server.url}/metrics", err=True)
@@ -254,9 +270,15 @@ def _heartbeats(worker: Any, health: dict[str, Any], frames_seen: dict[str, int]
         frames_seen[cid] = analysed
         last = datetime.fromtimestamp(h.last_analysed_at, UTC) if h.last_analysed_at else None
         status = CameraStatus(
-            camera_id=cid, state=CameraState(h.state), reason=h.reason or "heartbeat", input_fps=0.0,
-            analysed_fps=round(fps, 3), last_frame_at=last, reconnects=int(getattr(s, "reconnects", 0)),
-            worker_id=worker.worker_id, at=now,
+            camera_id=cid,
+            state=CameraState(h.state),
+            reason=h.reason or "heartbeat",
+            input_fps=0.0,
+            analysed_fps=round(fps, 3),
+            last_frame_at=last,
+            reconnects=int(getattr(s, "reconnects", 0)),
+            worker_id=worker.worker_id,
+            at=now,
         )
         out.append(OutRecord(CAMERA_STATUS, cid, status.model_dump_json().encode()))
     return out

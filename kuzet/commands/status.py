@@ -61,8 +61,11 @@ class StatusReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "group": self.group, "group_state": self.group_state, "invalid_records": self.invalid_records,
-            "workers": [asdict(w) for w in self.workers], "cameras": [asdict(c) for c in self.cameras],
+            "group": self.group,
+            "group_state": self.group_state,
+            "invalid_records": self.invalid_records,
+            "workers": [asdict(w) for w in self.workers],
+            "cameras": [asdict(c) for c in self.cameras],
             "counts": self.counts(),
         }
 
@@ -190,8 +193,13 @@ def build_report(bootstrap: str, group: str = DEFAULT_GROUP, since_s: float = 90
             w.cameras.append(cid)
         cameras.append(
             CameraRow(
-                camera_id=cid, enabled=cam.enabled, partition=entry.partition, worker=w.worker_id if w else None,
-                state=state, reason=reason, reported_by=st.get("worker_id") if st else None,
+                camera_id=cid,
+                enabled=cam.enabled,
+                partition=entry.partition,
+                worker=w.worker_id if w else None,
+                state=state,
+                reason=reason,
+                reported_by=st.get("worker_id") if st else None,
                 reported_at=st.get("at") if st else None,
             )
         )
