@@ -36,6 +36,14 @@ def _mount() -> None:
 
     app.add_typer(console_app, name="console")
 
+    from kuzet.commands.cameras import app as cameras_app
+    from kuzet.commands.scaleout import app as scaleout_app
+    from kuzet.commands.status import app as status_app
+
+    app.add_typer(cameras_app, name="cameras")
+    app.add_typer(status_app, name="status")
+    app.add_typer(scaleout_app, name="scale-worker")
+
 
 @app.command()
 def demo(
