@@ -126,7 +126,7 @@ class ModelConfig(Strict):
     """A detector model and how to run it."""
 
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
-    manifest_id: str = Field(description="entry in the model manifest (models/manifest.yaml) this model comes from")
+    manifest_id: str = Field(description="entry in the model manifest (detectors/manifest.yaml) this model comes from")
     backend: Literal["onnxruntime", "ultralytics"] = "onnxruntime"
     path: Path | None = Field(default=None, description="override: an operator's own model file")
     input_size: int = Field(default=300, ge=32, le=2048, description="square network input in pixels")
