@@ -42,8 +42,18 @@ CAMERAS = ("cam-a", "cam-b", "cam-c")
 def make_incident(camera: str, n: int, worker: str) -> Incident:
     now = datetime.now(UTC)
     return Incident(
-        incident_id=uuid4(), type="person_in_zone", state="start", camera_id=camera, severity="medium",
-        started_at=now, observed_at=now, confidence=0.9, worker_id=worker, seq=0, track_id=n, zone="road",
+        incident_id=uuid4(),
+        type="person_in_zone",
+        state="start",
+        camera_id=camera,
+        severity="medium",
+        started_at=now,
+        observed_at=now,
+        confidence=0.9,
+        worker_id=worker,
+        seq=0,
+        track_id=n,
+        zone="road",
         boxes=[[10.0, 20.0, 30.0, 40.0]],
     )
 
@@ -148,8 +158,9 @@ def test_incidents_roundtrip_through_spool_relay_kafka(kafka_bootstrap: str, tmp
     # The consumer helper sees the same events, schema-checked and deduped.
     # Other tests share the topic and some write malformed records on purpose: those go to the real DLQ.
     dlq = publisher(kafka_bootstrap)
-    consumer = EventConsumer(KafkaSubscriber(kafka_bootstrap, [topics.INCIDENTS], f"c-{uuid4()}", from_beginning=True),
-                             dlq=dlq)
+    consumer = EventConsumer(
+        KafkaSubscriber(kafka_bootstrap, [topics.INCIDENTS], f"c-{uuid4()}", from_beginning=True), dlq=dlq
+    )
     mine = []
     deadline = time.monotonic() + 30
     while len(mine) < 60 and time.monotonic() < deadline:
@@ -227,8 +238,17 @@ def test_relay_sigkill_and_restart_on_same_spool(kafka_bootstrap: str, tmp_path:
     produced: dict[str, list[str]] = defaultdict(list)
 
     def spawn(start: int, count: int, flush: bool, pause: float) -> subprocess.Popen[str]:
-        args = [sys.executable, __file__, spool_path, kafka_bootstrap, worker, str(start), str(count), str(int(flush)),
-                str(pause)]
+        args = [
+            sys.executable,
+            __file__,
+            spool_path,
+            kafka_bootstrap,
+            worker,
+            str(start),
+            str(count),
+            str(int(flush)),
+            str(pause),
+        ]
         return subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
     # The first child appends as fast as fsync allows, so it dies with a backlog and a batch in flight.
@@ -264,5 +284,12 @@ def test_relay_sigkill_and_restart_on_same_spool(kafka_bootstrap: str, tmp_path:
 
 
 if __name__ == "__main__":
-    child_main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1",
-               float(sys.argv[7]))
+    child_main(
+        sys.argv[1],
+        sys.argv[2],
+        sys.argv[3],
+        int(sys.argv[4]),
+        int(sys.argv[5]),
+        sys.argv[6] == "1",
+        float(sys.argv[7]),
+    )

@@ -3,6 +3,7 @@ indexed into PostgreSQL and found by the investigators' search."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -105,7 +106,7 @@ def test_one_plate_read_per_pass_on_kafka_and_searchable_in_postgres(
     assert wanted <= {r.plate for r in reads}, timeline
     for plate in wanted:
         starts = sorted(r.first_seen_at for r in reads if r.plate == plate)
-        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
         assert all(g > 0.8 * clip_s for g in gaps), f"{plate} read more than once in one pass: {timeline}"
     assert all(not r.is_candidate for r in reads if r.plate in wanted)
 

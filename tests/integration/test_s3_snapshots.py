@@ -27,8 +27,11 @@ from storage.snapshots import upload_hook
 def s3_store(svc: Any, bucket: str = "kuzet-snapshots") -> S3SnapshotStore:
     endpoint = str(svc.endpoint).removeprefix("http://").removeprefix("https://").rstrip("/")
     return S3SnapshotStore(
-        S3Config(endpoint=endpoint, bucket=bucket), access_key=svc.access_key, secret_key=svc.secret_key,
-        connect_timeout_s=1.0, read_timeout_s=5.0,
+        S3Config(endpoint=endpoint, bucket=bucket),
+        access_key=svc.access_key,
+        secret_key=svc.secret_key,
+        connect_timeout_s=1.0,
+        read_timeout_s=5.0,
     )
 
 
@@ -69,11 +72,22 @@ def test_store_down_holds_events_until_objects_exist(s3_service: Any, tmp_path: 
             data = jpeg(n)
             ref = store.ref_for("cam-1", eid, now, data)  # no I/O: the event carries its ref before the upload
             inc = Incident(
-                event_id=eid, incident_id=uuid4(), type="fire", state="start", camera_id="cam-1", severity="high",
-                started_at=now, observed_at=now, confidence=0.7, worker_id=worker, seq=0, snapshot=ref,
+                event_id=eid,
+                incident_id=uuid4(),
+                type="fire",
+                state="start",
+                camera_id="cam-1",
+                severity="high",
+                started_at=now,
+                observed_at=now,
+                confidence=0.7,
+                worker_id=worker,
+                seq=0,
+                snapshot=ref,
             )
-            spool.append(OutRecord(topics.INCIDENTS, "cam-1", inc.model_dump_json().encode()), blob=data,
-                         blob_key=ref.key)
+            spool.append(
+                OutRecord(topics.INCIDENTS, "cam-1", inc.model_dump_json().encode()), blob=data, blob_key=ref.key
+            )
             return inc
 
         before = [emit(n) for n in range(3)]

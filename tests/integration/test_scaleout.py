@@ -97,8 +97,12 @@ class Cluster:
             "worker": {"id": worker_id, "data_dir": str(d)},
             "models": [
                 {
-                    "name": "person", "manifest_id": "ssdlite-person", "input_size": 300, "score_threshold": 0.3,
-                    "labels": {"person": "person"}, "threads": 1,
+                    "name": "person",
+                    "manifest_id": "ssdlite-person",
+                    "input_size": 300,
+                    "score_threshold": 0.3,
+                    "labels": {"person": "person"},
+                    "threads": 1,
                 }
             ],
             "bus": {
@@ -124,11 +128,28 @@ class Cluster:
         with log.open("ab") as sink:
             proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "kuzet.commands.scaleout", "--config", str(cfg), "--group", GROUP,
-                    "--capacity", str(capacity), "--metrics-port", "0", "--journal", str(journal),
-                    "--status-interval", "5", "--session-timeout-ms", "8000",
+                    sys.executable,
+                    "-m",
+                    "kuzet.commands.scaleout",
+                    "--config",
+                    str(cfg),
+                    "--group",
+                    GROUP,
+                    "--capacity",
+                    str(capacity),
+                    "--metrics-port",
+                    "0",
+                    "--journal",
+                    str(journal),
+                    "--status-interval",
+                    "5",
+                    "--session-timeout-ms",
+                    "8000",
                 ],
-                cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
             )
         w = WorkerProc(worker_id, proc, journal, log)
         self.workers[worker_id] = w
@@ -147,7 +168,10 @@ class Cluster:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         res = subprocess.run(
             [sys.executable, "-m", "kuzet.commands.cameras", *args, "--bootstrap", self.bootstrap],
-            cwd=REPO, capture_output=True, text=True, timeout=120,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if check:
             assert res.returncode == 0, f"kuzet cameras {' '.join(args)} failed: {res.stdout}{res.stderr}"
@@ -166,7 +190,12 @@ def wait_for(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.
 
 def camera(cid: str, url: str, **kw: Any) -> dict[str, Any]:
     base = {
-        "id": cid, "url": url, "analysis_fps": 1.0, "keyframe_only": "always", "detectors": ["person"], "zones": [ROAD],
+        "id": cid,
+        "url": url,
+        "analysis_fps": 1.0,
+        "keyframe_only": "always",
+        "detectors": ["person"],
+        "zones": [ROAD],
     }
     base.update(kw)
     return base
@@ -240,7 +269,10 @@ def test_three_workers_split_cameras_evenly(cluster: Cluster) -> None:
 def test_status_command_shows_cameras_per_worker(cluster: Cluster) -> None:
     res = subprocess.run(
         [sys.executable, "-m", "kuzet.commands.status", "--bootstrap", cluster.bootstrap, "--group", GROUP, "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
@@ -309,8 +341,20 @@ def test_cli_add_update_remove_take_effect_within_10s(cluster: Cluster) -> None:
     pids = {w.worker_id: w.proc.pid for w in cluster.alive()}
     # "takes effect within 10 s" is measured from the moment the CLI returns (the broker acknowledged the record)
     t0 = time.monotonic()
-    cluster.cli("add", cid, "--url", url, "--fps", "1", "--keyframe-only", "always", "--detectors", "person",
-                "--zone", "road:0,0.3;1,0.3;1,1;0,1")
+    cluster.cli(
+        "add",
+        cid,
+        "--url",
+        url,
+        "--fps",
+        "1",
+        "--keyframe-only",
+        "always",
+        "--detectors",
+        "person",
+        "--zone",
+        "road:0,0.3;1,0.3;1,1;0,1",
+    )
     cli_s = {"add": time.monotonic() - t0}
     add_s = wait_for(lambda: len(cluster.owners().get(cid, [])) == 1, 10, f"{cid} started")
     owner = cluster.workers[cluster.owners()[cid][0]]
@@ -385,8 +429,11 @@ def test_invalid_records_on_the_topic_are_skipped_and_dead_lettered(cluster: Clu
         return sum(1 for w in cluster.alive() for e in w.events() if e["event"] == "invalid")
 
     wait_for(lambda: reported() >= len(bad), 15, "invalid records reported")
-    dlq = [r for r in read_topic(cluster.bootstrap, topics.DLQ, expect_at_least=len(bad), timeout_s=30)
-           if r.headers and dict(r.headers).get("kuzet-source-topic") == topics.CAMERAS.encode()]
+    dlq = [
+        r
+        for r in read_topic(cluster.bootstrap, topics.DLQ, expect_at_least=len(bad), timeout_s=30)
+        if r.headers and dict(r.headers).get("kuzet-source-topic") == topics.CAMERAS.encode()
+    ]
     assert len({(json.loads(r.value)["partition"], json.loads(r.value)["offset"]) for r in dlq}) >= len(bad)
     assert not any(b"topsecret" in r.value for r in dlq), "a credential reached the DLQ"
     assert all(w.proc.poll() is None for w in cluster.workers.values()), "a worker died on a bad record"
@@ -430,7 +477,9 @@ def test_sigkill_failover_then_fourth_worker_rebalances(cluster: Cluster) -> Non
         own = cluster.owners()
         split = Counter(v[0] for v in own.values())
         return (
-            len(own) == N_CAMERAS and all(len(v) == 1 for v in own.values()) and split.get("w4", 0) >= 6
+            len(own) == N_CAMERAS
+            and all(len(v) == 1 for v in own.values())
+            and split.get("w4", 0) >= 6
             and w4.running() <= w4.analysing()
         )
 

@@ -84,9 +84,13 @@ def test_manifests_cover_what_operations_need() -> None:
     docs = [d for _w, d in _k8s_documents()]
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     for needed in [
-        ("StatefulSet", "kuzet-worker-cpu"), ("StatefulSet", "kuzet-worker-gpu"), ("Deployment", "kuzet-plate-indexer"),
-        ("Deployment", "kuzet-console"), ("PodDisruptionBudget", "kuzet-worker-cpu"),
-        ("HorizontalPodAutoscaler", "kuzet-worker-cpu"), ("HorizontalPodAutoscaler", "kuzet-plate-indexer"),
+        ("StatefulSet", "kuzet-worker-cpu"),
+        ("StatefulSet", "kuzet-worker-gpu"),
+        ("Deployment", "kuzet-plate-indexer"),
+        ("Deployment", "kuzet-console"),
+        ("PodDisruptionBudget", "kuzet-worker-cpu"),
+        ("HorizontalPodAutoscaler", "kuzet-worker-cpu"),
+        ("HorizontalPodAutoscaler", "kuzet-plate-indexer"),
     ]:
         assert needed in kinds, needed
     for d in docs:

@@ -24,8 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def incident(camera: str = "cam-1", seq: int = 0) -> Incident:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     return Incident(
-        incident_id=uuid4(), type="person_in_zone", state="start", camera_id=camera, severity="medium",
-        started_at=t, observed_at=t, confidence=0.9, worker_id="w1", seq=seq, boxes=[[1, 2, 3, 4]],
+        incident_id=uuid4(),
+        type="person_in_zone",
+        state="start",
+        camera_id=camera,
+        severity="medium",
+        started_at=t,
+        observed_at=t,
+        confidence=0.9,
+        worker_id="w1",
+        seq=seq,
+        boxes=[[1, 2, 3, 4]],
     )
 
 
@@ -95,13 +104,15 @@ def test_consumer_validates_dedupes_and_dead_letters(tmp_path: Path) -> None:
     pub = LocalBusPublisher(db)
     good = incident()
     bad_schema = json.loads(good.model_dump_json()) | {"confidence": 7}
-    pub.publish([
-        out(good),
-        out(good),  # redelivery
-        OutRecord(topics.INCIDENTS, "cam-2", b"\xff not json"),
-        OutRecord(topics.INCIDENTS, "cam-3", json.dumps(bad_schema).encode()),
-        out(incident("cam-4")),
-    ])
+    pub.publish(
+        [
+            out(good),
+            out(good),  # redelivery
+            OutRecord(topics.INCIDENTS, "cam-2", b"\xff not json"),
+            OutRecord(topics.INCIDENTS, "cam-3", json.dumps(bad_schema).encode()),
+            out(incident("cam-4")),
+        ]
+    )
     consumer = EventConsumer(LocalBusSubscriber(db, [topics.INCIDENTS], "console"), pub, seen=SeenIds(10))
     got = consumer.poll(0.5)
     assert [d.event.camera_id for d in got] == ["cam-1", "cam-4"]  # type: ignore[attr-defined]

@@ -68,8 +68,9 @@ def test_fails_n_times_then_delivers_all_in_order(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db", durability="normal") as sp:
         fill(sp, 20, ["a", "b", "c"])
         pub = FlakyPublisher(fail_calls=6)
-        relay = Relay(sp, pub, clock=clock, batch_size=7, backoff_initial_s=0.1, backoff_max_s=2.0,
-                      rng=random.Random(1))
+        relay = Relay(
+            sp, pub, clock=clock, batch_size=7, backoff_initial_s=0.1, backoff_max_s=2.0, rng=random.Random(1)
+        )
         delays = []
         for _ in range(1000):
             if not sp.depth():

@@ -28,16 +28,28 @@ def test_every_type_has_a_file() -> None:
 def test_valid_events_pass_and_bad_ones_fail() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     inc = Incident(
-        incident_id=uuid4(), type="fire", state="start", camera_id="cam-1", severity="high", started_at=t,
-        observed_at=t, confidence=0.8, worker_id="w", seq=0,
+        incident_id=uuid4(),
+        type="fire",
+        state="start",
+        camera_id="cam-1",
+        severity="high",
+        started_at=t,
+        observed_at=t,
+        confidence=0.8,
+        worker_id="w",
+        seq=0,
         snapshot=SnapshotRef(store="s3", bucket="kuzet-snapshots", key="cam-1/x.jpg", sha256="a" * 64, size=10),
     )
     doc = json.loads(inc.model_dump_json())
     schemas.validate("incident", doc)
     st = CameraStatus(camera_id="cam-1", state="down", input_fps=0, analysed_fps=0, reconnects=2, worker_id="w", at=t)
     schemas.validate("camera-status", json.loads(st.model_dump_json()))
-    for broken in ({**doc, "camera_id": "Bad Id"}, {**doc, "extra": 1}, {k: v for k, v in doc.items() if k != "type"},
-                   {**doc, "event_id": "not-a-uuid"}):
+    for broken in (
+        {**doc, "camera_id": "Bad Id"},
+        {**doc, "extra": 1},
+        {k: v for k, v in doc.items() if k != "type"},
+        {**doc, "event_id": "not-a-uuid"},
+    ):
         with pytest.raises(schemas.SchemaValidationError):
             schemas.validate("incident", broken)
 

@@ -68,6 +68,7 @@ def test_exclusive_lock(tmp_path: Path) -> None:
 
 def test_threads_append_while_reader_acks(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db", durability="normal") as sp:
+
         def writer(key: str) -> None:
             for i in range(100):
                 sp.append(rec(i, key))

@@ -55,8 +55,7 @@ class FakeWorker:
         now = time.time()
         states = ["up", "degraded", "down", "starting"]
         self._health = {
-            f"cam-{i:05d}": CameraHealth(f"cam-{i:05d}", states[i % 4], "", now - 10, now - (i % 7))
-            for i in range(n)
+            f"cam-{i:05d}": CameraHealth(f"cam-{i:05d}", states[i % 4], "", now - 10, now - (i % 7)) for i in range(n)
         }
         self.spool = type("S", (), {"stats": staticmethod(_Spool)})()
         self.relay = type("R", (), {"stats": staticmethod(_Relay)})()
@@ -81,10 +80,21 @@ class FakeAssignment:
 
     def stats(self) -> AssignmentStats:
         return AssignmentStats(
-            group="kuzet-workers", partitions=21, loading_partitions=0, cameras_desired=self.running + self.n_pending,
-            cameras_running=self.running, cameras_pending=self.n_pending, capacity=self.running, invalid_records=2,
-            start_failures=0, rebalances=3, registry_lag=0, registry_cameras_enabled=1000,
-            registry_cameras_disabled=5, last_poll_age_s=0.2, member_of_group=True,
+            group="kuzet-workers",
+            partitions=21,
+            loading_partitions=0,
+            cameras_desired=self.running + self.n_pending,
+            cameras_running=self.running,
+            cameras_pending=self.n_pending,
+            capacity=self.running,
+            invalid_records=2,
+            start_failures=0,
+            rebalances=3,
+            registry_lag=0,
+            registry_cameras_enabled=1000,
+            registry_cameras_disabled=5,
+            last_poll_age_s=0.2,
+            member_of_group=True,
         )
 
     def pending(self) -> list[str]:
@@ -160,7 +170,9 @@ def test_http_endpoints() -> None:
     metrics.bind(FakeWorker(3), FakeAssignment(3, 0))
     ready = {"ok": False}
     server = HealthServer(
-        metrics.registry, port=0, checks={"model": lambda: (ready["ok"], "person"), "bus": lambda: (True, "ok")},
+        metrics.registry,
+        port=0,
+        checks={"model": lambda: (ready["ok"], "person"), "bus": lambda: (True, "ok")},
         status=lambda: {"cameras": 3, "url": "rtsp://u:hunter2@h/x"},
     ).start()
     try:

@@ -68,8 +68,12 @@ def _assignment(capacity: int) -> tuple[CameraAssignment, FakeWorker, list[OutRe
     sunk: list[OutRecord] = []
     events: list[tuple[str, str]] = []
     a = CameraAssignment(
-        worker, AssignmentSettings(bootstrap="127.0.0.1:1", capacity=capacity), known_detectors=["person"],
-        sink=sunk.extend, on_event=lambda kind, cid, _d: events.append((kind, cid)), view=FakeView(),
+        worker,
+        AssignmentSettings(bootstrap="127.0.0.1:1", capacity=capacity),
+        known_detectors=["person"],
+        sink=sunk.extend,
+        on_event=lambda kind, cid, _d: events.append((kind, cid)),
+        view=FakeView(),
     )
     a._parts = {0: _Partition(loaded=True), 1: _Partition(loaded=True)}
     return a, worker, sunk, events
@@ -163,7 +167,8 @@ def test_status_command_prints_cameras_per_worker(monkeypatch: Any) -> None:
     from kuzet.commands import status as status_cmd
 
     report = status_cmd.StatusReport(
-        group="kuzet-workers", group_state="Stable",
+        group="kuzet-workers",
+        group_state="Stable",
         workers=[status_cmd.WorkerRow("w1", "m-1", "10.0.0.5", 8, [0, 1], ["cam-a", "cam-b"])],
         cameras=[
             status_cmd.CameraRow("cam-a", True, 0, "w1", "up", "heartbeat", "w1", "2026-01-01T00:00:00Z"),
