@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -23,6 +23,7 @@ from rich.table import Table
 from core.config import CameraConfig, KuzetConfig, Zone
 from dispatch.inprocess import RunningConsole, start_console_thread
 from event_bus.events import CameraStatus, Incident, IncidentState
+from worker.journal import Journal
 from worker.runtime import Worker
 
 DEMO_CLIP = Path(__file__).parent / "demo_assets" / "vtest-excerpt.mp4"
@@ -75,18 +76,17 @@ class DemoResult:
 
 
 class _Recorder:
-    """Writes every incident event as one JSON line and keeps the last few for the live table."""
+    """Writes every incident event as one JSON line (the worker's journal) and keeps the last few for the table."""
 
-    def __init__(self, sink: IO[str]) -> None:
-        self._sink = sink
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
         self._lock = threading.Lock()
         self.recent: list[Incident] = []
         self.result = DemoResult()
 
     def incident(self, inc: Incident) -> None:
         with self._lock:
-            self._sink.write(inc.model_dump_json() + "\n")
-            self._sink.flush()
+            self._journal.write(inc)
             self.result.events += 1
             if inc.state is IncidentState.START:
                 self.result.starts[inc.type.value] += 1
@@ -150,8 +150,10 @@ def run_demo(
     )
     expected = _expected_frames(clip, analysis_fps)
     task = progress.add_task(f"analysing {clip.name}", total=expected)
-    with incidents_file.open("w", encoding="utf-8") as sink:
-        rec = _Recorder(sink)
+    incidents_file.unlink(missing_ok=True)
+    with Journal.open(incidents_file) as journal:
+        assert journal is not None
+        rec = _Recorder(journal)
         worker = Worker(cfg, on_incident=rec.incident, on_status=rec.status)
         t0 = time.monotonic()
         worker.start()
