@@ -69,6 +69,11 @@ class KafkaSubscriber:
         """
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    @property
+    def kafka_consumer(self) -> KafkaConsumer:
+        """The underlying consumer, for lag metrics read from the polling thread only (it is not thread-safe)."""
+        return self._consumer
+
     def commit(self) -> None:
         """Commit the positions of everything polled so far (synchronously); no-op without a group."""
         if self.group_id is not None:

@@ -67,16 +67,28 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8080)")] = None,
+    metrics_port: Annotated[
+        int, typer.Option(envvar="KUZET_METRICS_PORT", min=0, max=65535, help="/metrics /healthz /readyz; 0: off")
+    ] = 9400,
+    metrics_host: Annotated[str, typer.Option(help="address the metrics endpoints bind to")] = "127.0.0.1",
 ) -> None:
     """Serve the console until Ctrl-C; it consumes the incident and camera-status topics in its own group."""
     import uvicorn
 
     from core.logs import setup_logging
     from dispatch.app import create_app
+    from kuzet.service_metrics import console_server
 
     settings = load_settings(config, host=host, port=port)
     setup_logging("info")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    app = create_app(settings)
+    # a port of its own, like every Kuzet process: probes answer even when the web app is saturated
+    server = console_server(app.state.console, metrics_host, metrics_port) if metrics_port else None
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 @users_app.command("add")

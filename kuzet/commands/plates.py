@@ -190,17 +190,28 @@ def index_cmd(
     bootstrap: Annotated[str, typer.Option(envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
     local_path: Annotated[str, typer.Option(help="local bus file")] = "var/bus.sqlite3",
     batch_size: Annotated[int, typer.Option(min=1, max=50_000)] = 2000,
+    metrics_port: Annotated[
+        int, typer.Option(envvar="KUZET_METRICS_PORT", min=0, max=65535, help="/metrics /healthz /readyz; 0: off")
+    ] = 9400,
+    metrics_host: Annotated[str, typer.Option(help="address the metrics endpoints bind to")] = "127.0.0.1",
 ) -> None:
     """Run the plate indexer (consumer group kuzet-plate-indexer on kuzet.plates.v1) until SIGTERM."""
     from event_bus import topics
-    from storage.plates.indexer import GROUP, run_forever
+    from kuzet.service_metrics import indexer_server
+    from storage.plates.indexer import GROUP, IndexerStats, run_forever
 
     subscriber_factory, publisher = _bus(bus, bootstrap, local_path, GROUP, topics.PLATES)
     stores = open_stores(db or default_url())
     stop = _stop_event()
+    stats = IndexerStats()
+    server, on_step = indexer_server(stats, GROUP, metrics_host, metrics_port) if metrics_port else (None, None)
     try:
-        stats = run_forever(subscriber_factory, stores.history, publisher, stop, batch_size=batch_size)
+        stats = run_forever(
+            subscriber_factory, stores.history, publisher, stop, batch_size=batch_size, on_step=on_step, stats=stats
+        )
     finally:
+        if server is not None:
+            server.stop()
         publisher.close()
         stores.close()
     typer.echo(f"indexed {stats.stored}, duplicates {stats.duplicates}, dead-lettered {stats.dead_lettered}")

@@ -130,10 +130,12 @@ def run_forever(
     max_wait_s: float = 0.5,
     backoff_s: float = 1.0,
     max_backoff_s: float = 30.0,
+    on_step: Callable[[Subscriber], None] | None = None,
+    stats: IndexerStats | None = None,
 ) -> IndexerStats:
     """Run an indexer; after a failure, close the subscriber and open a new one so the uncommitted batch is
     re-delivered from the group's committed offset (the only way to rewind that works for every transport)."""
-    stats = IndexerStats()
+    stats = stats if stats is not None else IndexerStats()  # the caller's, so metrics can read it live
     delay = backoff_s
     while not stop.is_set():
         indexer = PlateIndexer(make_subscriber(), store, dlq, batch_size=batch_size, max_wait_s=max_wait_s)
@@ -141,6 +143,8 @@ def run_forever(
         try:
             while not stop.is_set():
                 indexer.step()
+                if on_step is not None:  # same thread as the poll: e.g. consumer-lag metrics
+                    on_step(indexer.subscriber)
                 delay = backoff_s
         except IndexerError as exc:
             stats.last_error = str(exc)
