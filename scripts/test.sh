@@ -9,6 +9,7 @@ bash scripts/install_validators.sh
 export YOLO_OFFLINE=1
 
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy .
 
 set +e
