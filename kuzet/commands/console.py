@@ -134,23 +134,22 @@ def users_passwd(
 @users_app.command("disable")
 def users_disable(username: str, config: ConfigOpt = None) -> None:
     """Disable a user (ends the user's sessions; tokens stop working)."""
-    try:
-        _store(config).set_disabled(username, True)
-    except NotFoundError:
-        typer.echo(f"error: no user {username}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"disabled {username}")
+    _set_disabled(username, config, disabled=True)
 
 
 @users_app.command("enable")
 def users_enable(username: str, config: ConfigOpt = None) -> None:
     """Enable a disabled user."""
+    _set_disabled(username, config, disabled=False)
+
+
+def _set_disabled(username: str, config: Path | None, *, disabled: bool) -> None:
     try:
-        _store(config).set_disabled(username, False)
+        _store(config).set_disabled(username, disabled)
     except NotFoundError:
         typer.echo(f"error: no user {username}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"enabled {username}")
+    typer.echo(f"{'disabled' if disabled else 'enabled'} {username}")
 
 
 @users_app.command("list")
