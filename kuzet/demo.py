@@ -22,7 +22,7 @@ from rich.table import Table
 
 from core.config import CameraConfig, KuzetConfig, Zone
 from dispatch.inprocess import RunningConsole, start_console_thread
-from event_bus.events import CameraStatus, Incident, IncidentState
+from event_bus.events import Incident, IncidentState
 from worker.journal import Journal
 from worker.runtime import Worker
 
@@ -67,7 +67,6 @@ class DemoResult:
     events: int = 0
     incidents_file: Path | None = None
     snapshots_dir: Path | None = None
-    camera_states: list[str] = field(default_factory=list)
     console: RunningConsole | None = None
 
     @property
@@ -91,10 +90,6 @@ class _Recorder:
             if inc.state is IncidentState.START:
                 self.result.starts[inc.type.value] += 1
             self.recent = [*self.recent[-9:], inc]
-
-    def status(self, status: CameraStatus) -> None:
-        with self._lock:
-            self.result.camera_states.append(f"{status.state.value}: {status.reason}".strip(": "))
 
 
 def _table(recent: list[Incident]) -> Table:
@@ -154,7 +149,7 @@ def run_demo(
     with Journal.open(incidents_file) as journal:
         assert journal is not None
         rec = _Recorder(journal)
-        worker = Worker(cfg, on_incident=rec.incident, on_status=rec.status)
+        worker = Worker(cfg, on_incident=rec.incident)
         t0 = time.monotonic()
         worker.start()
         try:

@@ -109,7 +109,6 @@ class Worker:
         )
         self._detectors: dict[str, Detector] = {}
         self._schedulers: dict[str, BatchScheduler] = {}
-        self.incidents_emitted = 0
         self._started = False
         self._stopped = False
         self._flushed = False
@@ -282,7 +281,6 @@ class Worker:
         self.spool.append(record, blob=out.snapshot_jpeg, blob_key=blob_key)
         self.relay.poke()
         if isinstance(event, Incident):
-            self.incidents_emitted += 1
             if self._on_incident is not None:
                 self._on_incident(event)
         elif self._on_plate is not None:
