@@ -30,6 +30,7 @@ from core.redact import redact_text
 from event_bus import schemas, topics
 from event_bus.events import EVENT_TYPES, Event
 from event_bus.interfaces import InRecord, OutRecord, Publisher, Subscriber
+from event_bus.versions import readable_versions, upgrade
 
 TOPIC_EVENT_TYPES: dict[str, str] = {
     topics.INCIDENTS: "incident",
@@ -82,7 +83,11 @@ class SeenIds:
 
 
 def decode(record: InRecord, topic_types: Mapping[str, str] = TOPIC_EVENT_TYPES) -> tuple[str, Event]:
-    """Parse, schema-validate and build the event of a record; raises ValueError with a readable reason."""
+    """Parse, schema-validate and build the event of a record; raises ValueError with a readable reason.
+
+    A document of an older, still readable version (``event_bus.versions``) is
+    validated against its own published schema and lifted to the current model.
+    """
     name = topic_types.get(record.topic)
     if name is None:
         raise ValueError(f"no event type is registered for topic {record.topic}")
@@ -90,7 +95,13 @@ def decode(record: InRecord, topic_types: Mapping[str, str] = TOPIC_EVENT_TYPES)
         doc: Any = json.loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
-    schemas.validate(name, doc)  # SchemaValidationError is a ValueError
+    current = schemas.version_of(EVENT_TYPES[name])
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version in readable_versions(name):
+        schemas.validate(name, doc, version)  # the contract it was produced under
+        doc = upgrade(name, version, doc, current)
+    else:
+        schemas.validate(name, doc)  # SchemaValidationError is a ValueError
     try:
         event = EVENT_TYPES[name].model_validate(doc)
     except ValidationError as exc:

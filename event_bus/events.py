@@ -5,6 +5,11 @@ Each type carries ``schema_version``; its JSON Schema is exported to
 test keeps the files in step with these models. Consumers validate against
 the published schema, producers build these models, so a malformed event
 cannot be produced and is detected when consumed.
+
+Older versions stay readable: their schema files stay committed and
+:mod:`event_bus.versions` lifts a validated old document to the current model
+(``Incident`` v1 -> v2). New fields are optional with a default, so a later
+field added to v2 keeps every v2 record readable.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from uuid6 import uuid7
 
+from core.clip import ClipRef, ClipStatus
 from core.config import CAMERA_ID_PATTERN
 from core.health import CameraState
 from core.snapshot import SnapshotRef
@@ -49,10 +55,31 @@ class IncidentState(StrEnum):
     END = "end"
 
 
-class Incident(Event):
-    """One state change of one incident. All events of an incident share ``incident_id``."""
+PlateText = Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")]
 
-    schema_version: Literal[1] = 1
+
+class WatchlistMatchRef(BaseModel):
+    """Which read matched which watchlist entry (a ``watchlist_hit``): in the event, not only in record headers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    plate: PlateText = Field(description="the plate as read (normalised)")
+    plate_read_id: UUID = Field(description="event_id of the PlateRead that matched")
+    watchlist_id: UUID = Field(description="id of the watchlist entry")
+    watchlist_plate: PlateText = Field(description="the plate on the watchlist entry")
+    mode: Literal["exact", "fuzzy"]
+    distance: float = Field(default=0.0, ge=0.0, le=16.0, description="OCR-aware edit distance (0 for exact)")
+
+
+class Incident(Event):
+    """One state change of one incident. All events of an incident share ``incident_id``.
+
+    v2 adds ``clip`` (the evidence clip, on the event published once it is
+    stored) and ``watchlist`` (for ``watchlist_hit``); both optional, so v1
+    documents lift to v2 unchanged (:mod:`event_bus.versions`).
+    """
+
+    schema_version: Literal[2] = 2
     event_id: UUID = Field(default_factory=new_event_id, description="UUIDv7, unique per event; dedupe key")
     incident_id: UUID = Field(description="stable across start / update / end of one incident")
     type: IncidentType
@@ -72,6 +99,8 @@ class Incident(Event):
     model_versions: dict[str, str] = Field(default_factory=dict)
     worker_id: str = Field(min_length=1, max_length=64)
     seq: int = Field(ge=0, description="per-incident event counter: start is 0")
+    clip: ClipRef | None = Field(default=None, description="evidence clip (v2): pre-roll to post-roll, sha256")
+    watchlist: WatchlistMatchRef | None = Field(default=None, description="the plate match of a watchlist_hit (v2)")
 
 
 class CameraStatus(Event):
@@ -132,6 +161,8 @@ class PlateRead(Event):
 __all__ = [
     "EVENT_TYPES",
     "CameraStatus",
+    "ClipRef",
+    "ClipStatus",
     "Event",
     "Incident",
     "IncidentState",
@@ -139,6 +170,7 @@ __all__ = [
     "PlateCandidate",
     "PlateRead",
     "SnapshotRef",
+    "WatchlistMatchRef",
     "new_event_id",
 ]
 

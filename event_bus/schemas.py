@@ -4,6 +4,9 @@ The committed files under ``event_bus/schemas/`` are the published contract
 for consumers written in any language; the models are the source of truth for
 producers. :func:`check` (and a unit test) fails when the two drift, so a
 model change cannot ship without its schema file changing in the same commit.
+Files of older versions that consumers still read (:mod:`event_bus.versions`)
+are frozen: no model generates them any more, they stay as published, and the
+check only requires that they are there.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from event_bus.events import EVENT_TYPES, Event
+from event_bus.versions import readable_versions
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 _ID_BASE = "urn:kuzet:schema"
@@ -56,13 +60,23 @@ def render(schema: dict[str, Any]) -> str:
 
 
 def export(directory: Path = SCHEMA_DIR) -> list[Path]:
-    """Write every event type's schema file; returns the paths written."""
+    """Write every event type's current schema file (and copy the frozen older ones); returns the paths written.
+
+    The older files are copied when exporting elsewhere so that the exported
+    set is the whole contract: a consumer built from it can read every
+    version still in circulation.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, model in EVENT_TYPES.items():
         path = directory / file_name(name, version_of(model))
         path.write_text(render(build(name)), encoding="utf-8")
         written.append(path)
+        for old in readable_versions(name):
+            target = directory / file_name(name, old)
+            if target.resolve() != (SCHEMA_DIR / file_name(name, old)).resolve():
+                target.write_text((SCHEMA_DIR / file_name(name, old)).read_text(encoding="utf-8"), encoding="utf-8")
+                written.append(target)
     return written
 
 
@@ -75,6 +89,9 @@ def check(directory: Path = SCHEMA_DIR) -> list[str]:
             problems.append(f"{path}: missing (run `kuzet schemas export`)")
         elif path.read_text(encoding="utf-8") != render(build(name)):
             problems.append(f"{path}: differs from the {model.__name__} model (run `kuzet schemas export`)")
+        for old in readable_versions(name):
+            if not (directory / file_name(name, old)).exists():
+                problems.append(f"{directory / file_name(name, old)}: missing (v{old} is still read; restore it)")
     return problems
 
 

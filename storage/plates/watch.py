@@ -12,9 +12,9 @@ Two ways to use it, same code path:
 
 Incident ids are derived from (read, watchlist entry), so a read re-delivered
 to the consumer produces the very same event id and dispatch dedupes it. The
-``Incident`` type has no plate field, so the plate and the watchlist entry id
-travel in record headers (``kuzet-plate``, ``kuzet-watchlist-id``); dispatch
-can also look the read up by camera and time.
+plate, the read and the watchlist entry travel in the event itself
+(``Incident.watchlist``, schema v2), so every consumer that keeps the event
+keeps what matched.
 Malformed reads are skipped here (the indexer dead-letters them; doing it
 twice would duplicate DLQ records).
 """
@@ -28,7 +28,7 @@ from uuid import UUID
 
 from event_bus import topics
 from event_bus.consume import decode
-from event_bus.events import Incident, IncidentState, IncidentType, PlateRead
+from event_bus.events import Incident, IncidentState, IncidentType, PlateRead, WatchlistMatchRef
 from event_bus.interfaces import DeliveryError, OutRecord, Publisher, Subscriber
 from storage.plates.indexer import PLATE_TOPIC_TYPES
 from storage.watchlist import WatchlistMatch, WatchlistMatcher
@@ -67,6 +67,14 @@ def hit_incident(read: PlateRead, match: WatchlistMatch, worker_id: str = WORKER
         model_versions=dict(read.model_versions),
         worker_id=worker_id,
         seq=0,
+        watchlist=WatchlistMatchRef(
+            plate=read.plate,
+            plate_read_id=read.event_id,
+            watchlist_id=match.entry.id,
+            watchlist_plate=match.entry.plate,
+            mode=match.entry.mode,
+            distance=match.distance,
+        ),
     )
 
 
@@ -81,19 +89,7 @@ def incidents_for(read: PlateRead, matcher: WatchlistMatcher, worker_id: str = W
         if read.is_candidate and m.entry.mode == "exact":
             continue
         incident = hit_incident(read, m, worker_id)
-        out.append(
-            OutRecord(
-                topic=topics.INCIDENTS,
-                key=read.camera_id,
-                value=incident.model_dump_json().encode(),
-                headers=(
-                    ("kuzet-plate", read.plate.encode()),
-                    ("kuzet-watchlist-id", str(m.entry.id).encode()),
-                    ("kuzet-watchlist-plate", m.entry.plate.encode()),
-                    ("kuzet-plate-read-id", str(read.event_id).encode()),
-                ),
-            )
-        )
+        out.append(OutRecord(topic=topics.INCIDENTS, key=read.camera_id, value=incident.model_dump_json().encode()))
     return out
 
 

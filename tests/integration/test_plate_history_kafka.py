@@ -156,5 +156,6 @@ def test_watchlisted_plate_raises_an_incident_and_an_expired_one_does_not(
     assert len(hits) == 1, [json.loads(h.value) for h in hits]
     doc = json.loads(hits[0].value)
     assert doc["type"] == "watchlist_hit" and doc["camera_id"] == camera
-    assert dict(hits[0].headers)["kuzet-watchlist-id"] == str(live.id).encode() != str(gone.id).encode()
+    assert doc["watchlist"]["watchlist_id"] == str(live.id) != str(gone.id)
+    assert doc["watchlist"]["plate"] == "123ABC02"
     assert matched_s < 1.0, f"read -> incident published took {matched_s:.2f}s"

@@ -57,9 +57,9 @@ def test_valid_events_pass_and_bad_ones_fail() -> None:
 def test_drift_is_detected(tmp_path: Path) -> None:
     schemas.export(tmp_path)
     assert schemas.check(tmp_path) == []
-    f = tmp_path / "incident.v1.json"
+    f = tmp_path / "incident.v2.json"
     f.write_text(f.read_text().replace('"seq"', '"sequence"'))
-    assert any("incident.v1.json" in p for p in schemas.check(tmp_path))
+    assert any("incident.v2.json" in p for p in schemas.check(tmp_path))
     runner = CliRunner()
     assert runner.invoke(app, ["check", "--dir", str(tmp_path)]).exit_code == 1
     assert runner.invoke(app, ["export", "--dir", str(tmp_path)]).exit_code == 0

@@ -96,11 +96,13 @@ def test_hit_incident_is_valid_and_deterministic(setup) -> None:
     assert len(first) == 1 and first[0].value == again[0].value  # a redelivered read -> same event id
     rec = first[0]
     assert rec.topic == topics.INCIDENTS and rec.key == "cam-7"
-    assert dict(rec.headers)["kuzet-watchlist-id"] == str(entry.id).encode()
     import json
 
     doc = json.loads(rec.value)
     schemas.validate("incident", doc)
+    assert doc["schema_version"] == 2 and doc["watchlist"]["watchlist_id"] == str(entry.id)
+    assert doc["watchlist"]["plate"] == "123ABC02" and doc["watchlist"]["plate_read_id"] == str(read.event_id)
+    assert doc["watchlist"]["mode"] == "exact" and doc["watchlist"]["watchlist_plate"] == entry.plate
     assert doc["type"] == IncidentType.WATCHLIST_HIT and doc["severity"] == "high"
     assert UUID(doc["event_id"]).version == 7
     assert incidents_for(plate_read("123ABC02", NOW, candidate=True), matcher) == []  # a lead, not a fact
