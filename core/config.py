@@ -232,6 +232,19 @@ class StorageConfig(Strict):
     s3: S3Config = S3Config()
 
 
+class EvidenceConfig(Strict):
+    """Clips around incidents (pre-roll ring buffer of compressed packets, remuxed to MP4) and their retention."""
+
+    clips: bool = Field(default=True, description="record a clip for every incident")
+    pre_roll_s: float = Field(default=10.0, ge=0.0, le=120.0, description="seconds kept before an incident starts")
+    post_roll_s: float = Field(default=10.0, ge=0.0, le=300.0, description="seconds recorded after it ends")
+    max_clip_s: float = Field(default=120.0, gt=0.0, le=3600.0, description="a clip is cut (and marked) after this")
+    ring_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=64 * 1024, le=1024**3, description="memory bound of one camera's ring buffer"
+    )
+    retention_days: int = Field(default=30, ge=1, le=3650, description="S3 lifecycle expiry of snapshots and clips")
+
+
 class WorkerConfig(Strict):
     id: str = Field(default="worker-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     data_dir: Path = Path("var")
@@ -279,6 +292,7 @@ class KuzetConfig(BaseSettings):
     ingest: IngestConfig = IngestConfig()
     bus: BusConfig = BusConfig()
     storage: StorageConfig = StorageConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

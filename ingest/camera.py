@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from core.clock import Clock, SystemClock
 from core.config import CameraConfig, IngestConfig
@@ -60,6 +61,21 @@ from ingest.source import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class PacketTap(Protocol):
+    """Sees every packet of a camera before any decoding decision (the evidence ring buffer's hook).
+
+    Called on the camera thread, so it must be cheap (a copy into a ring);
+    an exception in it is logged and counted, never fatal to the camera.
+    """
+
+    def opened(self, info: StreamInfo) -> None: ...
+
+    def packet(self, packet: SourcePacket) -> None: ...
+
+    def closed(self, reason: str) -> None: ...
+
 
 FrameCallback = Callable[[Frame], None]
 StatusCallback = Callable[["StatusChange"], None]
@@ -191,8 +207,10 @@ class CameraRunner:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         health_window_s: float = 5.0,
+        packet_tap: PacketTap | None = None,
     ) -> None:
         self.camera = camera
+        self._tap = packet_tap
         self.ingest = ingest or IngestConfig()
         self._on_frame = on_frame or (lambda _f: None)
         self._on_status = on_status or (lambda _s: None)
@@ -320,7 +338,12 @@ class CameraRunner:
                     return _Outcome.STOPPED
                 self._set_state(CameraState.DOWN, str(exc))
                 return _Outcome.FINISHED if exc.permanent else _Outcome.RETRY
-            return self._pump(source, info)
+            self._call_tap("opened", info)
+            try:
+                return self._pump(source, info)
+            finally:
+                down = self._status is not None and self._status.state is CameraState.DOWN
+                self._call_tap("closed", self._status.reason if down and self._status else "camera stopped")
         except Exception as exc:
             return self._internal_error(exc)
         finally:
@@ -388,7 +411,18 @@ class CameraRunner:
             parts.append(f"{self._corrupt_frames} corrupt frames skipped")
         return f" ({', '.join(parts)})" if parts else ""
 
+    def _call_tap(self, what: str, arg: object) -> None:
+        if self._tap is None:
+            return
+        try:
+            getattr(self._tap, what)(arg)
+        except Exception as exc:
+            self._callback_errors += 1
+            log.error("camera %s: packet tap %s failed: %s", self.camera.id, what, redact_text(repr(exc)))
+
     def _handle_packet(self, source: PacketSource, packet: SourcePacket, sess: _Session) -> None:
+        if self._tap is not None:
+            self._call_tap("packet", packet)
         now = self._clock.monotonic()
         self._packets_read += 1
         self._input_meter.add(now)

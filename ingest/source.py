@@ -81,6 +81,7 @@ class StreamInfo:
     height: int
     fps: float | None  # nominal frame rate from the container, None when unknown
     live: bool  # network stream (reconnect on end) vs file (end of stream is final unless looping)
+    stream: Any = field(default=None, repr=False, compare=False)  # PyAV's input stream: codec template for clips
 
 
 @dataclass(slots=True)
@@ -299,6 +300,7 @@ class PyAVSource:
                 height=int(stream.codec_context.height),
                 fps=fps,
                 live=self._live,
+                stream=stream,
             )
         except SourceError:
             self.close()

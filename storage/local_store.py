@@ -39,14 +39,21 @@ class LocalSnapshotStore:
 
     def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
         ref = make_ref(self.kind, self.bucket, key, jpeg)
+        self._write(key, jpeg, ref.sha256)
+        return ref
+
+    def put_clip(self, key: str, data: bytes) -> None:
+        self._write(key, data, sha256_hex(data))
+
+    def _write(self, key: str, data: bytes, sha256: str) -> None:
         path = self._path(key)
-        if path.exists() and path.stat().st_size == ref.size and sha256_hex(path.read_bytes()) == ref.sha256:
-            return ref  # idempotent: already there
+        if path.exists() and path.stat().st_size == len(data) and sha256_hex(path.read_bytes()) == sha256:
+            return  # idempotent: already there
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(jpeg)
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -58,7 +65,6 @@ class LocalSnapshotStore:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        return ref
 
     def exists(self, ref: SnapshotRef) -> bool:
         path = self._path(ref.key)

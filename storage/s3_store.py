@@ -34,6 +34,8 @@ from storage.snapshots import SnapshotError, key_for, make_ref, sha256_hex
 
 _AMZ_PARAM = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.IGNORECASE)
 META_SHA256 = "sha256"
+MULTIPART_PART_SIZE = 5 * 1024 * 1024
+"""S3's smallest part: a clip larger than this goes up as a multipart upload, one part retried at a time."""
 
 
 class S3SnapshotStore:
@@ -126,22 +128,30 @@ class S3SnapshotStore:
 
     def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
         ref = make_ref(self.kind, self.bucket, key, jpeg)
+        self._put(key, jpeg, ref.content_type, ref.sha256)
+        return ref
+
+    def put_clip(self, key: str, data: bytes) -> None:
+        self._put(key, data, "video/mp4", sha256_hex(data))
+
+    def _put(self, key: str, data: bytes, content_type: str, sha256: str) -> None:
+        """Upload unless the same bytes are there already (the relay may retry); multipart above one part."""
         self.ensure_bucket()
         stat = self._stat(key)
-        if stat is not None and stat.size == ref.size and self._meta_sha(stat) == ref.sha256:
-            return ref
+        if stat is not None and stat.size == len(data) and self._meta_sha(stat) == sha256:
+            return
         try:
             self._client.put_object(
                 self.bucket,
                 key,
-                io.BytesIO(jpeg),
-                length=len(jpeg),
-                content_type=ref.content_type,
-                metadata={META_SHA256: ref.sha256},
+                io.BytesIO(data),
+                length=len(data),
+                content_type=content_type,
+                metadata={META_SHA256: sha256},
+                part_size=MULTIPART_PART_SIZE,
             )
         except Exception as exc:
             self._fail(f"upload of {key}", exc)
-        return ref
 
     def exists(self, ref: SnapshotRef) -> bool:
         stat = self._stat(ref.key)

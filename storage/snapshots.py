@@ -63,6 +63,10 @@ class SnapshotStore(Protocol):
         """Store bytes under an exact key (the relay's upload of a spooled blob)."""
         ...
 
+    def put_clip(self, key: str, data: bytes) -> None:
+        """Store an evidence clip (MP4) under an exact key; multipart on S3; idempotent for the same bytes."""
+        ...
+
     def exists(self, ref: SnapshotRef) -> bool:
         """True when the object is there with the reference's size (and sha256, where the store records it)."""
         ...
@@ -94,7 +98,10 @@ def upload_hook(store: SnapshotStore) -> Callable[[BlobCarrier], None]:
 
     def _upload(rec: BlobCarrier) -> None:
         if rec.blob is not None and rec.blob_key is not None:
-            store.put_key(rec.blob_key, rec.blob)
+            if rec.blob_key.endswith(".mp4"):
+                store.put_clip(rec.blob_key, rec.blob)
+            else:
+                store.put_key(rec.blob_key, rec.blob)
 
     return _upload
 

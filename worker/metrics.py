@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 
 from core.detections import Detections
 from event_bus.interfaces import DeliveryError, OutRecord, Publisher
+from worker.clip_metrics import ClipCollector
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -419,4 +420,6 @@ class WorkerMetrics:
             publish_outcomes=self.publish_outcomes,
         )
         self.registry.register(self.collector)
+        if getattr(worker, "clips", None) is not None:
+            self.registry.register(ClipCollector(worker.clips))
         return self.collector

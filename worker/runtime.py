@@ -32,10 +32,11 @@ from event_bus.events import CameraStatus, Incident, PlateRead
 from event_bus.interfaces import OutRecord, Publisher
 from event_bus.relay import Relay
 from event_bus.spool import Spool
-from event_bus.topics import CAMERA_STATUS
+from event_bus.topics import CAMERA_STATUS, INCIDENTS
 from ingest.camera import CameraRunner, StatusChange
 from storage.snapshots import SnapshotStore, upload_hook
 from worker.camera_pipeline import Outgoing, RuleContext, RuleSet
+from worker.clips import ClipRecorder
 from worker.factories import make_publisher, make_snapshot_store
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,12 @@ class Worker:
             store_bucket=self._store.bucket,
             snapshot_ref=self._store.ref_for,
         )
+        self.clips: ClipRecorder | None = None
+        if cfg.evidence.clips:
+            clip_dir = cfg.bus.spool_path.parent / "clips"
+            self.clips = ClipRecorder(
+                cfg.evidence, clip_dir, self._spool_clip, store_kind=self._store.kind, bucket=self._store.bucket
+            )
         self._detectors: dict[str, Detector] = {}
         self._schedulers: dict[str, BatchScheduler] = {}
         self._started = False
@@ -122,6 +129,8 @@ class Worker:
         for name in sorted({d for c in cameras for d in c.detectors}):
             self._scheduler(name)
         self.relay.start()
+        if self.clips is not None:
+            self.clips.start()  # salvages clips a killed predecessor left behind
         self._started = True
         for camera in cameras:
             self.add_camera(camera)
@@ -140,6 +149,8 @@ class Worker:
             self.remove_camera(camera_id)
         for scheduler in self._schedulers.values():
             scheduler.stop()
+        if self.clips is not None and self._started:
+            self.clips.stop(flush_timeout_s)
         if self._started:
             self._flushed = self.relay.flush(flush_timeout_s)
             self.relay.stop()
@@ -160,7 +171,10 @@ class Worker:
             if camera.id in self._cameras:
                 raise ValueError(f"camera {camera.id} is already running on this worker")
             rulesets = {name: self._ruleset(camera, name) for name in camera.detectors}
-            runner = CameraRunner(camera, self.cfg.ingest, on_frame=self._on_frame, on_status=self._status_changed)
+            tap = self.clips.tap(camera.id) if self.clips is not None else None
+            runner = CameraRunner(
+                camera, self.cfg.ingest, on_frame=self._on_frame, on_status=self._status_changed, packet_tap=tap
+            )
             self._cameras[camera.id] = _Camera(camera, runner, rulesets)
         runner.start()
 
@@ -176,6 +190,8 @@ class Worker:
         for ruleset in cam.rulesets.values():
             for out in ruleset.close(now):
                 self._emit(out)
+        if self.clips is not None:
+            self.clips.remove(camera_id)
 
     def update_camera(self, camera: CameraConfig) -> None:
         """Apply a changed camera (zones, fps, detectors, URL) by restarting that camera only, not the worker.
@@ -281,10 +297,20 @@ class Worker:
         self.spool.append(record, blob=out.snapshot_jpeg, blob_key=blob_key)
         self.relay.poke()
         if isinstance(event, Incident):
+            if self.clips is not None:
+                self.clips.observe(event)
             if self._on_incident is not None:
                 self._on_incident(event)
         elif self._on_plate is not None:
             self._on_plate(event)
+
+    def _spool_clip(self, incident: Incident, clip: bytes) -> None:
+        """The clip event goes out like a snapshot: its bytes ride in the outbox and are uploaded first."""
+        record = OutRecord(INCIDENTS, incident.camera_id, incident.model_dump_json().encode())
+        self.spool.append(record, blob=clip, blob_key=incident.clip.key if incident.clip else None)
+        self.relay.poke()
+        if self._on_incident is not None:
+            self._on_incident(incident)
 
     def _status_changed(self, change: StatusChange) -> None:
         status = CameraStatus(
