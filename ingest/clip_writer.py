@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ class ClipFacts:
     """What a finished clip file holds: the bytes' identity and the time it covers."""
 
     path: Path
+    data: bytes = field(repr=False)
     size: int
     sha256: str
     packets: int
@@ -198,16 +199,12 @@ def finalize(part: Path, out: Path) -> ClipFacts:
     if packets == 0:
         out.unlink(missing_ok=True)
         raise ClipWriteError(f"clip {part.name} holds no readable packet")
-    digest = hashlib.sha256()
-    size = 0
-    with out.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
+    data = out.read_bytes()  # read once: hashed here, handed to the outbox by the caller
     return ClipFacts(
         path=out,
-        size=size,
-        sha256=digest.hexdigest(),
+        data=data,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
         packets=packets,
         first_is_keyframe=first_key,
         duration_s=max(0.0, end_ts - (first_ts or 0.0)),

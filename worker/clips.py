@@ -329,7 +329,7 @@ class ClipRecorder:
         event = Incident.model_validate(
             {**ended.model_dump(), "event_id": new_event_id(), "seq": ended.seq + 1, "clip": ref.model_dump()}
         )
-        self._sink(event, final.read_bytes())
+        self._sink(event, facts.data)
         self.stats.finalize_cpu_s += time.thread_time() - t0
         if incomplete:
             self.stats.incomplete += 1

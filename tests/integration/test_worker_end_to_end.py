@@ -37,8 +37,14 @@ def test_demo_on_vtest_reports_each_walker_once_and_no_fire(tmp_path: Path) -> N
     tracks = [e.track_id for e in entry]
     assert len(tracks) == len(set(tracks)), f"a track raised more than one zone incident: {tracks}"
     # Every incident that started also ended (the clip ends), with the same id, once.
-    ends = Counter(e.incident_id for e in events if e.state is IncidentState.END)
+    ends = Counter(e.incident_id for e in events if e.state is IncidentState.END and e.clip is None)
     assert all(ends[e.incident_id] == 1 for e in starts)
+    # ... and then once more, restated with its evidence clip (the file ends, so the last one may be cut short)
+    clips = {e.incident_id: e.clip for e in events if e.clip is not None}
+    assert set(clips) == {e.incident_id for e in starts}
+    for clip in clips.values():
+        data = (result.snapshots_dir / clip.key).read_bytes()  # type: ignore[operator]
+        assert hashlib.sha256(data).hexdigest() == clip.sha256 and clip.duration_s > 0
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for e in entry:
