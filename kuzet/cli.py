@@ -44,6 +44,10 @@ def _mount() -> None:
     app.add_typer(status_app, name="status")
     app.add_typer(scaleout_app, name="scale-worker")
 
+    from kuzet.commands.evidence import app as evidence_app
+
+    app.add_typer(evidence_app, name="evidence")
+
 
 @app.command()
 def demo(

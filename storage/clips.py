@@ -56,5 +56,5 @@ def clip_ref(
         duration_s=round(duration_s, 3),
         status=ClipStatus.INCOMPLETE if incomplete_reason else ClipStatus.COMPLETE,
         reason=(incomplete_reason or "")[:256],
-        manifest_key=None,
+        manifest_key=manifest_key_for(key),
     )

@@ -45,6 +45,26 @@ class LocalSnapshotStore:
     def put_clip(self, key: str, data: bytes) -> None:
         self._write(key, data, sha256_hex(data))
 
+    def put_object(self, key: str, data: bytes, content_type: str) -> None:
+        del content_type  # a file has none; the key's suffix says what it is
+        self._write(key, data, sha256_hex(data))
+
+    def read_object(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
     def _write(self, key: str, data: bytes, sha256: str) -> None:
         path = self._path(key)
         if path.exists() and path.stat().st_size == len(data) and sha256_hex(path.read_bytes()) == sha256:

@@ -134,6 +134,35 @@ class S3SnapshotStore:
     def put_clip(self, key: str, data: bytes) -> None:
         self._put(key, data, "video/mp4", sha256_hex(data))
 
+    def put_object(self, key: str, data: bytes, content_type: str) -> None:
+        """Store any evidence object (manifests, chain heads) under an exact key."""
+        self._put(key, data, content_type, sha256_hex(data))
+
+    def read_object(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        if self._stat(key) is None:
+            return None
+        try:
+            resp = self._client.get_object(self.bucket, key)
+            try:
+                return bytes(resp.read())
+            finally:
+                resp.close()
+                resp.release_conn()
+        except Exception as exc:
+            self._fail(f"download of {key}", exc)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (recursive), sorted."""
+        try:
+            return sorted(o.object_name for o in self._client.list_objects(self.bucket, prefix, recursive=True))
+        except S3Error as exc:
+            if exc.code == "NoSuchBucket":
+                return []
+            self._fail(f"listing of {prefix}", exc)
+        except Exception as exc:
+            self._fail(f"listing of {prefix}", exc)
+
     def _put(self, key: str, data: bytes, content_type: str, sha256: str) -> None:
         """Upload unless the same bytes are there already (the relay may retry); multipart above one part."""
         self.ensure_bucket()

@@ -67,6 +67,18 @@ class SnapshotStore(Protocol):
         """Store an evidence clip (MP4) under an exact key; multipart on S3; idempotent for the same bytes."""
         ...
 
+    def put_object(self, key: str, data: bytes, content_type: str) -> None:
+        """Store any evidence object (a manifest, a chain head) under an exact key."""
+        ...
+
+    def read_object(self, key: str) -> bytes | None:
+        """An object's bytes, or None when it does not exist."""
+        ...
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under a prefix (recursive), sorted."""
+        ...
+
     def exists(self, ref: SnapshotRef) -> bool:
         """True when the object is there with the reference's size (and sha256, where the store records it)."""
         ...

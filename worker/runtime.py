@@ -26,6 +26,7 @@ from core.config import CameraConfig, KuzetConfig
 from core.detections import Detections
 from core.frame import Frame
 from core.labels import Label
+from core.redact import redact_url
 from detectors.batcher import BatchScheduler
 from detectors.registry import Detector, load_detector
 from event_bus.events import CameraStatus, Incident, PlateRead
@@ -34,7 +35,8 @@ from event_bus.relay import Relay
 from event_bus.spool import Spool
 from event_bus.topics import CAMERA_STATUS, INCIDENTS
 from ingest.camera import CameraRunner, StatusChange
-from storage.snapshots import SnapshotStore, upload_hook
+from storage.manifests import evidence_upload_hook
+from storage.snapshots import SnapshotStore
 from worker.camera_pipeline import Outgoing, RuleContext, RuleSet
 from worker.clips import ClipRecorder
 from worker.factories import make_publisher, make_snapshot_store
@@ -98,7 +100,8 @@ class Worker:
         self._store = store or make_snapshot_store(cfg.storage)
         self._publisher = publisher or make_publisher(cfg.bus)
         self.spool = Spool(cfg.bus.spool_path)
-        self.relay = Relay(self.spool, self._publisher, before_publish=upload_hook(self._store))
+        upload = evidence_upload_hook(self._store, self._source_of)  # artifact, then its chained manifest
+        self.relay = Relay(self.spool, self._publisher, before_publish=upload)
         self._rule_context = RuleContext(
             rules=cfg.rules,
             tracking=cfg.tracking,
@@ -303,6 +306,11 @@ class Worker:
                 self._on_incident(event)
         elif self._on_plate is not None:
             self._on_plate(event)
+
+    def _source_of(self, camera_id: str) -> str:
+        """A camera's source URL for chain-of-custody manifests, credentials redacted."""
+        cam = self._cameras.get(camera_id)
+        return redact_url(cam.config.url) if cam is not None else ""
 
     def _spool_clip(self, incident: Incident, clip: bytes) -> None:
         """The clip event goes out like a snapshot: its bytes ride in the outbox and are uploaded first."""

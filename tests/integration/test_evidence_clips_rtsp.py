@@ -21,6 +21,7 @@ import pytest
 
 from core.clip import ClipStatus
 from core.config import CameraConfig, EvidenceConfig, IngestConfig
+from core.redact import redact_url
 from event_bus import schemas, topics
 from event_bus.events import Incident
 from event_bus.interfaces import OutRecord
@@ -28,6 +29,8 @@ from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
 from event_bus.relay import Relay
 from event_bus.spool import Spool
 from ingest.camera import CameraRunner
+from storage.evidence_verify import verify_camera_day
+from storage.manifests import evidence_upload_hook
 from storage.s3_store import MULTIPART_PART_SIZE
 from storage.snapshots import upload_hook
 from tests.integration.test_s3_snapshots import s3_store
@@ -57,7 +60,7 @@ def record_clip(
         assert inc.clip is not None
         spool.append(OutRecord(topics.INCIDENTS, inc.camera_id, inc.model_dump_json().encode()), data, inc.clip.key)
 
-    recorder = ClipRecorder(cfg, tmp / "clips", sink, store_kind="s3", bucket="kuzet-snapshots").start()
+    recorder = ClipRecorder(cfg, tmp / "clips", sink, store_kind="s3", bucket="kuzet-evidence").start()
     tap = ScriptedTap(recorder.tap("rtsp-cam"), recorder, start_at, end_at)
     cam = CameraConfig(id="rtsp-cam", url=rtsp_url, analysis_fps=1.0, keyframe_only="always")
     runner = CameraRunner(cam, IngestConfig(stall_timeout_s=10.0), packet_tap=tap)
@@ -96,11 +99,12 @@ def check_clip(data: bytes, inc: Incident, tap: ScriptedTap, cfg: EvidenceConfig
 def test_rtsp_incident_clip_lands_in_seaweedfs(rtsp_server: Any, s3_service: Any, vtest_h264: Path,
                                                 tmp_path: Path) -> None:  # fmt: skip
     url = rtsp_server.add_stream("clipcam", vtest_h264)
-    store = s3_store(s3_service)
+    store = s3_store(s3_service, bucket=f"kuzet-ev-{uuid.uuid4().hex[:8]}")
     bus = tmp_path / "bus.sqlite3"
     cfg = EvidenceConfig(pre_roll_s=4.0, post_roll_s=3.0)
+    hook = evidence_upload_hook(store, lambda _cam: redact_url(url))
     with Spool(tmp_path / "spool.sqlite3") as spool:
-        relay = Relay(spool, LocalBusPublisher(bus), before_publish=upload_hook(store), backoff_max_s=1.0).start()
+        relay = Relay(spool, LocalBusPublisher(bus), before_publish=hook, backoff_max_s=1.0).start()
         tap, _rec = record_clip(tmp_path, url, spool, cfg, start_at=70, end_at=100)
         assert relay.flush(60), relay.stats()
         relay.stop()
@@ -116,6 +120,15 @@ def test_rtsp_incident_clip_lands_in_seaweedfs(rtsp_server: Any, s3_service: Any
         resp.release_conn()
     duration = check_clip(data, inc, tap, cfg, tmp_path)
     print(f"clip {inc.clip.key}: {duration:.2f} s, {len(data)} bytes, sha256 {inc.clip.sha256[:12]}")
+    # chain of custody: the manifest beside the clip verifies, and a deleted clip is found
+    assert inc.clip.manifest_key == inc.clip.key + ".manifest.json"
+    manifest = json.loads(store.read_object(inc.clip.manifest_key) or b"{}")
+    assert manifest["artifact"]["sha256"] == inc.clip.sha256 and manifest["source"] == redact_url(url)
+    day = inc.clip.started_at.date()
+    report = verify_camera_day(store, "rtsp-cam", day, incident_id=str(inc.incident_id))
+    assert report.ok and report.artifacts == 1, report.errors
+    store._client.remove_object(store.bucket, inc.clip.key)
+    assert not verify_camera_day(store, "rtsp-cam", day).ok
 
 
 def test_clip_waits_in_the_outbox_while_s3_is_down(rtsp_server: Any, s3_service: Any, vtest_h264: Path,
