@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.camera_policy import CameraPolicy
 from core.labels import Label
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -100,7 +101,8 @@ class CameraConfig(Strict):
         if parts.scheme in ("rtsp", "rtsps", "http", "https"):
             if not parts.hostname:
                 raise ValueError("stream URL has no host")
-            if parts.username or parts.password:
+            # any "@": user-info, even when a "/", "?" or "#" in the password hides it from urlsplit
+            if parts.username or parts.password or "@" in url:
                 raise ValueError("stream URL must not hold credentials; put a secret reference in `credentials`")
             return url
         if parts.scheme in ("", "file"):
@@ -208,6 +210,21 @@ class KafkaConfig(Strict):
     compression: Literal["lz4", "gzip", "zstd", "none"] = "lz4"
     linger_ms: int = Field(default=5, ge=0, le=1000)
     delivery_timeout_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="SASL_SSL (SCRAM over TLS) in production; PLAINTEXT on one box or in tests"
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    sasl_username: str = Field(default="", max_length=256, description="this service's Kafka principal (SCRAM user)")
+    sasl_password: str | None = Field(default=None, description="secret reference (env:NAME or file:/path)")
+    ssl_cafile: Path | None = Field(default=None, description="PEM file of the CA that signed the broker certificate")
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaConfig:
+        if self.security_protocol == "SASL_SSL" and not (self.sasl_username and self.sasl_password):
+            raise ValueError("security_protocol SASL_SSL needs sasl_username and sasl_password (a secret reference)")
+        if self.sasl_password is not None and not _SECRET_REF.match(self.sasl_password):
+            raise ValueError("sasl_password must be a secret reference: env:NAME or file:/path")
+        return self
 
 
 class BusConfig(Strict):
@@ -293,6 +310,9 @@ class KuzetConfig(BaseSettings):
     bus: BusConfig = BusConfig()
     storage: StorageConfig = StorageConfig()
     evidence: EvidenceConfig = EvidenceConfig()
+    camera_policy: CameraPolicy = Field(
+        default_factory=CameraPolicy, description="secret references and hosts cameras may name (allow-lists)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -308,6 +328,7 @@ class KuzetConfig(BaseSettings):
             missing = [d for d in cam.detectors if d not in names]
             if missing:
                 raise ValueError(f"camera {cam.id} uses unknown detector(s) {missing}; configured: {sorted(names)}")
+            self.camera_policy.check(cam)  # CameraPolicyError is a ValueError: reported like any other problem
         return self
 
     def model(self, name: str) -> ModelConfig:

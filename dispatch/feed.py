@@ -277,7 +277,7 @@ class BusIngestor:
         while not self._stop.is_set():
             try:
                 if consumer is None:
-                    consumer = EventConsumer(self._make_subscriber(), self._dlq)
+                    consumer = EventConsumer(self._make_subscriber(), self._dlq, name="kuzet-console")
                     self._consumer = consumer
                     self.ready.set()
                 decoded = consumer.poll(self.poll_timeout_s, max_records=1000)

@@ -36,7 +36,15 @@ class InRecord:
 
 
 class DeliveryError(RuntimeError):
-    """The transport did not acknowledge a record; the caller keeps it and retries later."""
+    """The transport did not acknowledge a record; the caller keeps it and retries later.
+
+    ``retriable`` is False when retrying cannot help (the broker refuses this record itself: too large,
+    invalid topic). The relay then parks the record instead of letting it block every later one.
+    """
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class Publisher(Protocol):

@@ -27,19 +27,36 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
+from kafka import errors as kafka_errors
 
 from core.config import KafkaConfig
 from core.redact import redact_text
 from event_bus import topics as topic_names
 from event_bus.interfaces import DeliveryError, OutRecord
+from event_bus.kafka_security import client_settings, env_settings
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 5
 
 
+_PERMANENT_NAMES = (
+    "MessageSizeTooLargeError",
+    "RecordListTooLargeError",
+    "InvalidTopicError",
+    "InvalidRecordError",
+    "UnsupportedForMessageFormatError",
+)
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = tuple(
+    cls for name in _PERMANENT_NAMES if isinstance(cls := getattr(kafka_errors, name, None), type)
+)
+"""Errors about the record itself: sending it again can never succeed, so the relay parks it."""
+
+
 def _err(prefix: str, exc: BaseException) -> DeliveryError:
-    return DeliveryError(redact_text(f"{prefix}: {type(exc).__name__}: {exc}"[:500]))
+    return DeliveryError(
+        redact_text(f"{prefix}: {type(exc).__name__}: {exc}"[:500]), retriable=not isinstance(exc, PERMANENT_ERRORS)
+    )
 
 
 class KafkaPublisher:
@@ -72,6 +89,7 @@ class KafkaPublisher:
             "bootstrap_timeout_ms": min(delivery_ms, 10_000),
             "reconnect_backoff_max_ms": 2000,
         }
+        settings.update(client_settings(self.config))
         settings.update(self._extra)
         return settings
 
@@ -112,8 +130,12 @@ class KafkaPublisher:
                         )
                     )
                 except Exception as exc:
-                    # Nothing after a failed send may go out ahead of it (per-key order): fail the rest.
                     err = _err(f"send of record {i} failed", exc)
+                    if not err.retriable:  # this record alone is bad (too large): it will be parked, go on
+                        results[i] = err
+                        futures.append(None)
+                        continue
+                    # Nothing after a failed send may go out ahead of it (per-key order): fail the rest.
                     for j in range(i, len(records)):
                         results[j] = err
                     break
@@ -122,11 +144,13 @@ class KafkaPublisher:
             except Exception as exc:  # KafkaTimeoutError: checked per future below
                 log.warning("kafka flush did not complete", extra={"error": redact_text(str(exc))})
             for i, fut in enumerate(futures):
+                if fut is None:
+                    continue
                 if not fut.is_done:
                     results[i] = DeliveryError("not acknowledged before the delivery timeout")
                 elif fut.failed():
                     results[i] = _err("not acknowledged", fut.exception)
-            if any(r is not None for r in results):
+            if any(r is not None and r.retriable for r in results):
                 self._discard()
         return results
 
@@ -171,12 +195,18 @@ def ensure_topics(
     partitions: int = 6,
     replication_factor: int = 1,
     timeout_s: float = 30.0,
+    security: dict[str, Any] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet (the camera registry compacted); returns those created.
 
-    Idempotent: existing topics are left as they are (partition counts are not changed).
+    Idempotent: existing topics are left as they are (partition counts are not changed). ``security``:
+    kafka-python settings of the admin principal (default: this process's, see :mod:`event_bus.kafka_security`).
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="kuzet-admin")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","),
+        client_id="kuzet-admin",
+        **(env_settings() if security is None else security),
+    )
     try:
         existing = set(admin.list_topics())
         wanted = [t for t in topics if t not in existing]

@@ -13,6 +13,7 @@ from typing import Any
 from kafka import KafkaConsumer
 
 from event_bus.interfaces import InRecord
+from event_bus.kafka_security import env_settings
 
 
 class KafkaSubscriber:
@@ -37,6 +38,7 @@ class KafkaSubscriber:
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 3_000,
         }
+        settings.update(env_settings())  # SASL/TLS of this process; ``extra`` may override it
         settings.update(extra or {})
         self.group_id = group_id
         self._consumer = KafkaConsumer(*topics, **settings)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.redact import redact_text
+from core.sqlite_tx import rollback
 from event_bus.interfaces import DeliveryError, InRecord, OutRecord
 
 _SCHEMA = """
@@ -71,8 +72,7 @@ class LocalBusPublisher:
                 self._db.executemany("INSERT INTO log (topic, key, value, headers, ts_ms) VALUES (?, ?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                rollback(self._db)
                 err = DeliveryError(redact_text(f"local bus write failed: {exc}"))
                 return [err] * len(records)
         return [None] * len(records)
@@ -169,7 +169,7 @@ class LocalBusSubscriber:
                 )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            rollback(self._db)
             raise
         self._uncommitted.clear()
 

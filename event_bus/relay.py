@@ -13,6 +13,11 @@ For each batch (oldest first):
    holds: record k+1 of a key is never acknowledged while record k is not.
    Records of other keys delivered after a failure are acknowledged; their
    order is independent.
+4. A record the broker refuses for good (``DeliveryError.retriable`` is False:
+   too large, invalid topic) is *parked*: moved to the spool's ``parked`` table
+   with the reason, counted (``RelayStats.parked``, the metric
+   ``kuzet_relay_parked``) and logged. Retrying it could never succeed, and in
+   an ordered outbox it would hold back every later record, incidents included.
 
 On any failure the relay backs off (exponential, capped, full-jittered so a
 fleet of workers does not hammer a recovering broker in step) and retries
@@ -33,7 +38,7 @@ from dataclasses import dataclass, replace
 
 from core.clock import Clock, SystemClock
 from core.redact import redact_text
-from event_bus.interfaces import Publisher
+from event_bus.interfaces import DeliveryError, Publisher
 from event_bus.spool import Spool, SpooledRecord
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,7 @@ class RelayStats:
     retries: int = 0
     publish_failures: int = 0
     before_publish_failures: int = 0
+    parked: int = 0
     consecutive_failures: int = 0
     depth: int = 0
     last_error: str | None = None
@@ -116,6 +122,7 @@ class Relay:
             ready.append(rec)
 
         acked: list[int] = []
+        parked: list[int] = []
         if ready:
             results = self.publisher.publish([r.record for r in ready])
             if len(results) != len(ready):
@@ -126,6 +133,9 @@ class Relay:
                 key = (rec.record.topic, rec.record.key)
                 if result is None and key not in blocked:
                     acked.append(rec.id)
+                elif result is not None and not result.retriable:
+                    self._park(rec, result)
+                    parked.append(rec.id)
                 elif result is not None:
                     blocked.add(key)
                     if first_failure is None:
@@ -137,7 +147,7 @@ class Relay:
                 error = error or first_failure
             self.spool.ack(acked)
 
-        if error is None and len(acked) == len(batch):
+        if error is None and len(acked) + len(parked) == len(batch):
             self._update(delivered_add=len(acked), consecutive_failures=0, backoff_s=0.0, depth=self.spool.depth())
             self._next_attempt = 0.0
             return len(acked)
@@ -158,6 +168,16 @@ class Relay:
         )
         log.warning("relay: delivery failed, backing off", extra={"error": msg, "backoff_s": round(delay, 3)})
         return len(acked)
+
+    def _park(self, rec: SpooledRecord, error: DeliveryError) -> None:
+        """Set aside a record the broker will never take, so it cannot block the records behind it."""
+        reason = _describe(error)
+        if self.spool.park(rec.id, reason):
+            self._bump("parked")
+        log.error(
+            "relay: record parked, the broker refuses it for good",
+            extra={"record": rec.id, "topic": rec.record.topic, "key": rec.record.key, "error": reason},
+        )
 
     def _backoff(self, failures: int) -> float:
         """Full jitter in [cap/2, cap] where cap doubles per failure up to ``backoff_max_s``."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from core.sqlite_tx import rollback
 from event_bus.interfaces import OutRecord
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,19 @@ CREATE TABLE IF NOT EXISTS outbox (
     blob_key   TEXT,
     size       INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parked (
+    id         INTEGER PRIMARY KEY,
+    topic      TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    value      BLOB    NOT NULL,
+    headers    TEXT    NOT NULL,
+    blob       BLOB,
+    blob_key   TEXT,
+    size       INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    parked_ms  INTEGER NOT NULL,
+    reason     TEXT    NOT NULL
 );
 """
 
@@ -77,6 +91,7 @@ class SpoolStats:
     appended: int
     acked: int
     rejected_full: int
+    parked: int
     max_records: int
     max_bytes: int
 
@@ -111,6 +126,7 @@ class Spool:
         depth, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
         self._depth: int = depth
         self._bytes: int = size
+        self._parked: int = self._db.execute("SELECT COUNT(*) FROM parked").fetchone()[0]
         self._appended = 0
         self._acked = 0
         self._rejected = 0
@@ -172,7 +188,7 @@ class Spool:
                     ids.append(cur.lastrowid)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                rollback(self._db)
                 raise
             self._depth += len(rows)
             self._bytes += total
@@ -227,13 +243,45 @@ class Spool:
                     freed += size
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                rollback(self._db)
                 raise
             self._depth -= removed
             self._bytes -= freed
             self._acked += removed
             self._cond.notify_all()
         return removed
+
+    def park(self, record_id: int, reason: str) -> bool:
+        """Move a record the broker refuses for good out of the queue, kept with the reason (never dropped).
+
+        Why: the outbox delivers in order, so one record that can never be published (too large for the
+        broker, say) would otherwise hold back every later one, incidents included. Parked records stay
+        in the ``parked`` table of the spool file for an operator to inspect; ``SpoolStats.parked``
+        counts them. Returns False when the id is not queued.
+        """
+        with self._cond:
+            self._check_open()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                moved = self._db.execute(
+                    "INSERT INTO parked (id, topic, key, value, headers, blob, blob_key, size, created_ms, "
+                    "parked_ms, reason) SELECT id, topic, key, value, headers, blob, blob_key, size, created_ms, "
+                    "?, ? FROM outbox WHERE id = ?",
+                    (int(time.time() * 1000), reason[:2000], record_id),
+                ).rowcount
+                size = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox WHERE id = ?", (record_id,))
+                freed = int(size.fetchone()[0])
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (record_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                rollback(self._db)
+                raise
+            if moved:
+                self._depth -= 1
+                self._bytes -= freed
+                self._parked += 1
+                self._cond.notify_all()
+        return bool(moved)
 
     def depth(self) -> int:
         """Records waiting for delivery."""
@@ -258,6 +306,7 @@ class Spool:
                 appended=self._appended,
                 acked=self._acked,
                 rejected_full=self._rejected,
+                parked=self._parked,
                 max_records=self.max_records,
                 max_bytes=self.max_bytes,
             )

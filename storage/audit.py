@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import psycopg
 
 from core.redact import redact_text
+from core.sqlite_tx import rollback
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x6B757A6561  # serialises appends to the chain
@@ -297,10 +298,10 @@ class SqliteAuditLog:
                     values = list(_values(entry))
                     values[1] = entry.at.isoformat(timespec="microseconds")
                     self._db.execute(_INSERT_SQLITE, values)
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    rollback(self._db)  # a plain ROLLBACK would hide a disk-full error behind its own
                     raise
-                self._db.execute("COMMIT")
                 return entry
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"audit log not writable: {exc}") from exc

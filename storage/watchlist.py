@@ -31,6 +31,7 @@ import psycopg
 
 from core.clock import Clock, SystemClock
 from core.redact import redact_text
+from core.sqlite_tx import rollback
 from storage.audit import AuditLog, AuditRecord
 from storage.plates.text import PlateTextError, fold, normalise_plate, weighted_distance
 
@@ -136,10 +137,10 @@ class WatchlistStore:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     yield _LiteCursor(db)
+                    db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    rollback(db)  # a plain ROLLBACK would hide a disk-full error behind its own
                     raise
-                db.execute("COMMIT")
                 return
             if self._pg is None or self._pg.closed or self._pg.broken:
                 assert self._conninfo is not None

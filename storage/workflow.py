@@ -43,6 +43,8 @@ from typing import Any, Protocol
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from core.sqlite_tx import rollback
+
 __all__ = [
     "Action",
     "ActionRecord",
@@ -548,10 +550,10 @@ class WorkflowStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._conn
+                    self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    rollback(self._conn)  # a plain ROLLBACK would hide a disk-full error behind its own
                     raise
-                self._conn.execute("COMMIT")
             else:
                 with self._conn.transaction():
                     yield self._conn

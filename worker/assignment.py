@@ -50,6 +50,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor, RebalanceProtocol
 from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, ConsumerProtocolSubscription
 
+from core.camera_policy import CameraPolicy
 from core.config import CameraConfig
 from core.health import CameraState
 from core.redact import redact_text
@@ -57,6 +58,7 @@ from event_bus import topics
 from event_bus.consume import dead_letter
 from event_bus.events import CameraStatus
 from event_bus.interfaces import InRecord, OutRecord
+from event_bus.kafka_security import env_settings
 from worker.registry import InvalidCameraRecord, decode_record
 
 log = logging.getLogger(__name__)
@@ -334,6 +336,7 @@ class RegistryView:
             client_id=self.client_id,
             group_id=None,
             enable_auto_commit=False,
+            **env_settings(),
         )
         try:
             parts: set[int] | None = None
@@ -446,9 +449,11 @@ class CameraAssignment:
         sink: RecordSink | None = None,
         on_event: EventSink | None = None,
         view: RegistryView | None = None,
+        policy: CameraPolicy | None = None,
     ) -> None:
         self.worker = worker
         self.settings = settings
+        self.policy = policy if policy is not None else CameraPolicy()
         self._known = set(known_detectors) if known_detectors is not None else None
         self._sink = sink
         self._on_event = on_event
@@ -548,6 +553,7 @@ class CameraAssignment:
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
             partition_assignment_strategy=[self.assignor],
+            **env_settings(),
         )
         self._consumer = consumer
         consumer.subscribe([topics.CAMERAS], listener=_Listener(self, consumer))
@@ -573,7 +579,7 @@ class CameraAssignment:
         if part is None:
             return
         try:
-            entry = decode_record(r.key, r.value)
+            entry = decode_record(r.key, r.value, self.policy)
             if entry.camera is not None and self._known is not None:
                 missing = [d for d in entry.camera.detectors if d not in self._known]
                 if missing:
@@ -607,7 +613,7 @@ class CameraAssignment:
                 timestamp_ms=int(r.timestamp),
             )
             try:
-                self._sink([dead_letter(rec, reason)])
+                self._sink([dead_letter(rec, reason, consumer=self.settings.group_id)])
             except Exception as exc:
                 log.error("could not dead-letter an invalid camera record: %s", redact_text(str(exc)))
 

@@ -41,6 +41,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from core.detections import Detections
+from event_bus import topics
 from event_bus.interfaces import DeliveryError, OutRecord, Publisher
 from worker.clip_metrics import ClipCollector
 
@@ -203,6 +204,7 @@ class WorkerCollector(Collector):
         assignment: _AssignmentStats | None = None,
         spool_stats: Callable[[], Any] | None = None,
         relay_stats: Callable[[], Any] | None = None,
+        outbox_refused: Callable[[], Mapping[str, int]] | None = None,
         publish_outcomes: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -210,6 +212,7 @@ class WorkerCollector(Collector):
         self.assignment = assignment
         self.spool_stats = spool_stats
         self.relay_stats = relay_stats
+        self.outbox_refused = outbox_refused
         self.publish_outcomes = publish_outcomes
         self.clock = clock
 
@@ -311,7 +314,11 @@ class WorkerCollector(Collector):
             appended.add_metric([], _get(s, "appended"))
             rejected = CounterMetricFamily("kuzet_spool_rejected_full", "Appends refused because the outbox was full")
             rejected.add_metric([], _get(s, "rejected_full"))
-            yield from (depth, size, appended, rejected)
+            parked = GaugeMetricFamily(
+                "kuzet_spool_parked", "Records set aside because the broker refuses them for good (see the spool)"
+            )
+            parked.add_metric([], _get(s, "parked"))
+            yield from (depth, size, appended, rejected, parked)
         if self.relay_stats is not None:
             r = self.relay_stats()
             delivered = CounterMetricFamily("kuzet_relay_delivered", "Records the broker acknowledged")
@@ -324,7 +331,19 @@ class WorkerCollector(Collector):
                 "kuzet_relay_consecutive_failures", "Failed relay attempts in a row (0 when the bus is healthy)"
             )
             streak.add_metric([], _get(r, "consecutive_failures"))
-            yield from (delivered, failures, upload, streak)
+            parked_now = CounterMetricFamily("kuzet_relay_parked", "Records this process parked (unpublishable)")
+            parked_now.add_metric([], _get(r, "parked"))
+            yield from (delivered, failures, upload, streak, parked_now)
+        if self.outbox_refused is not None:
+            refused = CounterMetricFamily(
+                "kuzet_outbox_refused", "Events the outbox could not store (disk full, spool full)", labels=["topic"]
+            )
+            counts = dict.fromkeys((topics.INCIDENTS, topics.PLATES, topics.CAMERA_STATUS), 0) | dict(
+                self.outbox_refused()
+            )
+            for topic, count in sorted(counts.items()):
+                refused.add_metric([topic], float(count))
+            yield refused
         if self.publish_outcomes is not None:
             outcome = CounterMetricFamily("kuzet_publish_records", "Records published, by outcome", labels=["outcome"])
             for name in ("acked", "failed"):
@@ -417,6 +436,7 @@ class WorkerMetrics:
             assignment=assignment,
             spool_stats=worker.spool.stats,
             relay_stats=worker.relay.stats,
+            outbox_refused=worker.outbox.refused,
             publish_outcomes=self.publish_outcomes,
         )
         self.registry.register(self.collector)

@@ -41,10 +41,12 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from core.camera_policy import CameraPolicy, CameraPolicyError, policy_from_env
 from core.config import CAMERA_ID_PATTERN, CameraConfig
 from core.redact import redact_text
 from event_bus import topics
 from event_bus.kafka_publisher import ensure_topics
+from event_bus.kafka_security import env_settings
 
 log = logging.getLogger(__name__)
 
@@ -101,20 +103,49 @@ def describe_validation_error(exc: ValidationError, where: str = "camera") -> st
     return f"{where}: " + "; ".join(parts)
 
 
-def validate_camera(data: Mapping[str, Any], where: str = "camera") -> CameraConfig:
-    """Build a :class:`CameraConfig` from user input, raising :class:`InvalidCameraRecord` with a clear message."""
+def validate_camera(data: Mapping[str, Any], where: str = "camera", policy: CameraPolicy | None = None) -> CameraConfig:
+    """Build a :class:`CameraConfig` from user input, raising :class:`InvalidCameraRecord` with a clear message.
+
+    The camera must also pass the operator's allow-lists (``policy``; by default the one the environment
+    sets, as the workers read it), so the CLI refuses what every worker would refuse.
+    """
     try:
-        return CameraConfig.model_validate(dict(data))
+        camera = CameraConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise InvalidCameraRecord(redact_text(describe_validation_error(exc, where))) from None
+    _check_policy(camera, policy)
+    return camera
+
+
+def _check_policy(camera: CameraConfig, policy: CameraPolicy | None) -> None:
+    try:
+        (policy if policy is not None else policy_from_env()).check(camera)
+    except CameraPolicyError as exc:
+        raise InvalidCameraRecord(str(exc)) from None
 
 
 def encode_camera(camera: CameraConfig, updated_by: str = "") -> bytes:
     return CameraRecord(camera=camera, updated_by=updated_by[:128]).to_bytes()
 
 
-def decode_record(key: bytes | str | None, value: bytes | None) -> RegistryEntry:
-    """Decode one registry record; raises :class:`InvalidCameraRecord` saying why it cannot be used."""
+def decode_record(key: bytes | str | None, value: bytes | None, policy: CameraPolicy | None = None) -> RegistryEntry:
+    """Decode one registry record; raises :class:`InvalidCameraRecord` saying why it cannot be used.
+
+    Whatever the bytes are (nested past the recursion limit, not UTF-8, huge), the answer is an entry or
+    an :class:`InvalidCameraRecord`, never another exception: a worker must skip a poison record, not
+    stop following the registry. The camera must pass ``policy`` (default: the environment's).
+    """
+    try:
+        return _decode_record(key, value, policy)
+    except InvalidCameraRecord:
+        raise
+    except RecursionError:
+        raise InvalidCameraRecord("record is nested too deeply to decode") from None
+    except Exception as exc:
+        raise InvalidCameraRecord(f"record cannot be decoded ({type(exc).__name__})") from None
+
+
+def _decode_record(key: bytes | str | None, value: bytes | None, policy: CameraPolicy | None) -> RegistryEntry:
     if key is None:
         raise InvalidCameraRecord("record has no key (the key must be the camera id)")
     camera_id = key.decode("utf-8", errors="replace") if isinstance(key, bytes) else key
@@ -133,6 +164,7 @@ def decode_record(key: bytes | str | None, value: bytes | None) -> RegistryEntry
         raise InvalidCameraRecord(redact_text(describe_validation_error(exc, f"camera {camera_id}"))) from None
     if record.camera.id != camera_id:
         raise InvalidCameraRecord(f"camera {camera_id}: record holds camera id {record.camera.id!r}, not its key")
+    _check_policy(record.camera, policy)
     return RegistryEntry(camera_id, record.camera)
 
 
@@ -271,16 +303,27 @@ class CameraRegistry:
     idempotent producer): a CLI that says "added" must mean it.
     """
 
-    def __init__(self, bootstrap: str, *, client_id: str = "kuzet-registry", timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "kuzet-registry",
+        timeout_s: float = 15.0,
+        security: dict[str, Any] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        # Only the admin principal may write kuzet.cameras.v1 (event_bus.acls); default: this process's login.
+        self.security = env_settings() if security is None else security
         self.client_id = client_id
         self.timeout_s = timeout_s
         self._producer: KafkaProducer | None = None
 
     def ensure_topic(self) -> list[str]:
         """Create the registry topic (compacted, 64 partitions) and the DLQ / status topics if missing."""
-        created = ensure_topics(self.bootstrap, [topics.CAMERAS], partitions=REGISTRY_PARTITIONS)
-        created += ensure_topics(self.bootstrap, [topics.CAMERA_STATUS, topics.DLQ])
+        created = ensure_topics(
+            self.bootstrap, [topics.CAMERAS], partitions=REGISTRY_PARTITIONS, security=self.security
+        )
+        created += ensure_topics(self.bootstrap, [topics.CAMERA_STATUS, topics.DLQ], security=self.security)
         return created
 
     def _ensure_producer(self) -> KafkaProducer:
@@ -294,6 +337,7 @@ class CameraRegistry:
                     linger_ms=0,
                     request_timeout_ms=int(self.timeout_s * 1000),
                     max_block_ms=int(self.timeout_s * 1000),
+                    **self.security,
                 )
             except Exception as exc:
                 raise RegistryError(f"cannot reach Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
@@ -340,6 +384,7 @@ class CameraRegistry:
                 group_id=None,
                 enable_auto_commit=False,
                 request_timeout_ms=int(self.timeout_s * 1000) + 1000,
+                **self.security,
             )
         except Exception as exc:
             raise RegistryError(f"cannot reach Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None

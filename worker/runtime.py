@@ -40,6 +40,7 @@ from storage.snapshots import SnapshotStore
 from worker.camera_pipeline import Outgoing, RuleContext, RuleSet
 from worker.clips import ClipRecorder
 from worker.factories import make_publisher, make_snapshot_store
+from worker.outbox import OutboxGuard
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Worker:
         self._store = store or make_snapshot_store(cfg.storage)
         self._publisher = publisher or make_publisher(cfg.bus)
         self.spool = Spool(cfg.bus.spool_path)
+        self.outbox = OutboxGuard(self.spool)
         upload = evidence_upload_hook(self._store, self._source_of)  # artifact, then its chained manifest
         self.relay = Relay(self.spool, self._publisher, before_publish=upload)
         self._rule_context = RuleContext(
@@ -219,12 +221,14 @@ class Worker:
         with self._lock:
             cams = list(self._cameras.items())
         out: dict[str, CameraHealth] = {}
+        refused = self.outbox.failing()
         for cid, cam in cams:
             status = cam.runner.status
+            refusal = refused.get(cid)
             out[cid] = CameraHealth(
                 camera_id=cid,
-                state=status.state.value if status is not None else "starting",
-                reason=status.reason if status is not None else "",
+                state="degraded" if refusal else status.state.value if status is not None else "starting",
+                reason=refusal.reason if refusal else status.reason if status is not None else "",
                 first_analysed_at=self._first_result_at.get(cid),
                 last_analysed_at=self._last_result_at.get(cid),
             )
@@ -297,7 +301,8 @@ class Worker:
         event = out.event
         record = OutRecord(out.topic, event.camera_id, event.model_dump_json().encode())
         blob_key = event.snapshot.key if (out.snapshot_jpeg is not None and event.snapshot) else None
-        self.spool.append(record, blob=out.snapshot_jpeg, blob_key=blob_key)
+        if not self.outbox.append(event.camera_id, record, blob=out.snapshot_jpeg, blob_key=blob_key):
+            return  # counted, logged, and the camera shows degraded (worker.outbox)
         self.relay.poke()
         if isinstance(event, Incident):
             if self.clips is not None:
@@ -315,7 +320,10 @@ class Worker:
     def _spool_clip(self, incident: Incident, clip: bytes) -> None:
         """The clip event goes out like a snapshot: its bytes ride in the outbox and are uploaded first."""
         record = OutRecord(INCIDENTS, incident.camera_id, incident.model_dump_json().encode())
-        self.spool.append(record, blob=clip, blob_key=incident.clip.key if incident.clip else None)
+        if not self.outbox.append(
+            incident.camera_id, record, blob=clip, blob_key=incident.clip.key if incident.clip else None
+        ):
+            return
         self.relay.poke()
         if self._on_incident is not None:
             self._on_incident(incident)
@@ -332,7 +340,10 @@ class Worker:
             worker_id=self.worker_id,
             at=change.at,
         )
-        self.spool.append(OutRecord(CAMERA_STATUS, status.camera_id, status.model_dump_json().encode()))
+        if not self.outbox.append(
+            status.camera_id, OutRecord(CAMERA_STATUS, status.camera_id, status.model_dump_json().encode())
+        ):
+            return
         self.relay.poke()
         if self._on_status is not None:
             self._on_status(status)

@@ -7,6 +7,16 @@ binds to 127.0.0.1. Replication settings are those a one-node cluster needs
 (replication factor 1 for the internal topics, min ISR 1), topics are created
 on first use, and the heap is small because several engineers share the box.
 
+``secure=True`` runs the broker as production should: clients connect over
+SASL_SSL (SCRAM-SHA-512 over TLS, with a CA and broker certificate generated
+by :mod:`deploy.services.kafka_tls`), the SCRAM users (``admin`` plus one per
+Kuzet service, passwords generated once and kept in the 0600 state file) are
+created when the storage is formatted (``--add-scram``), the controller
+listener is mutual TLS, and Kafka's ``StandardAuthorizer`` denies whatever no
+ACL allows. ``admin`` is the only super user; :mod:`event_bus.acls` grants the
+services what they need, and nobody but ``admin`` writes the camera registry.
+:meth:`KafkaService.client_settings` gives the kafka-python settings of a user.
+
 The storage is formatted once (``StorageTool format --standalone``); a later
 ``start()`` on the same data directory reuses the cluster id, the ports and the
 logs, which is what the "broker down, then back" tests rely on.
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -24,6 +35,11 @@ from typing import Any
 
 from deploy.services._proc import ServiceError, Spawned, cache_dir, free_port, log_tail, spawn
 from deploy.services.base import Service
+from deploy.services.kafka_tls import BROKER_PRINCIPAL, ensure_tls
+
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+SERVICE_USERS = ("kuzet-worker", "kuzet-console", "kuzet-indexer", "kuzet-watch")
+"""SCRAM users a secure broker is formatted with, besides ``admin`` (the roles of :mod:`event_bus.acls`)."""
 
 KAFKA_VERSION = "4.1.1"
 
@@ -88,8 +104,10 @@ class KafkaService(Service):
         heap: str = "384m",
         die_with_parent: bool = False,
         extra_config: dict[str, str] | None = None,
+        secure: bool = False,
     ) -> None:
         super().__init__(data_dir, die_with_parent=die_with_parent)
+        self.secure = secure or bool(self.state.get("secure"))  # a secure data directory stays secure
         self.heap = heap
         self.extra_config = dict(extra_config or {})
         if port is not None or controller_port is not None:
@@ -132,6 +150,13 @@ class KafkaService(Service):
         ports.setdefault("controller", free_port())
         self.state["ports"] = ports
         self.state.setdefault("cluster_id", new_cluster_id())
+        if self.secure:
+            self.state["secure"] = True
+            users = dict(self.state.get("scram") or {})
+            for user in ("admin", *SERVICE_USERS):
+                users.setdefault(user, secrets.token_urlsafe(24))
+            self.state["scram"] = users
+            ensure_tls(self.tls_dir)
         self._write_config()
         if not (self.kafka_log_dir / "meta.properties").exists():
             self._format()
@@ -166,6 +191,8 @@ class KafkaService(Service):
             "log.retention.hours": "24",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+        if self.secure:
+            props.update(self._secure_config())
         props.update(self.extra_config)
         lines = ["# Written by deploy/services/kafka.py; rewritten on every start."]
         lines += [f"{key}={value}" for key, value in props.items()]
@@ -197,6 +224,11 @@ class KafkaService(Service):
             str(self.state["cluster_id"]),
             "-c",
             str(self.config_file),
+            *(
+                arg
+                for user, password in (self.state.get("scram") or {}).items()
+                for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")
+            ),
         )
         with self.log_file.open("ab") as log:
             proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False)
@@ -219,6 +251,7 @@ class KafkaService(Service):
         admin = KafkaAdminClient(
             bootstrap_servers=self.bootstrap,
             client_id="kuzet-health",
+            **self.client_settings("admin"),
             request_timeout_ms=5000,
             connections_max_idle_ms=10000,
         )
@@ -229,6 +262,47 @@ class KafkaService(Service):
         finally:
             admin.close()
 
+    # ---------------------------------------------------------------- security
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    def _secure_config(self) -> dict[str, str]:
+        admin = self.state["scram"]["admin"]
+        tls = ensure_tls(self.tls_dir)
+        return {
+            "listeners": f"SASL_SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"SASL_SSL://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                f'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{admin}";'
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(tls.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls.ca),
+            "listener.name.controller.ssl.client.auth": "required",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:admin;{BROKER_PRINCIPAL}",
+        }
+
+    def client_settings(self, user: str = "admin") -> dict[str, Any]:
+        """kafka-python settings to connect as ``user`` (empty for a plaintext broker)."""
+        if not self.secure:
+            return {}
+        return {
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": str(ensure_tls(self.tls_dir).ca),
+            "ssl_check_hostname": True,
+            "sasl_mechanism": SCRAM_MECHANISM,
+            "sasl_plain_username": user,
+            "sasl_plain_password": self.state["scram"][user],
+        }
+
     def info(self, show_secrets: bool = False) -> dict[str, Any]:
         ports = self.state.get("ports") or {}
         return {
@@ -236,4 +310,15 @@ class KafkaService(Service):
             "controller_port": ports.get("controller"),
             "cluster_id": self.state.get("cluster_id"),
             "kafka_version": KAFKA_VERSION,
+            "security_protocol": "SASL_SSL" if self.secure else "PLAINTEXT",
+            **(
+                {
+                    "ssl_cafile": str(self.tls_dir / "ca.pem"),
+                    "scram_users": {
+                        u: (p if show_secrets else "***") for u, p in (self.state.get("scram") or {}).items()
+                    },
+                }
+                if self.secure
+                else {}
+            ),
         }

@@ -226,18 +226,15 @@ def watch_cmd(
 ) -> None:
     """Run the watchlist matcher on kuzet.plates.v1, publishing watchlist_hit incidents, until SIGTERM."""
     from event_bus import topics
-    from storage.plates.watch import WatchlistConsumer
+    from storage.plates.watch import GROUP, run_forever
     from storage.watchlist import WatchlistMatcher
 
-    subscriber_factory, publisher = _bus(bus, bootstrap, local_path, "kuzet-watchlist", topics.PLATES, latest=True)
+    subscriber_factory, publisher = _bus(bus, bootstrap, local_path, GROUP, topics.PLATES, latest=True)
     stores = open_stores(db or default_url())
-    consumer = WatchlistConsumer(subscriber_factory(), publisher, WatchlistMatcher(stores.watchlist))
     stop = _stop_event()
     try:
-        while not stop.is_set():
-            consumer.step()
+        run_forever(subscriber_factory, publisher, WatchlistMatcher(stores.watchlist), stop)
     finally:
-        consumer.close()
         publisher.close()
         stores.close()
 

@@ -164,6 +164,7 @@ def run_scale_worker(
         settings,
         known_detectors=[m.name for m in cfg.models],
         sink=sink,
+        policy=cfg.camera_policy,
         on_event=journal.write,
     )
     metrics.bind(worker, assignment)

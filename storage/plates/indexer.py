@@ -26,8 +26,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.redact import redact_text
 from event_bus import topics
-from event_bus.consume import dead_letter, decode
+from event_bus.consume import dead_letter, decode, publish_dead_letters
 from event_bus.interfaces import InRecord, OutRecord, Publisher, Subscriber
 from storage.plates.store import HistoryStore, PlateReadRecord, RecordError, StoreError, record_from_document
 
@@ -94,9 +95,11 @@ class PlateIndexer:
             try:
                 good.append(to_record(rec))
             except (ValueError, RecordError) as exc:
-                bad.append(dead_letter(rec, str(exc)))
+                bad.append(dead_letter(rec, str(exc), consumer=GROUP))
+            except Exception as exc:  # whatever a record makes the mapping raise, it must not stall the group
+                bad.append(dead_letter(rec, f"undecodable record: {type(exc).__name__}", consumer=GROUP))
         if bad:
-            failed = [r for r in self.dlq.publish(bad) if r is not None]
+            failed = publish_dead_letters(self.dlq, bad)
             if failed:
                 self.stats.failures += 1
                 raise IndexerError(f"could not dead-letter {len(failed)} record(s): {failed[0]}")
@@ -146,9 +149,10 @@ def run_forever(
                 if on_step is not None:  # same thread as the poll: e.g. consumer-lag metrics
                     on_step(indexer.subscriber)
                 delay = backoff_s
-        except IndexerError as exc:
-            stats.last_error = str(exc)
-            log.error("plate indexer: %s (retrying in %.1fs)", exc, delay)
+        except Exception as exc:  # IndexerError, or the transport failing: reopen and re-read, never exit
+            reason = str(exc) if isinstance(exc, IndexerError) else f"{type(exc).__name__}: {exc}"
+            stats.last_error = redact_text(reason)
+            log.error("plate indexer: %s (retrying in %.1fs)", stats.last_error, delay)
             stop.wait(delay)
             delay = min(max_backoff_s, delay * 2)
         finally:

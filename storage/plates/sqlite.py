@@ -25,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from core.snapshot import SnapshotRef
+from core.sqlite_tx import rollback
 from storage.plates.query import SearchMode, ValidQuery
 from storage.plates.store import (
     PlateReadRecord,
@@ -114,10 +115,10 @@ class SqliteHistoryStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    rollback(self._db)  # a plain ROLLBACK would hide a disk-full error behind its own
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreError(f"plate history (sqlite): {exc}") from exc
 

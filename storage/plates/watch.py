@@ -15,19 +15,27 @@ to the consumer produces the very same event id and dispatch dedupes it. The
 plate, the read and the watchlist entry travel in the event itself
 (``Incident.watchlist``, schema v2), so every consumer that keeps the event
 keeps what matched.
-Malformed reads are skipped here (the indexer dead-letters them; doing it
-twice would duplicate DLQ records).
+Malformed reads (any record :func:`event_bus.consume.decode` refuses, deeply
+nested JSON included) go to ``kuzet.dlq.v1`` with the header
+``kuzet-consumer: kuzet-watchlist`` (the indexer reports the same record under
+its own name: one dead letter per consumer that could not use it), and the
+matcher commits past them. :func:`run_forever` is the service loop: a failed
+publish re-reads the uncommitted batch after a back-off instead of ending the
+process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
+from core.redact import redact_text
 from event_bus import topics
-from event_bus.consume import decode
+from event_bus.consume import dead_letter, decode, publish_dead_letters
 from event_bus.events import Incident, IncidentState, IncidentType, PlateRead, WatchlistMatchRef
 from event_bus.interfaces import DeliveryError, OutRecord, Publisher, Subscriber
 from storage.plates.indexer import PLATE_TOPIC_TYPES
@@ -36,6 +44,7 @@ from storage.watchlist import WatchlistMatch, WatchlistMatcher
 log = logging.getLogger(__name__)
 
 WORKER_ID = "watchlist-matcher"
+GROUP = "kuzet-watchlist"
 
 
 def derived_uuid7(ms: int, *parts: str) -> UUID:
@@ -97,7 +106,7 @@ def incidents_for(read: PlateRead, matcher: WatchlistMatcher, worker_id: str = W
 class WatchStats:
     reads: int = 0
     hits: int = 0
-    skipped: int = 0
+    dead_lettered: int = 0
 
 
 class WatchlistConsumer:
@@ -125,15 +134,21 @@ class WatchlistConsumer:
         if not records:
             return 0
         out: list[OutRecord] = []
+        bad: list[OutRecord] = []
         for rec in records:
             try:
                 _, event = decode(rec, PLATE_TOPIC_TYPES)
-            except ValueError:
-                self.stats.skipped += 1
+            except ValueError as exc:
+                bad.append(dead_letter(rec, str(exc), consumer=GROUP))
                 continue
             assert isinstance(event, PlateRead)
             self.stats.reads += 1
             out.extend(incidents_for(event, self.matcher, self.worker_id))
+        if bad:
+            failed = publish_dead_letters(self.publisher, bad)
+            if failed:
+                raise DeliveryError(f"could not dead-letter {len(failed)} record(s): {failed[0]}")
+            self.stats.dead_lettered += len(bad)
         if out:
             errors = [e for e in self.publisher.publish(out) if e is not None]
             if errors:
@@ -145,3 +160,38 @@ class WatchlistConsumer:
 
     def close(self) -> None:
         self.subscriber.close()
+
+
+def run_forever(
+    make_subscriber: Callable[[], Subscriber],
+    publisher: Publisher,
+    matcher: WatchlistMatcher,
+    stop: threading.Event,
+    *,
+    backoff_s: float = 1.0,
+    max_backoff_s: float = 30.0,
+    stats: WatchStats | None = None,
+) -> WatchStats:
+    """Run the matcher until ``stop``; any failure closes the subscriber and re-reads from the committed offset.
+
+    Why a fresh subscriber: the failed batch was not committed, and reopening is the one rewind that works
+    for every transport; the derived incident ids make the re-published hits duplicates dispatch drops.
+    """
+    stats = stats if stats is not None else WatchStats()
+    delay = backoff_s
+    while not stop.is_set():
+        consumer: WatchlistConsumer | None = None
+        try:
+            consumer = WatchlistConsumer(make_subscriber(), publisher, matcher)
+            consumer.stats = stats
+            while not stop.is_set():
+                consumer.step()
+                delay = backoff_s
+        except Exception as exc:
+            log.error("watchlist matcher: %s (retrying in %.1fs)", redact_text(f"{type(exc).__name__}: {exc}"), delay)
+            stop.wait(delay)
+            delay = min(max_backoff_s, delay * 2)
+        finally:
+            if consumer is not None:
+                consumer.close()
+    return stats

@@ -165,8 +165,8 @@ def test_unreachable_rtsp_is_down_with_reason_and_no_credential_anywhere(
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("KUZET_TEST_CAM_CRED", f"admin:{PASSWORD}")
-    cam = CameraConfig(id="gate-3", url=f"rtsp://127.0.0.1:{port}/x", credentials="env:KUZET_TEST_CAM_CRED")
+    monkeypatch.setenv("KUZET_CAM_TEST_CRED", f"admin:{PASSWORD}")
+    cam = CameraConfig(id="gate-3", url=f"rtsp://127.0.0.1:{port}/x", credentials="env:KUZET_CAM_TEST_CRED")
     statuses: list[StatusChange] = []
     caplog.set_level(logging.DEBUG)
     runner = CameraRunner(

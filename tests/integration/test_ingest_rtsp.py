@@ -76,7 +76,7 @@ def test_stalled_camera_goes_down_and_back_up_while_others_keep_their_rate(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("KUZET_TEST_RTSP_CRED", f"viewer:{PASSWORD}")
+    monkeypatch.setenv("KUZET_CAM_TEST_RTSP", f"viewer:{PASSWORD}")
     names = ["ingest-a", "ingest-b", "ingest-c"]
     for name in names:
         rtsp_server.add_stream(name, vtest_h264)
@@ -86,7 +86,7 @@ def test_stalled_camera_goes_down_and_back_up_while_others_keep_their_rate(
         CameraRunner(
             CameraConfig(
                 id=name, url=rtsp_server.url(name), analysis_fps=5.0, keyframe_only="never",
-                credentials="env:KUZET_TEST_RTSP_CRED" if name == "ingest-a" else None,
+                credentials="env:KUZET_CAM_TEST_RTSP" if name == "ingest-a" else None,
             ),
             ingest, rec.on_frame, rec.on_status,
         )

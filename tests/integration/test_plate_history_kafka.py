@@ -15,6 +15,7 @@ import pytest
 
 from core.config import KafkaConfig
 from event_bus import topics
+from event_bus.consume import read_dead_letter
 from event_bus.events import PlateRead
 from event_bus.interfaces import OutRecord
 from event_bus.kafka_publisher import KafkaPublisher, ensure_topics
@@ -103,9 +104,9 @@ def test_indexer_dead_letters_malformed_reads_and_keeps_going(
     finally:
         dlq.close()
     assert len(dead) == len(bad)
-    docs = [json.loads(r.value) for r in dead]
-    assert all(d["topic"] == topics.PLATES and d["error"] for d in docs)
-    assert {d["original"]["encoding"] for d in docs} == {"utf-8", "base64"}
+    docs = [read_dead_letter(r) for r in dead]
+    assert all(d.topic == topics.PLATES and d.error for d in docs)
+    assert {d.consumer for d in docs} == {"kuzet-plate-indexer"}
 
 
 def _stored(store: SqliteHistoryStore, camera: str) -> int:

@@ -402,6 +402,7 @@ def test_cli_refuses_invalid_cameras(cluster: Cluster, tmp_path: Path) -> None:
 
 def test_invalid_records_on_the_topic_are_skipped_and_dead_lettered(cluster: Cluster) -> None:
     from event_bus import topics
+    from event_bus.consume import read_dead_letter
     from tests.integration.worker_support import read_topic
     from worker.registry import CameraRegistry, encode_camera, validate_camera
 
@@ -434,7 +435,7 @@ def test_invalid_records_on_the_topic_are_skipped_and_dead_lettered(cluster: Clu
         for r in read_topic(cluster.bootstrap, topics.DLQ, expect_at_least=len(bad), timeout_s=30)
         if r.headers and dict(r.headers).get("kuzet-source-topic") == topics.CAMERAS.encode()
     ]
-    assert len({(json.loads(r.value)["partition"], json.loads(r.value)["offset"]) for r in dlq}) >= len(bad)
+    assert len({(read_dead_letter(r).partition, read_dead_letter(r).offset) for r in dlq}) >= len(bad)
     assert not any(b"topsecret" in r.value for r in dlq), "a credential reached the DLQ"
     assert all(w.proc.poll() is None for w in cluster.workers.values()), "a worker died on a bad record"
     assert not any(c.startswith("so-bad") for c in cluster.owners())

@@ -36,10 +36,10 @@ def _free_port() -> int:
 def test_bad_streams_are_marked_down_and_the_good_one_keeps_running(
     tmp_path: Path, vtest_h264: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("KUZET_TEST_CAM_CREDS", f"admin:{PASSWORD}")
+    monkeypatch.setenv("KUZET_CAM_TEST_CREDS", f"admin:{PASSWORD}")
     cams = [
         camera("cam-good", str(vtest_h264), loop=True),
-        camera("cam-unreachable", f"rtsp://127.0.0.1:{_free_port()}/x", credentials="env:KUZET_TEST_CAM_CREDS"),
+        camera("cam-unreachable", f"rtsp://127.0.0.1:{_free_port()}/x", credentials="env:KUZET_CAM_TEST_CREDS"),
         camera("cam-notvideo", str(not_video(tmp_path / "notvideo.mp4"))),
         camera("cam-corrupt", str(truncated_h264(tmp_path / "corrupt.h264")), realtime=False),
     ]

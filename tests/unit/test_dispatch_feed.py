@@ -32,6 +32,7 @@ from dispatch.testing import (
     serve_in_thread,
 )
 from event_bus import topics
+from event_bus.consume import read_dead_letter
 from event_bus.interfaces import OutRecord
 from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
 from storage.workflow import open_workflow_store
@@ -202,7 +203,7 @@ def test_camera_status_events_and_dlq(console: Any, tmp_path: Path) -> None:
     assert client.get("/api/cameras").json()["items"][0]["reconnects"] == 2
     dlq = LocalBusSubscriber(tmp_path / "bus.sqlite3", [topics.DLQ], None)
     records = dlq.poll(2.0)
-    assert len(records) == 1 and json.loads(records[0].value)["topic"] == topics.INCIDENTS
+    assert len(records) == 1 and read_dead_letter(records[0]).topic == topics.INCIDENTS
     reader.close()
 
 

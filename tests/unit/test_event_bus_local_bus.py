@@ -13,7 +13,7 @@ from uuid import uuid4
 import pytest
 
 from event_bus import topics
-from event_bus.consume import DeadLetterError, EventConsumer, SeenIds
+from event_bus.consume import DeadLetterError, EventConsumer, SeenIds, read_dead_letter
 from event_bus.events import Incident
 from event_bus.interfaces import DeliveryError, OutRecord
 from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
@@ -120,10 +120,10 @@ def test_consumer_validates_dedupes_and_dead_letters(tmp_path: Path) -> None:
     consumer.commit()
     dlq = LocalBusSubscriber(db, [topics.DLQ], "ops").poll(0.5)
     assert [r.key for r in dlq] == ["cam-2", "cam-3"]
-    doc0, doc1 = (json.loads(r.value) for r in dlq)
-    assert "not JSON" in doc0["error"] and doc0["original"]["encoding"] == "base64"
-    assert "confidence" in doc1["error"] and json.loads(doc1["original"]["value"])["confidence"] == 7
-    assert dict(dlq[1].headers)["kuzet-source-topic"] == topics.INCIDENTS.encode()
+    doc0, doc1 = (read_dead_letter(r) for r in dlq)
+    assert "not JSON" in doc0.error and doc0.value == b"\xff not json"  # the original bytes, as they were
+    assert "confidence" in doc1.error and json.loads(doc1.value)["confidence"] == 7
+    assert doc1.topic == topics.INCIDENTS and not doc1.truncated
 
 
 def test_dlq_failure_blocks_commit(tmp_path: Path) -> None:

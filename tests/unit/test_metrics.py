@@ -59,6 +59,7 @@ class FakeWorker:
         }
         self.spool = type("S", (), {"stats": staticmethod(_Spool)})()
         self.relay = type("R", (), {"stats": staticmethod(_Relay)})()
+        self.outbox = type("O", (), {"refused": staticmethod(lambda: {"kuzet.incidents.v1": 2})})()
 
     def camera_stats(self) -> dict[str, Any]:
         return {cid: _Runner() for cid in self._health}

@@ -77,14 +77,14 @@ def test_csv_import_validates_everything_and_finds_duplicates(tmp_path: Path) ->
     good = tmp_path / "cams.csv"
     good.write_text(
         "id,url,credentials,analysis_fps,detectors,zones,enabled\n"
-        f'cam-1,{URL},env:CAM1,2,person;fire,"[{{""name"": ""r"", ""polygon"": [[0,0],[1,0],[1,1]]}}]",true\n'
+        f'cam-1,{URL},env:KUZET_CAM_1,2,person;fire,"[{{""name"": ""r"", ""polygon"": [[0,0],[1,0],[1,1]]}}]",true\n'
         f"cam-2,{URL},,1,person,,no\n",
         encoding="utf-8",
     )
     cams = load_camera_file(good)
     assert [c.id for c in cams] == ["cam-1", "cam-2"]
     assert cams[0].detectors == ["person", "fire"] and cams[0].zones[0].name == "r"
-    assert cams[0].credentials == "env:CAM1"
+    assert cams[0].credentials == "env:KUZET_CAM_1"
     assert cams[1].enabled is False
     bad = tmp_path / "bad.csv"
     bad.write_text(f"id,url,analysis_fps\ncam-1,{URL},1\ncam-2,{URL},99\ncam-1,{URL},1\n", encoding="utf-8")

@@ -1,0 +1,363 @@
+"""Poison records against every consumer on a real Kafka: each keeps going, each bad record is dead-lettered once.
+
+``python -m benchmarks.poison`` starts its own broker (so a thousand huge
+records do not linger in a shared registry topic), produces ``--per-kind``
+records of each kind in :mod:`benchmarks.poison_data` to the topics of the four
+consumers, runs the consumers as the services run them, and checks the DLQ:
+
+* console ingest (:class:`dispatch.feed.BusIngestor`) on ``kuzet.incidents.v1``;
+* plate indexer (:func:`storage.plates.indexer.run_forever`) and
+* watchlist matcher (:func:`storage.plates.watch.run_forever`) on ``kuzet.plates.v1``;
+* worker registry consumer (:class:`worker.assignment.CameraAssignment`, dead
+  letters through the worker's spool and relay) on ``kuzet.cameras.v1``.
+
+(The registry topic is compacted: the broker itself refuses null-key records there, so that kind is
+produced to the three other consumers only.) After the bad records, one good record per topic goes in: a consumer that
+processes it has provably committed past every bad one. The report gives, per
+consumer, records sent, dead letters found for them (by sha256 of the
+original), duplicates and misses (both must be 0), truncated copies, and the
+seconds from the first record to the good one being processed. It is written
+to ``artifacts/benchmarks/poison.json``. ``tests/integration/test_poison_kafka.py``
+runs the same code with a few records per kind on the session's broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.poison_data import KINDS, bad_record
+from event_bus import topics
+from event_bus.consume import read_dead_letter
+from event_bus.interfaces import InRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "artifacts" / "benchmarks" / "poison.json"
+
+
+@dataclass
+class ConsumerReport:
+    consumer: str
+    sent: int
+    dead_letters: int
+    missing: int
+    duplicated: int
+    truncated: int
+    good_processed: bool
+    seconds: float
+
+
+def _produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", max_request_size=2_000_000)
+    try:
+        futures = [producer.send(topic, key=k, value=v) for k, v in records]
+        producer.flush(120)
+        for f in futures:
+            f.get(60)
+    finally:
+        producer.close(10)
+
+
+def _records(topic: str, per_kind: int, tag: str) -> list[tuple[bytes | None, bytes]]:
+    # A compacted topic (the registry) cannot hold a record without a key: the broker refuses it with
+    # InvalidRecordError, so "null key" never reaches the registry consumer (decode_record refuses it anyway).
+    kinds = [k for k in KINDS if not (topic == topics.CAMERAS and k == "null_key")]
+    return [bad_record(kind, topic, i, tag) for kind in kinds for i in range(per_kind)]
+
+
+def _sha(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()
+
+
+def _dead_letters(bootstrap: str, wanted: set[str], timeout_s: float) -> list[Any]:
+    """Every dead letter whose original sha256 is in ``wanted`` (read from the start of the DLQ)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    found = []
+    try:
+        parts = consumer.partitions_for_topic(topics.DLQ) or set()
+        tps = [TopicPartition(topics.DLQ, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in tps):
+            for recs in consumer.poll(timeout_ms=500, max_records=5000).values():
+                for r in recs:
+                    rec = InRecord(
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        r.key.decode() if r.key is not None else None,
+                        bytes(r.value or b""),
+                        r.timestamp,
+                        tuple((k, bytes(v or b"")) for k, v in (r.headers or [])),
+                    )
+                    try:
+                        dead = read_dead_letter(rec)
+                    except ValueError:
+                        continue
+                    if dead.original_sha256 in wanted:
+                        found.append(dead)
+    finally:
+        consumer.close(autocommit=False)
+    return found
+
+
+def _report(name: str, bootstrap: str, sent: list[bytes], consumer: str, good: bool, seconds: float) -> ConsumerReport:
+    wanted = {_sha(v) for v in sent}
+    deadline = time.monotonic() + 60
+    dead: list[Any] = []
+    while time.monotonic() < deadline:
+        dead = [d for d in _dead_letters(bootstrap, wanted, 60) if d.consumer == consumer]
+        if len({d.original_sha256 for d in dead}) >= len(wanted):
+            break
+        time.sleep(1)
+    counts = Counter(d.original_sha256 for d in dead)
+    return ConsumerReport(
+        consumer=name,
+        sent=len(sent),
+        dead_letters=len(dead),
+        missing=len(wanted - set(counts)),
+        duplicated=sum(c - 1 for c in counts.values() if c > 1),
+        truncated=sum(1 for d in dead if d.truncated),
+        good_processed=good,
+        seconds=round(seconds, 2),
+    )
+
+
+def _wait(check: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def _good_incident() -> tuple[str, str, bytes]:
+    from benchmarks.poison_data import TEMPLATES
+
+    camera = f"good-{uuid.uuid4().hex[:8]}"
+    doc = TEMPLATES[topics.INCIDENTS](camera)
+    return camera, str(doc["incident_id"]), json.dumps(doc).encode()
+
+
+def _good_plate() -> tuple[str, bytes]:
+    from benchmarks.poison_data import TEMPLATES
+
+    camera = f"good-{uuid.uuid4().hex[:8]}"
+    return camera, json.dumps(TEMPLATES[topics.PLATES](camera)).encode()
+
+
+def run_console(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -> ConsumerReport:
+    from core.config import KafkaConfig
+    from dispatch.feed import BusIngestor, FeedHub
+    from event_bus.kafka_publisher import KafkaPublisher
+    from event_bus.kafka_subscriber import KafkaSubscriber
+    from storage.workflow import open_workflow_store
+
+    tag = uuid.uuid4().hex[:6]
+    bad = _records(topics.INCIDENTS, per_kind, tag)
+    _produce(bootstrap, topics.INCIDENTS, bad)
+    camera, incident_id, good = _good_incident()
+    store = open_workflow_store(workdir / f"console-{tag}.sqlite3")
+    group = f"kuzet-console-poison-{tag}"
+    dlq = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, client_id=group))
+    ingestor = BusIngestor(
+        lambda: KafkaSubscriber(bootstrap, [topics.INCIDENTS], group, from_beginning=True, client_id=group),
+        dlq,
+        store,
+        FeedHub(store),
+    )
+    start = time.monotonic()
+    ingestor.start()
+    try:
+        _produce(bootstrap, topics.INCIDENTS, [(camera.encode(), good)])
+        ok = _wait(lambda: store.get(incident_id) is not None, timeout_s)
+        seconds = time.monotonic() - start
+    finally:
+        ingestor.stop()
+        dlq.close()
+        store.close()
+    return _report("console", bootstrap, [v for _, v in bad], "kuzet-console", ok, seconds)
+
+
+def run_plates(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -> list[ConsumerReport]:
+    """Indexer and watchlist matcher side by side on the same bad plate reads (each its own group)."""
+    from core.config import KafkaConfig
+    from event_bus.kafka_publisher import KafkaPublisher
+    from event_bus.kafka_subscriber import KafkaSubscriber
+    from storage.plates import indexer as indexer_mod
+    from storage.plates import watch as watch_mod
+    from storage.plates.sqlite import SqliteHistoryStore
+    from storage.watchlist import WatchlistMatcher, WatchlistStore
+
+    tag = uuid.uuid4().hex[:6]
+    bad = _records(topics.PLATES, per_kind, tag)
+    _produce(bootstrap, topics.PLATES, bad)
+    camera, good = _good_plate()
+    history = SqliteHistoryStore(workdir / f"plates-{tag}.sqlite3")
+    history.migrate()
+    wl = WatchlistStore(sqlite_path=workdir / f"plates-{tag}.sqlite3")
+    wl.migrate()
+    pub = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, client_id="poison-plates"))
+    stop = threading.Event()
+    idx_stats = indexer_mod.IndexerStats()
+    watch_stats = watch_mod.WatchStats()
+    suffix = f"-poison-{tag}"
+
+    def sub(group: str) -> Callable[[], KafkaSubscriber]:
+        return lambda: KafkaSubscriber(bootstrap, [topics.PLATES], group, from_beginning=True, client_id=group)
+
+    # the consumers name themselves by their service group in dead letters; the test groups differ by suffix
+    threads = [
+        threading.Thread(
+            target=indexer_mod.run_forever,
+            args=(sub(indexer_mod.GROUP + suffix), history, pub, stop),
+            kwargs={"stats": idx_stats, "batch_size": 200},
+            daemon=True,
+        ),
+        threading.Thread(
+            target=watch_mod.run_forever,
+            args=(sub(watch_mod.GROUP + suffix), pub, WatchlistMatcher(wl), stop),
+            kwargs={"stats": watch_stats},
+            daemon=True,
+        ),
+    ]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    try:
+        _produce(bootstrap, topics.PLATES, [(camera.encode(), good)])
+        ok_idx = _wait(lambda: idx_stats.stored >= 1, timeout_s)
+        t_idx = time.monotonic() - start
+        ok_watch = _wait(lambda: watch_stats.reads >= 1, timeout_s)
+        t_watch = time.monotonic() - start
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        pub.close()
+        history.close()
+    values = [v for _, v in bad]
+    return [
+        _report("indexer", bootstrap, values, indexer_mod.GROUP, ok_idx, t_idx),
+        _report("watch", bootstrap, values, watch_mod.GROUP, ok_watch, t_watch),
+    ]
+
+
+class _Worker:
+    """Just enough of a worker for the registry consumer: it records the cameras it is told to run."""
+
+    worker_id = "poison-worker"
+
+    def __init__(self) -> None:
+        self.running: dict[str, Any] = {}
+
+    def add_camera(self, camera: Any) -> None:
+        self.running[camera.id] = camera
+
+    def remove_camera(self, camera_id: str) -> None:
+        self.running.pop(camera_id, None)
+
+    def update_camera(self, camera: Any) -> None:
+        self.running[camera.id] = camera
+
+    def camera_ids(self) -> list[str]:
+        return sorted(self.running)
+
+
+def run_registry(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -> ConsumerReport:
+    from core.config import CameraConfig, KafkaConfig
+    from event_bus.kafka_publisher import KafkaPublisher
+    from event_bus.relay import Relay
+    from event_bus.spool import Spool
+    from worker.assignment import AssignmentSettings, CameraAssignment
+    from worker.registry import CameraRegistry
+
+    tag = uuid.uuid4().hex[:6]
+    registry = CameraRegistry(bootstrap)
+    registry.ensure_topic()
+    bad = _records(topics.CAMERAS, per_kind, tag)
+    _produce(bootstrap, topics.CAMERAS, bad)
+    good_id = f"poison{tag}-good"
+    registry.put([CameraConfig(id=good_id, url=f"rtsp://127.0.0.1/{good_id}")])
+    spool = Spool(workdir / f"worker-{tag}.sqlite3", durability="normal")
+    relay = Relay(spool, KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, client_id="poison-worker"))).start()
+    worker = _Worker()
+    group = f"kuzet-workers-poison-{tag}"
+
+    def sink(records: Any) -> None:
+        spool.append_many([(r, None, None) for r in records])
+        relay.poke()
+
+    assignment = CameraAssignment(worker, AssignmentSettings(bootstrap=bootstrap, group_id=group), sink=sink)
+    start = time.monotonic()
+    assignment.start()
+    try:
+        ok = _wait(lambda: good_id in worker.running and assignment.invalid_records >= len(bad), timeout_s)
+        seconds = time.monotonic() - start
+        relay.flush(60)
+    finally:
+        assignment.stop()
+        relay.stop()
+        spool.close()
+        # tombstones, so later users of a shared broker do not load these records
+        keyed = [k.decode() for k, _ in bad if k is not None]
+        registry.remove([good_id, *keyed])
+        registry.close()
+    return _report("worker registry", bootstrap, [v for _, v in bad], group, ok, seconds)
+
+
+def run_all(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float = 600.0) -> list[ConsumerReport]:
+    out = [run_console(bootstrap, per_kind, workdir, timeout_s)]
+    out += run_plates(bootstrap, per_kind, workdir, timeout_s)
+    out.append(run_registry(bootstrap, per_kind, workdir, timeout_s))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-kind", type=int, default=1000, help="bad records of each kind per topic")
+    parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kuzet-poison-") as tmp:
+        service = None
+        bootstrap = args.bootstrap
+        if bootstrap is None:
+            from deploy.services.kafka import KafkaService
+
+            service = KafkaService(Path(tmp) / "kafka")
+            service.start()
+            bootstrap = service.bootstrap
+        try:
+            reports = run_all(bootstrap, args.per_kind, Path(tmp))
+        finally:
+            if service is not None:
+                service.stop()
+    print(f"{'consumer':16} {'sent':>6} {'DLQ':>6} {'missing':>8} {'dup':>5} {'cut':>5} {'good':>5} {'s':>8}")
+    for r in reports:
+        print(
+            f"{r.consumer:16} {r.sent:6d} {r.dead_letters:6d} {r.missing:8d} {r.duplicated:5d} "
+            f"{r.truncated:5d} {r.good_processed!s:>5} {r.seconds:8.1f}"
+        )
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"per_kind": args.per_kind, "kinds": KINDS, "consumers": [asdict(r) for r in reports]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""An event the outbox refuses is not only logged: the camera goes degraded, a metric counts it (#10.13).
+
+Before the fix ``Worker._emit`` let ``SpoolFull`` (or a disk-full error) escape into the batch thread,
+which logged it; health, metrics and alerts showed nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from uuid import uuid4
+
+from core.config import CameraConfig, load_config
+from event_bus import topics
+from event_bus.events import Incident
+from worker.camera_pipeline import Outgoing
+from worker.metrics import WorkerMetrics
+from worker.runtime import Worker, _Camera
+
+
+def _worker(tmp_path: Path) -> Worker:
+    cfg = load_config(
+        overrides={
+            "bus": {
+                "kind": "local",
+                "local_path": str(tmp_path / "bus.sqlite3"),
+                "spool_path": str(tmp_path / "spool.sqlite3"),
+            },
+            "storage": {"kind": "local", "local_dir": str(tmp_path / "snapshots")},
+        }
+    )
+    worker = Worker(cfg)
+    cam = CameraConfig(id="cam-1", url=str(tmp_path / "x.mp4"))
+    runner: Any = SimpleNamespace(status=None, stop=lambda: None, stats=lambda: SimpleNamespace())
+    worker._cameras["cam-1"] = _Camera(cam, runner, {})
+    return worker
+
+
+def _incident() -> Incident:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    return Incident(
+        incident_id=uuid4(),
+        type="person_in_zone",
+        state="start",
+        camera_id="cam-1",
+        severity="medium",
+        started_at=t,
+        observed_at=t,
+        confidence=0.9,
+        worker_id="w1",
+        seq=0,
+        boxes=[[1, 2, 3, 4]],
+    )
+
+
+def _refused_metric(worker: Worker) -> dict[str, float]:
+    metrics = WorkerMetrics()
+    metrics.bind(worker)
+    return {
+        s.labels["topic"]: s.value
+        for fam in metrics.registry.collect()
+        for s in fam.samples
+        if s.name == "kuzet_outbox_refused_total"
+    }
+
+
+def test_refused_incident_degrades_the_camera_and_counts(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    try:
+        worker.spool.max_records = 0  # the spool is "full": every append is refused
+        worker._emit(Outgoing(topics.INCIDENTS, _incident(), None))  # must not raise into the batch thread
+        health = worker.camera_health()["cam-1"]
+        assert health.state == "degraded" and "SpoolFull" in health.reason
+        assert worker.outbox.refused() == {topics.INCIDENTS: 1}
+        assert _refused_metric(worker)[topics.INCIDENTS] == 1.0
+        worker.spool.max_records = 1000  # room again: the next event is stored and the camera recovers
+        worker._emit(Outgoing(topics.INCIDENTS, _incident(), None))
+        assert worker.camera_health()["cam-1"].state == "starting" and worker.spool.depth() == 1
+    finally:
+        worker.stop(flush_timeout_s=0.1)
