@@ -11,7 +11,7 @@ left out, so a reader can tell "no clip" from "a clip that stops early".
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -43,6 +43,11 @@ class ClipRef(BaseModel):
     status: ClipStatus
     reason: str = Field(default="", max_length=256, description="why the clip is incomplete; empty when complete")
     manifest_key: str | None = Field(default=None, max_length=1024, description="chain-of-custody manifest beside it")
+    masks: list[Annotated[list[tuple[float, float]], Field(min_length=3, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="privacy polygons (0..1) of the camera when recorded: burned into any copy a dispatcher sees",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

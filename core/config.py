@@ -71,6 +71,19 @@ class Zone(Strict):
         return pts
 
 
+class PrivacyMask(Strict):
+    """A region no dispatcher may see (a window, a yard): burned into snapshots and into clips dispatchers get."""
+
+    name: str = Field(default="mask", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _.-]+$")
+    polygon: list[tuple[float, float]] = Field(min_length=3, max_length=64, description="vertices (x, y), 0..1")
+
+    @field_validator("polygon")
+    @classmethod
+    def _like_a_zone(cls, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        Zone(name="mask", polygon=pts)  # same rules: inside the frame, simple, non-zero area
+        return pts
+
+
 class CameraConfig(Strict):
     """One camera this worker analyses (on one box; at scale they come from the registry topic)."""
 
@@ -90,6 +103,7 @@ class CameraConfig(Strict):
     )
     detectors: list[str] = Field(default_factory=lambda: ["person"], min_length=1, description="model names to run")
     zones: list[Zone] = Field(default_factory=list, max_length=32)
+    privacy_masks: list[PrivacyMask] = Field(default_factory=list, max_length=32)
     loop: bool = Field(default=False, description="replay a file source forever (demo, benchmarks)")
     realtime: bool = Field(default=True, description="pace a file source at its frame rate")
     enabled: bool = True

@@ -25,6 +25,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dispatch.evidence import evidence_service
+from dispatch.evidence import router as evidence_router
 from dispatch.feed import BusIngestor, FeedHub, subscriber_factory
 from dispatch.plates import PlateService, default_plate_service
 from dispatch.security import AuthError, BodyLimitMiddleware, LoginLimiter, SecurityHeadersMiddleware, login_url
@@ -113,7 +115,9 @@ def create_app(
         hub.attach(asyncio.get_running_loop())
         if settings.consume:
             make_subscriber, dlq = subscriber_factory(settings)
-            ctx.ingestor = BusIngestor(make_subscriber, dlq, store, hub).start()
+            evidence = ctx.extra.get("evidence")
+            record = evidence.record_events if evidence is not None else None
+            ctx.ingestor = BusIngestor(make_subscriber, dlq, store, hub, on_incidents=record).start()
         try:
             yield
         finally:
@@ -135,6 +139,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.console = ctx
+    ctx.extra["evidence"] = evidence_service(settings, ctx.snapshots)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     _install_error_handlers(app)
@@ -142,6 +147,7 @@ def create_app(
     from dispatch import routes_api, routes_pages
 
     app.include_router(routes_api.router, prefix=API_PREFIX)
+    app.include_router(evidence_router, prefix=API_PREFIX)
     app.include_router(routes_pages.router)
     return app
 

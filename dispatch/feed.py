@@ -240,8 +240,10 @@ class BusIngestor:
         hub: FeedHub,
         *,
         poll_timeout_s: float = 0.25,
+        on_incidents: Callable[[list[Incident]], None] | None = None,
     ) -> None:
         self._make_subscriber = make_subscriber
+        self._on_incidents = on_incidents  # evidence keeps each event as published (before the card changes)
         self._dlq = dlq
         self.store = store
         self.hub = hub
@@ -284,6 +286,8 @@ class BusIngestor:
                 incidents = [d.event for d in decoded if isinstance(d.event, Incident)]
                 statuses = [d.event for d in decoded if isinstance(d.event, CameraStatus)]
                 if incidents:
+                    if self._on_incidents is not None:
+                        self._on_incidents(incidents)
                     changed = self.store.ingest([detection_update(i) for i in incidents])
                     self.hub.publish_incidents(changed)
                 if statuses:

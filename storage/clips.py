@@ -43,6 +43,7 @@ def clip_ref(
     started_at: datetime,
     duration_s: float,
     incomplete_reason: str | None,
+    masks: list[list[tuple[float, float]]] | None = None,
 ) -> ClipRef:
     """The reference an event carries; ``incomplete_reason`` set means the clip holds less than configured."""
     return ClipRef(
@@ -57,4 +58,5 @@ def clip_ref(
         status=ClipStatus.INCOMPLETE if incomplete_reason else ClipStatus.COMPLETE,
         reason=(incomplete_reason or "")[:256],
         manifest_key=manifest_key_for(key),
+        masks=masks or [],
     )

@@ -208,6 +208,8 @@ def verify_bundle(path: Path) -> VerifyReport:
         if not manifests:
             report.errors.append("the bundle holds no manifest")
         by_key: dict[str, dict[str, Any]] = {}
+        derived = json.loads(zf.read("derived.json")) if "derived.json" in names else []
+        masked_sources = {str(d.get("source_key")) for d in derived}
         for name in manifests:
             doc = json.loads(zf.read(name))
             report.manifests += 1
@@ -215,13 +217,15 @@ def verify_bundle(path: Path) -> VerifyReport:
             by_key[str(art.get("key"))] = doc
             member = _member_for(names, str(art.get("key", "")))
             if member is None:
-                report.errors.append(f"{name}: its artifact {art.get('key')} is not in the bundle")
+                if str(art.get("key")) in masked_sources:
+                    report.warnings.append(f"{art.get('key')}: shipped as a masked copy (see derived.json)")
+                else:
+                    report.errors.append(f"{name}: its artifact {art.get('key')} is not in the bundle")
                 continue
             report.artifacts += 1
             data = zf.read(member)
             if _sha(data) != art.get("sha256") or len(data) != art.get("size"):
                 report.errors.append(f"{member}: bytes differ from its manifest")
-        derived = json.loads(zf.read("derived.json")) if "derived.json" in names else []
         for d in derived:
             member = str(d.get("file", ""))
             if member not in names:

@@ -23,6 +23,7 @@ from core.snapshot import SnapshotRef
 from detectors.tracking import CameraTracker
 from event_bus.events import Incident, IncidentState, PlateRead, new_event_id
 from event_bus.topics import INCIDENTS, PLATES
+from ingest.masking import mask_image
 from plate_reader.reader import PlateReader, PlateReaderConfig
 from worker.rules import FireRule, IncidentChange, PersonZoneRule
 from worker.snapshot import render_snapshot
@@ -143,7 +144,8 @@ class RuleSet:
         ref = self._snapshot_refs.get(change.incident_id)
         if change.state is IncidentState.START and frame is not None:
             zone = next((z for z in self._zones or [] if z.name == change.zone), None)
-            snap = render_snapshot(frame.image, change.boxes, change.type.value, zone.points if zone else None)
+            image = mask_image(frame.image, [m.polygon for m in self.camera.privacy_masks])  # before it leaves
+            snap = render_snapshot(image, change.boxes, change.type.value, zone.points if zone else None)
             jpeg = snap.jpeg
             ref = self._snapshot_ref(self.camera.id, event_id, change.observed_at, jpeg)
             self._snapshot_refs[change.incident_id] = ref

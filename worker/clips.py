@@ -61,6 +61,7 @@ class _Recording:
     writer: ClipWriter
     sidecar: Path
     last_event: Incident
+    masks: list[list[tuple[float, float]]]
     end_pts_s: float | None = None
     done: bool = False
     incomplete: str | None = None
@@ -81,8 +82,16 @@ class ClipStats:
 class CameraClips:
     """The packet tap of one camera: its ring buffer and the recordings in progress."""
 
-    def __init__(self, camera_id: str, cfg: EvidenceConfig, clip_dir: Path, recorder: ClipRecorder) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        cfg: EvidenceConfig,
+        clip_dir: Path,
+        recorder: ClipRecorder,
+        masks: list[list[tuple[float, float]]] | None = None,
+    ) -> None:
         self.camera_id = camera_id
+        self.masks = masks or []
         self.cfg = cfg
         self.clip_dir = clip_dir
         self.ring = PacketRing(cfg.pre_roll_s + PRE_ROLL_SLACK_S, cfg.ring_max_bytes)
@@ -193,7 +202,9 @@ class CameraClips:
             return None
         for p in packets[first:]:
             writer.add(p)
-        rec = _Recording(str(incident.incident_id), self.camera_id, writer, path.with_suffix(".json"), incident)
+        rec = _Recording(
+            str(incident.incident_id), self.camera_id, writer, path.with_suffix(".json"), incident, self.masks
+        )
         self._recordings[rec.incident_id] = rec
         self._recorder.stats.started += 1
         return rec
@@ -206,7 +217,11 @@ class CameraClips:
 def _write_sidecar(rec: _Recording) -> None:
     """What recovery needs if the worker dies: the incident's latest event and when the clip starts (small)."""
     first = rec.writer.first
-    doc = {"first_wall_s": first.wall_s if first else None, "event": rec.last_event.model_dump(mode="json")}
+    doc = {
+        "first_wall_s": first.wall_s if first else None,
+        "masks": rec.masks,
+        "event": rec.last_event.model_dump(mode="json"),
+    }
     tmp = rec.sidecar.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc), encoding="utf-8")
     tmp.replace(rec.sidecar)
@@ -229,8 +244,9 @@ class ClipRecorder:
         self._thread: threading.Thread | None = None
         self.stats = ClipStats()
 
-    def tap(self, camera_id: str) -> CameraClips:
-        clips = CameraClips(camera_id, self.cfg, self.clip_dir, self)
+    def tap(self, camera_id: str, masks: list[list[tuple[float, float]]] | None = None) -> CameraClips:
+        """The packet tap of one camera; ``masks`` (its privacy polygons) go into each clip's reference."""
+        clips = CameraClips(camera_id, self.cfg, self.clip_dir, self, masks)
         self._cameras[camera_id] = clips
         return clips
 
@@ -290,7 +306,7 @@ class ClipRecorder:
             try:
                 first = rec.writer.first
                 started = datetime.fromtimestamp(first.wall_s, UTC) if first is not None else None
-                self._publish(rec.writer.path, rec.last_event, rec.incomplete, started)
+                self._publish(rec.writer.path, rec.last_event, rec.incomplete, started, rec.masks)
             except Exception as exc:  # the part file stays on disk: the next start salvages it
                 self.stats.failed += 1
                 log.error("clip of incident %s not published: %s", rec.incident_id, exc, exc_info=True)
@@ -299,7 +315,14 @@ class ClipRecorder:
                     self._pending -= 1
                     self._pending_lock.notify_all()
 
-    def _publish(self, part: Path, last: Incident, incomplete: str | None, started: datetime | None) -> None:
+    def _publish(
+        self,
+        part: Path,
+        last: Incident,
+        incomplete: str | None,
+        started: datetime | None,
+        masks: list[list[tuple[float, float]]],
+    ) -> None:
         t0 = time.thread_time()
         final = part.with_suffix(".mp4")
         try:
@@ -321,6 +344,7 @@ class ClipRecorder:
             started_at=started,
             duration_s=facts.duration_s,
             incomplete_reason=incomplete,
+            masks=masks,
         )
         ended = last
         if last.state is not IncidentState.END:
@@ -348,10 +372,11 @@ class ClipRecorder:
                 last = Incident.model_validate(doc["event"])
                 wall = doc.get("first_wall_s")
                 started = datetime.fromtimestamp(float(wall), UTC) if wall is not None else None
+                masks = [[(float(x), float(y)) for x, y in m] for m in doc.get("masks") or []]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.error("clip %s has no readable incident record (%s); kept for an operator", part.name, exc)
                 continue
-            self._publish(part, last, "worker stopped while recording (crash or kill)", started)
+            self._publish(part, last, "worker stopped while recording (crash or kill)", started, masks)
             n += 1
         return n
 

@@ -176,7 +176,8 @@ class Worker:
             if camera.id in self._cameras:
                 raise ValueError(f"camera {camera.id} is already running on this worker")
             rulesets = {name: self._ruleset(camera, name) for name in camera.detectors}
-            tap = self.clips.tap(camera.id) if self.clips is not None else None
+            masks = [m.polygon for m in camera.privacy_masks]
+            tap = self.clips.tap(camera.id, masks) if self.clips is not None else None
             runner = CameraRunner(
                 camera, self.cfg.ingest, on_frame=self._on_frame, on_status=self._status_changed, packet_tap=tap
             )

@@ -95,8 +95,19 @@ def test_route_walk_every_route_declares_its_roles(app: Any) -> None:
     for method, path, access in walked:
         if "/plates" in path or "watchlist" in path:
             assert access.roles == {Role.INVESTIGATOR, Role.ADMIN}, (method, path)
-        if path.startswith(("/api/incidents", "/incidents", "/feed", "/cameras", "/api/cameras", "/api/feed")):
+        if path in EVIDENCE_ROUTES:  # evidence: every role views (dispatchers masked), investigators export
+            assert access.roles == EVIDENCE_ROUTES[path], (method, path)
+        elif path.startswith(("/api/incidents", "/incidents", "/feed", "/cameras", "/api/cameras", "/api/feed")):
             assert access.roles == {Role.DISPATCHER, Role.ADMIN}, (method, path)
+
+
+EVIDENCE_ROUTES = {
+    "/api/incidents/{incident_id}/evidence": {Role.DISPATCHER, Role.INVESTIGATOR, Role.ADMIN},
+    "/api/incidents/{incident_id}/clip/play": {Role.DISPATCHER, Role.INVESTIGATOR, Role.ADMIN},
+    "/api/clips/{token}": {Role.DISPATCHER, Role.INVESTIGATOR, Role.ADMIN},
+    "/api/incidents/{incident_id}/bundle": {Role.INVESTIGATOR, Role.ADMIN},
+    "/api/incidents/{incident_id}/hold": {Role.INVESTIGATOR, Role.ADMIN},
+}
 
 
 def test_route_walk_anonymous_is_refused_everywhere_but_public(app: Any) -> None:
