@@ -12,6 +12,10 @@ rare events (tens a second per box at most), so the ~1 ms fsync per append is
 affordable; :meth:`Spool.append_many` amortises it when a caller has several.
 ``durability="normal"`` is offered for benchmarks and tests, not for production.
 
+A spool file found damaged at open is moved aside (kept), its readable records
+are carried into a fresh file, and the process goes on, saying so in logs and
+metrics (:mod:`event_bus.spool_recovery`).
+
 A spool belongs to one process at a time: opening it takes an exclusive
 ``flock`` on ``<path>.lock`` (released by the kernel when the process dies,
 SIGKILL included), so a restarted worker cannot run beside a stale one and
@@ -20,6 +24,7 @@ deliver the same rows twice in parallel.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -33,7 +38,9 @@ from pathlib import Path
 from typing import Literal
 
 from core.sqlite_tx import rollback
+from event_bus import spool_recovery
 from event_bus.interfaces import OutRecord
+from event_bus.spool_recovery import Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,8 @@ class SpoolStats:
     acked: int
     rejected_full: int
     parked: int
+    quarantined: bool  # this open found the file damaged and moved it aside (see event_bus.spool_recovery)
+    salvaged: int  # records carried over from the damaged file
     max_records: int
     max_bytes: int
 
@@ -119,10 +128,17 @@ class Spool:
         self._cond = threading.Condition(self._lock)
         # One connection guarded by a lock: SQLite serialises writers anyway, and
         # a single connection keeps the depth/bytes counters exact.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
+        self.quarantine: Quarantine | None = None
+        try:
+            self._db = self._open(durability)
+            spool_recovery.check(self._db)
+        except sqlite3.DatabaseError as exc:  # not a database, damaged pages: keep the file, salvage, go on
+            with contextlib.suppress(Exception):
+                self._db.close()
+            moved, rows = spool_recovery.quarantine(self.path, f"{type(exc).__name__}: {exc}")
+            self._db = self._open(durability)
+            spool_recovery.restore(self._db, rows)
+            self.quarantine = Quarantine(moved, f"{type(exc).__name__}: {exc}", len(rows))
         depth, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
         self._depth: int = depth
         self._bytes: int = size
@@ -133,6 +149,14 @@ class Spool:
         self._closed = False
         if depth:
             log.info("spool reopened with pending records", extra={"spool": str(self.path), "depth": depth})
+
+    def _open(self, durability: str) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._db = db  # so a failure below can close it
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        db.executescript(_SCHEMA)
+        return db
 
     def _take_lock(self) -> int:
         fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -307,6 +331,8 @@ class Spool:
                 acked=self._acked,
                 rejected_full=self._rejected,
                 parked=self._parked,
+                quarantined=self.quarantine is not None,
+                salvaged=self.quarantine.salvaged if self.quarantine is not None else 0,
                 max_records=self.max_records,
                 max_bytes=self.max_bytes,
             )

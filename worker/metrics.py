@@ -318,7 +318,13 @@ class WorkerCollector(Collector):
                 "kuzet_spool_parked", "Records set aside because the broker refuses them for good (see the spool)"
             )
             parked.add_metric([], _get(s, "parked"))
-            yield from (depth, size, appended, rejected, parked)
+            quarantined = GaugeMetricFamily(
+                "kuzet_spool_quarantined", "1 when the outbox file was found damaged at start and moved aside"
+            )
+            quarantined.add_metric([], _get(s, "quarantined"))
+            salvaged = GaugeMetricFamily("kuzet_spool_salvaged", "Records carried over from a damaged outbox file")
+            salvaged.add_metric([], _get(s, "salvaged"))
+            yield from (depth, size, appended, rejected, parked, quarantined, salvaged)
         if self.relay_stats is not None:
             r = self.relay_stats()
             delivered = CounterMetricFamily("kuzet_relay_delivered", "Records the broker acknowledged")
