@@ -47,7 +47,8 @@ from ingest.masking import mask_clip, masks_digest
 from storage.audit import AuditLog, AuditRecord, AuditUnavailable, PostgresAuditLog, SqliteAuditLog
 from storage.incident_events import EvidenceIndex, Hold
 from storage.plates.factory import is_postgres, sqlite_path
-from storage.snapshots import SnapshotStore
+from storage.retention import set_hold
+from storage.snapshots import SnapshotError, SnapshotStore
 from storage.workflow import NotFoundError, Role, Session
 
 log = logging.getLogger(__name__)
@@ -371,6 +372,13 @@ def legal_hold(
         raise NotFoundError(iid)
     action = "legal_hold" if body.on else "legal_hold_release"
     svc.audited(session, action, iid, reason=body.reason.strip())
+    if svc.store is not None and hasattr(svc.store, "set_hold"):  # S3: take the objects out of lifecycle expiry
+        clip = svc.index.clip(iid)
+        keys = [s["key"] for s in svc.index.snapshots(iid)] + ([clip["key"]] if clip else [])
+        try:
+            set_hold(svc.store, keys, body.on)  # type: ignore[arg-type]
+        except SnapshotError:
+            raise HTTPException(503, "the object store could not be updated; the hold is not in force") from None
     hold = Hold(iid, session.user.username, session.user.role.value, body.reason.strip(), int(time.time() * 1000))
     svc.index.set_hold(iid, hold if body.on else None)
     return JSONResponse({"hold": hold.to_json() if body.on else None})

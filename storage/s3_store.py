@@ -23,7 +23,7 @@ from uuid import UUID
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import ENABLED, Filter
+from minio.commonconfig import ENABLED, Filter, Tag, Tags
 from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
@@ -34,6 +34,10 @@ from storage.snapshots import SnapshotError, key_for, make_ref, sha256_hex
 
 _AMZ_PARAM = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.IGNORECASE)
 META_SHA256 = "sha256"
+RETENTION_TAG = "kuzet-retention"
+RETENTION_STANDARD = "standard"
+RETENTION_HOLD = "legal-hold"
+LIFECYCLE_RULE_ID = "kuzet-retention"
 MULTIPART_PART_SIZE = 5 * 1024 * 1024
 """S3's smallest part: a clip larger than this goes up as a multipart upload, one part retried at a time."""
 
@@ -76,6 +80,12 @@ class S3SnapshotStore:
     def _fail(self, what: str, exc: BaseException) -> NoReturn:
         raise SnapshotError(self._redact(f"S3 {what} failed: {type(exc).__name__}: {exc}"[:600])) from None
 
+    @staticmethod
+    def _standard_tags() -> Tags:
+        tags = Tags.new_object_tags()
+        tags[RETENTION_TAG] = RETENTION_STANDARD
+        return tags
+
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (idempotent; remembered once done)."""
         if self._bucket_ready:
@@ -92,13 +102,72 @@ class S3SnapshotStore:
         self._bucket_ready = True
 
     def set_retention_days(self, days: int) -> None:
-        """Install a lifecycle rule expiring snapshots after ``days`` (not every S3 service supports it)."""
+        """Install the bucket's lifecycle rule: objects tagged for standard retention expire after ``days``.
+
+        Every artifact is uploaded with that tag; an object put on legal hold is
+        re-tagged (:meth:`set_hold`) and so no longer matches the rule. Chain heads
+        carry no tag and never expire.
+        """
         self.ensure_bucket()
-        rule = Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id="kuzet-retention", expiration=Expiration(days=days))
+        rule = Rule(
+            ENABLED,
+            rule_filter=Filter(tag=Tag(RETENTION_TAG, RETENTION_STANDARD)),
+            rule_id=LIFECYCLE_RULE_ID,
+            expiration=Expiration(days=days),
+        )
         try:
             self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([rule]))
         except Exception as exc:
             self._fail("set lifecycle", exc)
+
+    def retention_days(self) -> int | None:
+        """Days of the installed kuzet lifecycle rule (None when there is none)."""
+        try:
+            config = self._client.get_bucket_lifecycle(self.bucket)
+        except S3Error as exc:
+            if exc.code in ("NoSuchLifecycleConfiguration", "NoSuchBucket"):
+                return None
+            self._fail("read lifecycle", exc)
+        except Exception as exc:
+            self._fail("read lifecycle", exc)
+        for rule in config.rules if config is not None else []:
+            if rule.rule_id == LIFECYCLE_RULE_ID and rule.expiration is not None:
+                return int(rule.expiration.days) if rule.expiration.days is not None else None
+        return None
+
+    def set_hold(self, key: str, held: bool) -> None:
+        """Take an object out of (or back into) lifecycle expiry by its retention tag."""
+        tags = Tags.new_object_tags()
+        tags[RETENTION_TAG] = RETENTION_HOLD if held else RETENTION_STANDARD
+        try:
+            self._client.set_object_tags(self.bucket, key, tags)
+        except Exception as exc:
+            self._fail(f"tagging of {key}", exc)
+
+    def retention_of(self, key: str) -> str | None:
+        """The object's retention tag (``standard`` / ``hold``), None when it has none."""
+        try:
+            tags = self._client.get_object_tags(self.bucket, key)
+        except Exception as exc:
+            self._fail(f"reading tags of {key}", exc)
+        return None if tags is None else tags.get(RETENTION_TAG)
+
+    def objects(self, prefix: str = "") -> list[tuple[str, datetime]]:
+        """(key, last modified) of every object under ``prefix``; what a lifecycle run walks."""
+        try:
+            return [
+                (o.object_name, o.last_modified)
+                for o in self._client.list_objects(self.bucket, prefix, recursive=True)
+                if o.last_modified is not None
+            ]
+        except Exception as exc:
+            self._fail(f"listing of {prefix}", exc)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.remove_object(self.bucket, key)
+        except Exception as exc:
+            self._fail(f"delete of {key}", exc)
 
     def _stat(self, key: str) -> Any | None:
         try:
@@ -178,6 +247,7 @@ class S3SnapshotStore:
                 content_type=content_type,
                 metadata={META_SHA256: sha256},
                 part_size=MULTIPART_PART_SIZE,
+                tags=self._standard_tags() if not key.startswith("_") else None,
             )
         except Exception as exc:
             self._fail(f"upload of {key}", exc)

@@ -36,6 +36,7 @@ from event_bus.spool import Spool
 from event_bus.topics import CAMERA_STATUS, INCIDENTS
 from ingest.camera import CameraRunner, StatusChange
 from storage.manifests import evidence_upload_hook
+from storage.retention import install_retention
 from storage.snapshots import SnapshotStore
 from worker.camera_pipeline import Outgoing, RuleContext, RuleSet
 from worker.clips import ClipRecorder
@@ -134,6 +135,7 @@ class Worker:
         for name in sorted({d for c in cameras for d in c.detectors}):
             self._scheduler(name)
         self.relay.start()
+        install_retention(self._store, self.cfg.evidence.retention_days)
         if self.clips is not None:
             self.clips.start()  # salvages clips a killed predecessor left behind
         self._started = True

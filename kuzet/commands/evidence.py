@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from core.config import ConfigError, load_config
+from core.config import ConfigError, KuzetConfig, load_config
 from storage.evidence_verify import VerifyReport, verify_bundle, verify_camera_day
+from storage.retention import run_lifecycle
 from storage.snapshots import SnapshotError
 from worker.factories import make_snapshot_store
 
@@ -54,12 +55,7 @@ def verify_cmd(
             when = date.fromisoformat(day)
         except ValueError:
             raise typer.BadParameter(f"--date {day!r} is not YYYY-MM-DD") from None
-        try:
-            cfg = load_config(config)
-        except ConfigError as exc:
-            typer.echo(f"configuration: {exc}", err=True)
-            raise typer.Exit(2) from None
-        store = make_snapshot_store(cfg.storage)
+        cfg, store = _store(config)
         expired_before = datetime.now(UTC).date() - timedelta(days=cfg.evidence.retention_days)
         try:
             report = verify_camera_day(store, camera, when, incident_id=incident, expired_before=expired_before)
@@ -69,3 +65,56 @@ def verify_cmd(
     _print(report, as_json)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _store(config: Path | None) -> tuple[KuzetConfig, Any]:
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return cfg, make_snapshot_store(cfg.storage)
+
+
+@app.command("retention")
+def retention_cmd(
+    days: Annotated[int | None, typer.Option(min=1, max=3650, help="override evidence.retention_days")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML configuration naming the object store")] = None,
+) -> None:
+    """Install the S3 lifecycle rule that expires clips, snapshots and manifests (legal holds excluded)."""
+    cfg, store = _store(config)
+    if not hasattr(store, "set_retention_days"):
+        typer.echo("the local store has no lifecycle rules; nothing installed", err=True)
+        raise typer.Exit(2)
+    try:
+        store.set_retention_days(days or cfg.evidence.retention_days)
+        installed = store.retention_days()
+    except SnapshotError as exc:
+        typer.echo(f"object store: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"lifecycle rule on bucket {store.bucket}: expire after {installed} day(s) unless on legal hold")
+
+
+@app.command("expire")
+def expire_cmd(
+    now: Annotated[str | None, typer.Option(help="apply the rule as of this time (ISO 8601; default: now)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML configuration naming the object store")] = None,
+) -> None:
+    """Apply the bucket's installed lifecycle rule once (for S3 services that apply it late or never)."""
+    _, store = _store(config)
+    if not hasattr(store, "retention_days"):
+        typer.echo("the local store has no lifecycle rules", err=True)
+        raise typer.Exit(2)
+    at = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        report = run_lifecycle(store, at)
+    except SnapshotError as exc:
+        typer.echo(f"object store: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if report.cutoff is None:
+        typer.echo("no kuzet lifecycle rule on the bucket (run `kuzet evidence retention`)")
+        return
+    typer.echo(f"cutoff {report.cutoff.isoformat()}: {len(report.expired)} expired, "
+               f"{len(report.kept_on_hold)} kept on legal hold")  # fmt: skip
