@@ -152,7 +152,12 @@ class ModelConfig(Strict):
         default_factory=dict, description="model class name -> canonical label; classes not listed are dropped"
     )
     threads: int = Field(default=2, ge=1, le=64, description="intra-op threads for inference")
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: str = Field(
+        default="cpu",
+        pattern=r"^(cpu|cuda(:[0-9]{1,2})?)$",
+        description="cpu, cuda (GPU 0) or cuda:N; a CUDA device needs the gpu extra, and a worker without CUDA "
+        "stops at start instead of running the model on the CPU",
+    )
 
     @field_validator("labels")
     @classmethod

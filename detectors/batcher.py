@@ -5,8 +5,9 @@ Split in two so the policy can be tested without threads or real time:
 * :class:`BatchFormer` — pure state: at most one pending frame per camera
   (a newer frame replaces the pending one, newest wins, the drop counted for
   that camera), and ``take(now)`` releasing up to ``max_batch`` frames, oldest
-  pending first, once the batch is full or the oldest has waited
-  ``max_wait_s``.
+  pending first, once the batch is full, or every camera feeding the model
+  already has its frame pending (the batch cannot grow: waiting would only
+  add latency), or the oldest has waited ``max_wait_s``.
 * :class:`BatchScheduler` — a thin worker thread around it, calling the
   detector and handing each result to ``on_result``.
 
@@ -88,6 +89,14 @@ class BatchFormer:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._pending: dict[str, _Pending] = {}  # insertion order == oldest pending first
+        self._sources: set[str] = set()  # cameras known to feed this model; empty: unknown, wait for max_batch
+
+    def add_source(self, camera_id: str) -> None:
+        """A camera that will feed this model: once each known camera has a frame pending, the batch is due."""
+        self._sources.add(camera_id)
+
+    def remove_source(self, camera_id: str) -> None:
+        self._sources.discard(camera_id)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -112,10 +121,17 @@ class BatchFormer:
             return None
         return next(iter(self._pending.values())).since + self.max_wait_s
 
+    def full(self) -> bool:
+        """No more frames can join: ``max_batch`` pending, or one pending for every known camera."""
+        n = len(self._pending)
+        if n >= self.max_batch:
+            return True
+        return bool(self._sources) and n >= len(self._sources) and self._sources.issubset(self._pending.keys())
+
     def ready(self, now: float) -> bool:
         if not self._pending:
             return False
-        if len(self._pending) >= self.max_batch:
+        if self.full():
             return True
         deadline = self.deadline()
         return deadline is not None and now >= deadline
@@ -189,6 +205,17 @@ class BatchScheduler:
                 self._stats.dropped_by_camera[frame.camera_id] += 1
             # notify_all: the worker thread and submit(wait=True) callers share this condition,
             # and a single notify could wake a waiting submitter instead of the worker
+            self._cond.notify_all()
+
+    def add_source(self, camera_id: str) -> None:
+        """Declare a camera that feeds this model, so a batch holding all of them goes without waiting."""
+        with self._cond:
+            self._former.add_source(camera_id)
+            self._cond.notify_all()
+
+    def remove_source(self, camera_id: str) -> None:
+        with self._cond:
+            self._former.remove_source(camera_id)
             self._cond.notify_all()
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from plate_reader.formats import FormatBook, FormatMatch, PlateFormat
 from plate_reader.normalize import normalise_plate
-from plate_reader.pipeline import PlateObservation, PlateOcr
-from plate_reader.reader import PlateReader, PlateReaderConfig, PlateReadOut
+from plate_reader.pipeline import CropJob, PlateObservation, PlateOcr
+from plate_reader.reader import PlateJob, PlatePass, PlateReader, PlateReaderConfig
 from plate_reader.voting import TrackVote, VoteResult
 
 PLATE_MODEL_ID = "yolov8n-license-plate"
@@ -28,18 +28,20 @@ def plate_model_config(name: str = "plate", threads: int = 1, score_threshold: f
         nms_iou=0.5,
         labels={"license_plate": "license_plate"},
         threads=threads,
-        device=device,  # type: ignore[arg-type]
+        device=device,
     )
 
 
 __all__ = [
     "PLATE_MODEL_ID",
+    "CropJob",
     "FormatBook",
     "FormatMatch",
     "PlateFormat",
+    "PlateJob",
     "PlateObservation",
     "PlateOcr",
-    "PlateReadOut",
+    "PlatePass",
     "PlateReader",
     "PlateReaderConfig",
     "TrackVote",

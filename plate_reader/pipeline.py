@@ -38,6 +38,15 @@ class PlateObservation:
         return self.matches[0] if self.matches else None
 
 
+@dataclass(frozen=True, slots=True)
+class CropJob:
+    """One crop variant of one plate box, waiting for the recogniser."""
+
+    box: int  # index of the box in the frame's plate boxes
+    method: str
+    crop: U8
+
+
 class PlateOcr:
     """Reads plate boxes: rectification, one batched OCR call, format correction."""
 
@@ -75,34 +84,53 @@ class PlateOcr:
                 out.append(("box", np.asarray(cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)))
         return out
 
-    def read_boxes(
-        self, image: U8, boxes: npt.ArrayLike, confidences: npt.ArrayLike | None = None
-    ) -> list[PlateObservation]:
-        """One observation per box (boxes narrower than ``min_width_px`` are not worth reading and are skipped)."""
+    def crop_jobs(self, image: U8, boxes: npt.ArrayLike) -> list[CropJob]:
+        """Every crop variant of every box worth reading (boxes under ``min_width_px`` are skipped).
+
+        Split from :meth:`observe` so that a caller can put the crops of many
+        frames (of many cameras) into one recogniser call.
+        """
         xyxy = np.asarray(boxes, np.float32).reshape(-1, 4)
-        conf = np.ones(len(xyxy), np.float32) if confidences is None else np.asarray(confidences, np.float32)
-        jobs: list[tuple[int, str, U8]] = []
+        jobs: list[CropJob] = []
         for i, box in enumerate(xyxy):
             if box[2] - box[0] < self.min_width_px:
                 continue
-            jobs += [(i, method, crop) for method, crop in self.crops(image, box)]
-        if not jobs:
-            return []
-        reads = self.recognizer.read([c for _, _, c in jobs])
+            jobs += [CropJob(i, method, crop) for method, crop in self.crops(image, box)]
+        return jobs
+
+    def observe(
+        self,
+        boxes: npt.ArrayLike,
+        confidences: npt.ArrayLike | None,
+        jobs: Sequence[CropJob],
+        reads: Sequence[OcrRead],
+    ) -> list[PlateObservation]:
+        """One observation per read box: the variant whose format fit scores higher wins."""
+        xyxy = np.asarray(boxes, np.float32).reshape(-1, 4)
+        conf = np.ones(len(xyxy), np.float32) if confidences is None else np.asarray(confidences, np.float32)
         best: dict[int, PlateObservation] = {}
-        for (i, method, _), read in zip(jobs, reads, strict=True):
+        for job, read in zip(jobs, reads, strict=True):
             matches = tuple(self.formats.match(read.chars, self.top_k))
             obs = PlateObservation(
-                tuple(float(v) for v in xyxy[i]),  # type: ignore[arg-type]
-                float(conf[i]),
+                tuple(float(v) for v in xyxy[job.box]),  # type: ignore[arg-type]
+                float(conf[job.box]),
                 read,
                 matches,
-                method,
+                job.method,
             )
-            cur = best.get(i)
+            cur = best.get(job.box)
             if cur is None or _rank(obs) > _rank(cur):
-                best[i] = obs
+                best[job.box] = obs
         return [best[i] for i in sorted(best)]
+
+    def read_boxes(
+        self, image: U8, boxes: npt.ArrayLike, confidences: npt.ArrayLike | None = None
+    ) -> list[PlateObservation]:
+        """One observation per box of one image, read in one recogniser call."""
+        jobs = self.crop_jobs(image, boxes)
+        if not jobs:
+            return []
+        return self.observe(boxes, confidences, jobs, self.recognizer.read([j.crop for j in jobs]))
 
 
 def _rank(obs: PlateObservation) -> float:

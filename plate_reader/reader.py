@@ -1,4 +1,4 @@
-"""``PlateReader``: frames with vehicle/plate detections in, one ``PlateRead`` per vehicle pass out.
+"""``PlateReader``: frames with vehicle/plate detections in, one ``PlatePass`` per vehicle pass out.
 
 The worker composes it after the batched detectors: it hands over each
 analysed frame with that frame's detections (vehicles with tracker ids from
@@ -17,20 +17,23 @@ does the rest for one camera:
    of stream time, or as soon as ``emit_after_reads`` reads agree, and never
    twice. Reads below ``candidate_below`` confidence are marked candidates.
 
-It imports only ``core``, ``detectors`` and ``event_bus`` types; the snapshot
-is returned as JPEG bytes for the worker to upload before it sends the event
-(the event already carries the key and sha256, as incidents do).
+Steps 1-2 (:meth:`PlateReader.prepare`) and 4 (:meth:`PlateReader.finish`)
+are separate from step 3 so that the worker can read the plates of many
+cameras in one recogniser call (its plate stage); :meth:`PlateReader.process`
+does all three for one frame.
+
+What comes out is a domain result, :class:`PlatePass` (the voted plate, its
+boxes and the best frame); the worker turns it into a ``PlateRead`` event
+and renders and stores its snapshot, in the one place that builds events.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,13 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.detections import Detections
 from core.frame import Frame
 from core.labels import VEHICLES, Label
-from core.snapshot import SnapshotRef
 from detectors.registry import Detector
-from event_bus.events import PlateCandidate, PlateRead, new_event_id
-from plate_reader.pipeline import PlateObservation, PlateOcr
+from plate_reader.pipeline import CropJob, PlateObservation, PlateOcr
 from plate_reader.voting import TrackVote, VoteResult
-
-U8 = npt.NDArray[np.uint8]
 
 
 class PlateReaderConfig(BaseModel):
@@ -62,17 +61,46 @@ class PlateReaderConfig(BaseModel):
     min_plate_width_px: int = Field(default=24, ge=4, le=1000)
     plate_score_threshold: float = Field(default=0.25, ge=0.0, le=1.0)
     iou_match: float = Field(default=0.2, gt=0.0, le=1.0, description="IoU joining untracked plate boxes")
-    snapshot_store: Literal["s3", "local"] | None = Field(default=None, description="None: no snapshot")
-    snapshot_bucket: str = Field(default="kuzet-snapshots", min_length=1, max_length=63)
-    snapshot_quality: int = Field(default=85, ge=30, le=100)
+
+
+Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
-class PlateReadOut:
-    """A finished pass: the event and the JPEG its ``snapshot`` points to (upload it before sending)."""
+class PlatePass:
+    """One vehicle pass, voted into one read: what the reader found, before it becomes an event."""
 
-    event: PlateRead
-    snapshot_jpeg: bytes | None
+    camera_id: str
+    plate: str
+    raw_text: str
+    format_id: str
+    country: str
+    confidence: float
+    is_candidate: bool
+    candidates: tuple[tuple[str, float], ...]
+    reads: int
+    track_id: int | None
+    first_seen_at: datetime
+    last_seen_at: datetime
+    observed_at: datetime
+    vehicle_box: Box | None
+    plate_box: Box
+    best: PlateObservation
+    frame: Frame | None
+    """The frame of the best read (for the snapshot), None when no read carried a frame."""
+
+
+@dataclass(frozen=True)
+class PlateJob:
+    """One frame's plates, assigned to passes, with the crops the recogniser has to read."""
+
+    frame: Frame
+    t: float
+    plates: Detections
+    keys: list[tuple[str, int]]
+    vboxes: list[Box | None]
+    vehicle_tracks: list[int]
+    crops: list[CropJob]
 
 
 @dataclass
@@ -84,11 +112,9 @@ class _Pass:
     last_at: datetime
     vote: TrackVote = field(default_factory=TrackVote)
     emitted: bool = False
-    vehicle_box: tuple[float, float, float, float] | None = None
-    plate_box: tuple[float, float, float, float] | None = None
     best_frame: Frame | None = None
     best_weight: float = -1.0
-    best_vehicle_box: tuple[float, float, float, float] | None = None
+    best_vehicle_box: Box | None = None
 
 
 def _iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
@@ -134,37 +160,51 @@ class PlateReader:
 
     # -- public ----------------------------------------------------------------------------------------------
 
-    def process(self, frame: Frame, detections: Detections) -> list[PlateReadOut]:
-        """Read this frame's plates; returns the passes that completed (usually none)."""
-        t = self._clock(frame)
+    def process(self, frame: Frame, detections: Detections) -> list[PlatePass]:
+        """Read this frame's plates in one recogniser call; returns the passes that completed (usually none)."""
+        job = self.prepare(frame, detections)
+        reads = self.ocr.recognizer.read([c.crop for c in job.crops]) if job.crops else []
+        return self.finish(job, self.ocr.observe(job.plates.xyxy, job.plates.confidence, job.crops, reads))
+
+    def prepare(self, frame: Frame, detections: Detections, t: float | None = None) -> PlateJob:
+        """Steps 1-2: this frame's plate boxes, their passes, and the crops to read.
+
+        ``t`` is the frame's stream time when the caller keeps one (the worker's analysis), else the clock's.
+        """
+        t = self._clock(frame) if t is None else t
         plates = self._plate_boxes(frame, detections)
         vehicles = detections[np.isin(detections.class_id, [int(v) for v in VEHICLES])]
         keys, vboxes = self._assign(plates, vehicles, t)
-        observations = self.ocr.read_boxes(frame.image, plates.xyxy, plates.confidence) if len(plates) else []
+        crops = self.ocr.crop_jobs(frame.image, plates.xyxy) if len(plates) else []
+        tracks = [int(v) for v in vehicles.tracker_id] if vehicles.tracker_id is not None else []
+        return PlateJob(frame, t, plates, keys, vboxes, tracks, crops)
+
+    def finish(self, job: PlateJob, observations: list[PlateObservation]) -> list[PlatePass]:
+        """Step 4: add the frame's reads to their passes' votes; returns the passes that completed."""
+        frame, t = job.frame, job.t
         by_box = {obs.plate_xyxy: obs for obs in observations}
-        out: list[PlateReadOut] = []
-        for i, key in enumerate(keys):
+        out: list[PlatePass] = []
+        for i, key in enumerate(job.keys):
             p = self._passes.get(key)
             if p is None:
                 p = _Pass(key, t, frame.captured_at, t, frame.captured_at)
                 self._passes[key] = p
             p.last_t, p.last_at = t, frame.captured_at
-            x1, y1, x2, y2 = (float(v) for v in plates.xyxy[i])
+            x1, y1, x2, y2 = (float(v) for v in job.plates.xyxy[i])
             obs = by_box.get((x1, y1, x2, y2))
             if obs is None or p.emitted:
                 continue
             if p.vote.add(obs, self.cfg.min_read_confidence):
                 weight = p.vote.weights[-1]
                 if weight > p.best_weight:
-                    p.best_weight, p.best_frame, p.best_vehicle_box = weight, frame, vboxes[i]
+                    p.best_weight, p.best_frame, p.best_vehicle_box = weight, frame, job.vboxes[i]
                 if self.cfg.emit_after_reads and p.vote.count >= self.cfg.emit_after_reads:
                     out += self._emit(p)
         # vehicles seen without a readable plate keep their pass alive
-        if vehicles.tracker_id is not None:
-            for tid in vehicles.tracker_id:
-                p = self._passes.get(("v", int(tid)))
-                if p is not None:
-                    p.last_t, p.last_at = t, frame.captured_at
+        for tid in job.vehicle_tracks:
+            p = self._passes.get(("v", tid))
+            if p is not None:
+                p.last_t, p.last_at = t, frame.captured_at
         for key, p in list(self._passes.items()):
             if t - p.last_t > self.cfg.end_after_s or t - p.first_t > self.cfg.max_pass_s:
                 out += self._emit(p)
@@ -172,9 +212,9 @@ class PlateReader:
         self._plate_tracks = {k: v for k, v in self._plate_tracks.items() if t - v[1] <= self.cfg.end_after_s}
         return out
 
-    def close(self) -> list[PlateReadOut]:
+    def close(self) -> list[PlatePass]:
         """End every open pass (camera stopped or moved to another worker)."""
-        out: list[PlateReadOut] = []
+        out: list[PlatePass] = []
         for p in self._passes.values():
             out += self._emit(p)
         self._passes.clear()
@@ -199,10 +239,10 @@ class PlateReader:
 
     def _assign(
         self, plates: Detections, vehicles: Detections, t: float
-    ) -> tuple[list[tuple[str, int]], list[tuple[float, float, float, float] | None]]:
+    ) -> tuple[list[tuple[str, int]], list[Box | None]]:
         """The pass key of each plate: its vehicle's track, its own track, or an IoU track kept here."""
         keys: list[tuple[str, int]] = []
-        vboxes: list[tuple[float, float, float, float] | None] = []
+        vboxes: list[Box | None] = []
         centres = (plates.xyxy[:, :2] + plates.xyxy[:, 2:]) / 2
         for i in range(len(plates)):
             cx, cy = centres[i]
@@ -239,64 +279,33 @@ class PlateReader:
         self._plate_tracks[best_id] = (box.copy(), t)
         return best_id
 
-    def _emit(self, p: _Pass) -> list[PlateReadOut]:
+    def _emit(self, p: _Pass) -> list[PlatePass]:
         if p.emitted:
             return []
         result = p.vote.result(self.cfg.top_k)
         p.emitted = True
         if result is None:
             return []
-        return [self._event(p, result)]
+        return [self._result(p, result)]
 
-    def _event(self, p: _Pass, r: VoteResult) -> PlateReadOut:
-        event_id = new_event_id()
+    def _result(self, p: _Pass, r: VoteResult) -> PlatePass:
         frame = p.best_frame
-        observed_at = frame.captured_at if frame is not None else p.last_at
-        jpeg: bytes | None = None
-        ref: SnapshotRef | None = None
-        if frame is not None and self.cfg.snapshot_store is not None:
-            jpeg = self._snapshot(frame.image, r.best, p.best_vehicle_box)
-            ref = SnapshotRef(
-                store=self.cfg.snapshot_store,
-                bucket=self.cfg.snapshot_bucket,
-                key=f"{self.camera_id}/{observed_at:%Y/%m/%d}/{event_id}.jpg",
-                sha256=hashlib.sha256(jpeg).hexdigest(),
-                size=len(jpeg),
-            )
-        event = PlateRead(
-            event_id=event_id,
+        return PlatePass(
             camera_id=self.camera_id,
-            observed_at=observed_at,
-            first_seen_at=p.first_at,
-            last_seen_at=p.last_at,
             plate=r.plate,
             raw_text=r.best.read.text[:64],
             format_id=r.format_id,
             country=r.country,
             confidence=round(r.confidence, 4),
             is_candidate=r.confidence < self.cfg.candidate_below,
-            candidates=[PlateCandidate(plate=c, score=min(1.0, s)) for c, s in r.candidates],
+            candidates=tuple((c, min(1.0, s)) for c, s in r.candidates),
             reads=r.reads,
             track_id=p.key[1] if p.key[0] in ("v", "p") else None,
-            vehicle_box=list(p.best_vehicle_box) if p.best_vehicle_box else None,
-            plate_box=[round(v, 1) for v in r.best.plate_xyxy],
-            snapshot=ref,
-            model_versions=self.model_versions,
-            worker_id=self.worker_id,
+            first_seen_at=p.first_at,
+            last_seen_at=p.last_at,
+            observed_at=frame.captured_at if frame is not None else p.last_at,
+            vehicle_box=p.best_vehicle_box,
+            plate_box=tuple(round(v, 1) for v in r.best.plate_xyxy),  # type: ignore[arg-type]
+            best=r.best,
+            frame=frame,
         )
-        return PlateReadOut(event, jpeg)
-
-    def _snapshot(self, image: U8, obs: PlateObservation, vehicle: tuple[float, float, float, float] | None) -> bytes:
-        """The frame with the plate (and its vehicle) boxed, as JPEG."""
-        img = image.copy()
-        if vehicle is not None:
-            x1, y1, x2, y2 = (int(v) for v in vehicle)
-            cv2.rectangle(img, (x1, y1), (x2, y2), (255, 160, 0), 2)
-        x1, y1, x2, y2 = (int(v) for v in obs.plate_xyxy)
-        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 220, 255), 2)
-        text = obs.best.text if obs.best is not None else obs.read.text
-        cv2.putText(img, text, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 220, 255), 2, cv2.LINE_AA)
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.snapshot_quality])
-        if not ok:
-            raise ValueError("snapshot JPEG encoding failed")
-        return buf.tobytes()

@@ -219,6 +219,7 @@ class WorkerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._cameras()
         yield from self._schedulers()
+        yield from self._stages()
         yield from self._outbox()
         yield from self._assignment()
 
@@ -302,6 +303,25 @@ class WorkerCollector(Collector):
             batches.add_metric([model], buckets, sum_value=float(sum(size * c for size, c in sizes.items())))
         loaded.add_metric([], len(self.worker.models_loaded()))
         yield from (analysed, dropped, failed, queue, batches, loaded)
+
+    def _stages(self) -> Iterable[Metric]:
+        """The stages after inference (worker/pipeline.py): drops per stage and camera, queue depths."""
+        pipeline_stats = getattr(self.worker, "pipeline_stats", None)
+        dropped = CounterMetricFamily(
+            "kuzet_stage_dropped",
+            "Items dropped by a full stage queue (batcher: newest frame wins; plate: oldest frame), per camera",
+            labels=["stage", "camera"],
+        )
+        depth = GaugeMetricFamily("kuzet_stage_queue_depth", "Items waiting in a stage's queue", labels=["stage"])
+        for model, s in sorted(self.worker.scheduler_stats().items()):
+            for cid, n in sorted((getattr(s, "dropped_by_camera", None) or {}).items()):
+                dropped.add_metric([f"inference:{model}", cid], n)
+        if pipeline_stats is not None:
+            for name, q in sorted(pipeline_stats().queues.items()):
+                depth.add_metric([name], q.depth)
+                for cid, n in sorted(q.dropped_by_camera.items()):
+                    dropped.add_metric([name, cid], n)
+        yield from (dropped, depth)
 
     def _outbox(self) -> Iterable[Metric]:
         if self.spool_stats is not None:

@@ -1,9 +1,8 @@
-"""The worker: cameras -> batched detection -> rules -> durable outbox -> bus, in one process.
+"""The worker: cameras -> staged pipeline -> durable outbox -> bus, in one process.
 
-Threads, not processes: one decode thread per camera (PyAV releases the GIL
-while decoding), one batch thread per model (onnxruntime releases it while
-inferring) and one relay thread. Frames are numpy arrays passed by reference
-between them, never copied or pickled.
+The stages and the queues between them (decode, inference per model,
+analysis, plate reading, sink) are declared in :mod:`worker.pipeline`; this
+module runs cameras, loads models and wires the sink to the spool and relay.
 
 Nothing is lost between stages that matter: an incident is appended to the
 fsynced spool before anything else sees it; the relay uploads its snapshot
@@ -13,7 +12,6 @@ under overload (newest frame wins per camera) and every drop is counted.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -23,11 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.config import CameraConfig, KuzetConfig
-from core.detections import Detections
 from core.frame import Frame
 from core.labels import Label
 from core.redact import redact_url
-from detectors.batcher import BatchScheduler
 from detectors.registry import Detector, load_detector
 from event_bus.events import CameraStatus, Incident, PlateRead
 from event_bus.interfaces import OutRecord, Publisher
@@ -35,13 +31,18 @@ from event_bus.relay import Relay
 from event_bus.spool import Spool
 from event_bus.topics import CAMERA_STATUS, INCIDENTS
 from ingest.camera import CameraRunner, StatusChange
+from plate_reader.pipeline import PlateOcr
+from plate_reader.reader import PlateReader, PlateReaderConfig
 from storage.manifests import evidence_upload_hook
 from storage.retention import install_retention
 from storage.snapshots import SnapshotStore
-from worker.camera_pipeline import Outgoing, RuleContext, RuleSet
+from worker.analysis import AnalysisSettings, CameraAnalysis
 from worker.clips import ClipRecorder
+from worker.events import EventBuilder, Outgoing
 from worker.factories import make_publisher, make_snapshot_store
 from worker.outbox import OutboxGuard
+from worker.pipeline import Pipeline, PipelineStats
+from worker.plate_stage import PlateStage
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,6 @@ class CameraHealth:
 class _Camera:
     config: CameraConfig
     runner: CameraRunner
-    rulesets: dict[str, RuleSet]
 
 
 class Worker:
@@ -105,15 +105,7 @@ class Worker:
         self.outbox = OutboxGuard(self.spool)
         upload = evidence_upload_hook(self._store, self._source_of)  # artifact, then its chained manifest
         self.relay = Relay(self.spool, self._publisher, before_publish=upload)
-        self._rule_context = RuleContext(
-            rules=cfg.rules,
-            tracking=cfg.tracking,
-            plates=cfg.plates,
-            worker_id=self.worker_id,
-            store_kind=self._store.kind,
-            store_bucket=self._store.bucket,
-            snapshot_ref=self._store.ref_for,
-        )
+        self._analysis_settings = AnalysisSettings(rules=cfg.rules, tracking=cfg.tracking)
         self.clips: ClipRecorder | None = None
         if cfg.evidence.clips:
             clip_dir = cfg.bus.spool_path.parent / "clips"
@@ -121,7 +113,13 @@ class Worker:
                 cfg.evidence, clip_dir, self._spool_clip, store_kind=self._store.kind, bucket=self._store.bucket
             )
         self._detectors: dict[str, Detector] = {}
-        self._schedulers: dict[str, BatchScheduler] = {}
+        self._pipeline = Pipeline(
+            cfg.batch,
+            PlateStage(self._plate_ocr, self._plate_reader),
+            EventBuilder(self.worker_id, self._store.ref_for),
+            self._emit,
+            on_inferred=self._analysed,
+        )
         self._started = False
         self._stopped = False
         self._flushed = False
@@ -133,7 +131,7 @@ class Worker:
         starts: :class:`detectors.errors.ModelMissingError` names the file), then start the cameras."""
         cameras = [c for c in self.cfg.cameras if c.enabled]
         for name in sorted({d for c in cameras for d in c.detectors}):
-            self._scheduler(name)
+            self._model(name)
         self.relay.start()
         install_retention(self._store, self.cfg.evidence.retention_days)
         if self.clips is not None:
@@ -154,8 +152,7 @@ class Worker:
         self._stopped = True
         for camera_id in list(self._cameras):
             self.remove_camera(camera_id)
-        for scheduler in self._schedulers.values():
-            scheduler.stop()
+        self._pipeline.stop()
         if self.clips is not None and self._started:
             self.clips.stop(flush_timeout_s)
         if self._started:
@@ -177,13 +174,14 @@ class Worker:
         with self._lock:
             if camera.id in self._cameras:
                 raise ValueError(f"camera {camera.id} is already running on this worker")
-            rulesets = {name: self._ruleset(camera, name) for name in camera.detectors}
+            analyses = {name: self._analysis(camera, name) for name in camera.detectors}
             masks = [m.polygon for m in camera.privacy_masks]
             tap = self.clips.tap(camera.id, masks) if self.clips is not None else None
             runner = CameraRunner(
                 camera, self.cfg.ingest, on_frame=self._on_frame, on_status=self._status_changed, packet_tap=tap
             )
-            self._cameras[camera.id] = _Camera(camera, runner, rulesets)
+            self._cameras[camera.id] = _Camera(camera, runner)
+            self._pipeline.add_camera(camera.id, analyses, realtime=camera.realtime)
         runner.start()
 
     def remove_camera(self, camera_id: str) -> None:
@@ -194,10 +192,8 @@ class Worker:
         if cam is None:
             return
         cam.runner.stop()
-        now = datetime.now(UTC)
-        for ruleset in cam.rulesets.values():
-            for out in ruleset.close(now):
-                self._emit(out)
+        if not self._pipeline.remove_camera(camera_id, datetime.now(UTC)):
+            log.warning("camera %s: its last events were not written in time; they follow", camera_id)
         if self.clips is not None:
             self.clips.remove(camera_id)
 
@@ -213,11 +209,11 @@ class Worker:
     def load_models(self, names: list[str] | None = None) -> list[str]:
         """Load models (all configured ones by default) before any camera needs them; readiness waits on this."""
         for name in names if names is not None else [m.name for m in self.cfg.models]:
-            self._scheduler(name)
+            self._model(name)
         return self.models_loaded()
 
     def models_loaded(self) -> list[str]:
-        return sorted(self._schedulers)
+        return self._pipeline.models()
 
     def camera_health(self) -> dict[str, CameraHealth]:
         """Per running camera: state as last reported and first / last analysed-frame times (cheap, lock-light)."""
@@ -242,8 +238,8 @@ class Worker:
             return sorted(self._cameras)
 
     def drain(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every frame handed to a batcher has been analysed (end of a file run)."""
-        return all(s.wait_idle(timeout_s) for s in self._schedulers.values())
+        """Wait until every frame handed to a batcher has gone through every stage (end of a file run)."""
+        return self._pipeline.wait_idle(timeout_s)
 
     def camera_running(self, camera_id: str) -> bool:
         """False once a camera has stopped by itself (a file source that reached its end) or was removed."""
@@ -256,28 +252,41 @@ class Worker:
             return {cid: cam.runner.stats() for cid, cam in self._cameras.items()}
 
     def scheduler_stats(self) -> dict[str, Any]:
-        return {name: s.stats() for name, s in self._schedulers.items()}
+        return dict(self._pipeline.scheduler_stats())
 
-    def _ruleset(self, camera: CameraConfig, model_name: str) -> RuleSet:
-        self._scheduler(model_name)  # loads the model on first use, so its version is known
+    def pipeline_stats(self) -> PipelineStats:
+        """Queue depths, drops per camera and counters of the stages after inference."""
+        return self._pipeline.stats()
+
+    def _analysis(self, camera: CameraConfig, model_name: str) -> CameraAnalysis:
+        self._model(model_name)  # loads the model on first use, so its version is known
         labels = {Label.parse(v) for v in self.cfg.model(model_name).labels.values()}
-        return RuleSet(camera, model_name, self._detectors[model_name].version, labels, self._rule_context)
+        version = self._detectors[model_name].version
+        return CameraAnalysis(camera, model_name, version, labels, self._analysis_settings)
 
-    def _scheduler(self, model_name: str) -> BatchScheduler:
-        if model_name not in self._schedulers:
-            detector = load_detector(self.cfg.model(model_name), self.cfg.model_cache.expanduser())
-            if self._detector_hook is not None:
-                detector = self._detector_hook(model_name, detector)
-            self._detectors[model_name] = detector
-            scheduler = BatchScheduler(
-                detector,
-                max_batch=self.cfg.batch.max_batch,
-                max_wait_s=self.cfg.batch.max_wait_ms / 1000.0,
-                on_result=functools.partial(self._on_result, model_name),
-            )
-            scheduler.start()
-            self._schedulers[model_name] = scheduler
-        return self._schedulers[model_name]
+    def _model(self, model_name: str) -> None:
+        if self._pipeline.has_model(model_name):
+            return
+        detector = load_detector(self.cfg.model(model_name), self.cfg.model_cache.expanduser())
+        if self._detector_hook is not None:
+            detector = self._detector_hook(model_name, detector)
+        self._detectors[model_name] = detector
+        self._pipeline.add_model(model_name, detector)
+
+    def _plate_ocr(self) -> PlateOcr:
+        from plate_reader.ocr import create_recognizer
+
+        return PlateOcr(create_recognizer(self.cfg.plates.ocr_backend))
+
+    def _plate_reader(self, camera_id: str, model: str, versions: dict[str, str], ocr: PlateOcr) -> PlateReader:
+        p = self.cfg.plates
+        config = PlateReaderConfig(
+            ocr_backend=p.ocr_backend,
+            candidate_below=p.candidate_below,
+            min_read_confidence=p.min_read_confidence,
+            end_after_s=p.end_after_s,
+        )
+        return PlateReader(camera_id, config, ocr=ocr, worker_id=self.worker_id, model_versions=versions)
 
     # -- data path ---------------------------------------------------------------------------------------------
 
@@ -286,21 +295,16 @@ class Worker:
         if cam is None:
             return
         # A file replayed faster than real time wants every frame: hold its decoder back rather than drop.
-        offline = not cam.config.realtime
-        for model_name in cam.config.detectors:
-            self._schedulers[model_name].submit(frame, wait=offline)
+        self._pipeline.submit(frame, cam.config.detectors, wait=not cam.config.realtime)
 
-    def _on_result(self, model_name: str, frame: Frame, detections: Detections) -> None:
-        cam = self._cameras.get(frame.camera_id)
-        if cam is None:  # removed while its frame was in a batch
-            return
+    def _analysed(self, camera_id: str) -> None:
+        """A frame of this camera came out of inference (health: first / last analysed times)."""
         now = time.time()
-        self._last_result_at[frame.camera_id] = now
-        self._first_result_at.setdefault(frame.camera_id, now)
-        for out in cam.rulesets[model_name].process(frame, detections):
-            self._emit(out)
+        self._last_result_at[camera_id] = now
+        self._first_result_at.setdefault(camera_id, now)
 
     def _emit(self, out: Outgoing) -> None:
+        """The sink's write: spool append (fsynced), then the relay and the observers."""
         event = out.event
         record = OutRecord(out.topic, event.camera_id, event.model_dump_json().encode())
         blob_key = event.snapshot.key if (out.snapshot_jpeg is not None and event.snapshot) else None

@@ -26,6 +26,7 @@ import onnxruntime as ort
 from core.config import ModelConfig
 from core.detections import Detections
 from detectors.classmap import ClassMap
+from detectors.device import Device, require_providers
 from detectors.errors import DetectorError
 from detectors.manifest import InputSpec
 from detectors.model_cache import resolve_model
@@ -47,18 +48,6 @@ def _session_options(threads: int) -> ort.SessionOptions:
     return so
 
 
-def _providers(device: str) -> list[str]:
-    available = ort.get_available_providers()
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise DetectorError(
-                "device 'cuda' requested but this onnxruntime has no CUDAExecutionProvider "
-                f"(available: {available}); install onnxruntime-gpu or set device: cpu"
-            )
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
 def _names_from_metadata(session: ort.InferenceSession) -> dict[int, str] | None:
     """Class names an ultralytics export stores in the ONNX metadata (operator models not in the manifest)."""
     raw = session.get_modelmeta().custom_metadata_map.get("names")
@@ -77,7 +66,11 @@ def _names_from_metadata(session: ort.InferenceSession) -> dict[int, str] | None
 
 
 class OnnxDetector:
-    """A :class:`detectors.Detector` running an ONNX model with onnxruntime."""
+    """A :class:`detectors.Detector` running an ONNX model with onnxruntime on the CPU.
+
+    The GPU variant (:mod:`detectors.backends.onnxruntime_gpu_backend`) replaces the session's
+    providers and the pre-processing step and keeps the post-processing here.
+    """
 
     def __init__(
         self,
@@ -92,9 +85,7 @@ class OnnxDetector:
         self.version = version
         self.cfg = cfg
         self.head = head
-        self.session = ort.InferenceSession(
-            str(path), sess_options=_session_options(cfg.threads), providers=_providers(cfg.device)
-        )
+        self.session = self._session(path)
         self.input_name = self.session.get_inputs()[0].name
         names = class_names or _names_from_metadata(self.session)
         if not names:
@@ -104,11 +95,24 @@ class OnnxDetector:
             cfg.input_size, spec.resize, spec.layout, spec.dtype, spec.color, spec.resample, spec.rect_stride
         )
 
+    def _session(self, path: Path) -> ort.InferenceSession:
+        return ort.InferenceSession(
+            str(path), sess_options=_session_options(self.cfg.threads), providers=["CPUExecutionProvider"]
+        )
+
+    def _infer(self, images: Sequence[npt.NDArray[np.uint8]]) -> tuple[list[Any], list[Transform]]:
+        """Pre-processing and the model call: raw outputs and the per-frame transforms."""
+        batch, transforms = self.pre(images)
+        return self.session.run(None, {self.input_name: batch}), transforms
+
     def detect(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
         if len(images) == 0:
             return []
-        batch, transforms = self.pre(images)
-        outputs = self.session.run(None, {self.input_name: batch})
+        outputs, transforms = self._infer(images)
+        return self._decode(outputs, transforms)
+
+    def _decode(self, outputs: list[Any], transforms: list[Transform]) -> list[Detections]:
+        """Post-processing of raw outputs into per-frame detections in frame pixels."""
         if self.head == "ssd":
             return self._ssd(outputs, transforms)
         return self._yolov8(outputs[0], transforms)
@@ -157,7 +161,13 @@ class OnnxDetector:
 
 
 def create(model_cfg: ModelConfig, cache_dir: Path) -> OnnxDetector:
-    """Backend entry point used by :func:`detectors.load_detector`."""
+    """Backend entry point used by :func:`detectors.load_detector`; ``device: cuda[:N]`` loads the GPU module."""
+    device = Device.parse(model_cfg.device)
+    if device.is_cuda:
+        require_providers(device, model_cfg.name, ort.get_available_providers())  # fail before resolving files
+        from detectors.backends import onnxruntime_gpu_backend
+
+        return onnxruntime_gpu_backend.create(model_cfg, cache_dir)
     resolved = resolve_model(model_cfg, cache_dir, "onnx")
     entry = resolved.entry
     if entry is not None:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from core.config import ModelConfig
 from core.detections import Detections
 from detectors.classmap import ClassMap
+from detectors.device import Device, DeviceUnavailableError
 from detectors.model_cache import resolve_model
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,13 @@ class UltralyticsDetector:
         self.name = cfg.name
         self.version = version
         self.cfg = cfg
-        self.device = "cuda:0" if cfg.device == "cuda" else "cpu"
+        device = Device.parse(cfg.device)
+        if device.is_cuda and not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"model {cfg.name!r} is configured for device {device} but torch sees no CUDA GPU; "
+                "install a CUDA build of torch on a machine with an NVIDIA driver, or set device: cpu"
+            )
+        self.device = str(device)
         yolo = _import_yolo()
         self.model = yolo(str(path), task="detect")
         names = class_names or {int(k): str(v) for k, v in self.model.names.items()}

@@ -7,6 +7,7 @@ The plate detector is built into the model cache from the installed
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,8 @@ from event_bus.schemas import validate
 from plate_reader import PLATE_MODEL_ID, PlateOcr, PlateReader, PlateReaderConfig, plate_model_config
 from plate_reader.ocr import create_recognizer
 from plate_reader.synthetic import PlateSpec, backgrounds, place_plate, random_plate, render_plate
+from storage.local_store import LocalSnapshotStore
+from worker.events import EventBuilder, PlateDraft
 
 pytestmark = pytest.mark.slow
 
@@ -96,16 +99,16 @@ def test_easyocr_loads_offline_and_reads_a_plate(monkeypatch: pytest.MonkeyPatch
     assert obs[0].best.text == spec.text
 
 
-def test_voting_over_a_rendered_pass_gives_one_plate_read(plate_detector: Detector, rapid_ocr: PlateOcr) -> None:
+def test_voting_over_a_rendered_pass_gives_one_plate_read(
+    plate_detector: Detector, rapid_ocr: PlateOcr, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(21)
     spec = PlateSpec("482KMT02", "kz", "kz-2012")
     plate = render_plate(spec, "liberation-sans-narrow-bold", rng)
     background = backgrounds(max_video_frames=2)[-1]
     t0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
-    reader = PlateReader(
-        "cam-plates", PlateReaderConfig(end_after_s=0.6, snapshot_store="local"), ocr=rapid_ocr,
-        plate_detector=plate_detector, worker_id="test",
-    )  # fmt: skip
+    config = PlateReaderConfig(end_after_s=0.6)
+    reader = PlateReader("cam-plates", config, ocr=rapid_ocr, plate_detector=plate_detector, worker_id="test")
     events = []
     n = 8
     for i in range(n + 5):  # the car drives left to right, then the road is empty
@@ -118,11 +121,18 @@ def test_voting_over_a_rendered_pass_gives_one_plate_read(plate_detector: Detect
         events += reader.process(frame, Detections.empty())
     events += reader.close()
     assert len(events) == 1
-    ev = events[0].event
-    assert ev.plate == spec.text and ev.format_id == "kz-2012" and ev.country == "KZ"
-    assert ev.reads >= n - 2 and not ev.is_candidate
-    assert ev.candidates[0].plate == spec.text
-    assert ev.snapshot is not None and events[0].snapshot_jpeg is not None
+    result = events[0]
+    assert result.plate == spec.text and result.format_id == "kz-2012" and result.country == "KZ"
+    assert result.reads >= n - 2 and not result.is_candidate
+    assert result.candidates[0][0] == spec.text
+    assert result.frame is not None  # the best read's frame, for the snapshot
+    # the worker's one event builder turns the domain result into the published event and its snapshot ref
+    store = LocalSnapshotStore(tmp_path)
+    out = EventBuilder("test", store.ref_for).build(PlateDraft(result, reader.model_versions))
+    ev = out.event
+    assert ev.plate == spec.text and ev.snapshot is not None and out.snapshot_jpeg is not None
+    assert ev.snapshot.sha256 == hashlib.sha256(out.snapshot_jpeg).hexdigest()
+    assert ev.snapshot.key.startswith("cam-plates/2026/03/01/")
     assert ev.model_versions["plate"].startswith(PLATE_MODEL_ID)
     validate("plate-read", ev.model_dump(mode="json"))
 

@@ -84,6 +84,28 @@ def test_oldest_pending_camera_goes_first_across_batches() -> None:
     assert [f.camera_id for f in bf.take(clock.monotonic())] == ["c", "a"]
 
 
+def test_batch_holding_every_known_camera_goes_without_waiting() -> None:
+    """One camera has at most one frame pending: once every camera feeding the model is in, waiting is useless."""
+    clock = FakeClock()
+    bf = BatchFormer(max_batch=16, max_wait_s=10)
+    for cam in "ab":
+        bf.add_source(cam)
+    bf.offer(frame("a"), clock.monotonic())
+    assert bf.take(clock.monotonic()) == []  # b may still come
+    bf.offer(frame("b"), clock.monotonic())
+    assert [f.camera_id for f in bf.take(clock.monotonic())] == ["a", "b"]
+    bf.remove_source("b")  # b stopped: a alone makes a full batch now
+    bf.offer(frame("a", 1), clock.monotonic())
+    assert [f.seq for f in bf.take(clock.monotonic())] == [1]
+
+
+def test_single_camera_at_a_large_batch_is_not_held_for_max_wait() -> None:
+    bf = BatchFormer(max_batch=8, max_wait_s=10)
+    bf.add_source("a")
+    bf.offer(frame("a"), 0.0)
+    assert bf.full() and [f.camera_id for f in bf.take(0.0)] == ["a"]
+
+
 def test_force_take_and_validation() -> None:
     bf = BatchFormer(max_batch=4, max_wait_s=100)
     bf.offer(frame("a"), 0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +13,12 @@ from core.detections import Detections
 from core.frame import Frame
 from core.labels import Label
 from event_bus.schemas import validate
-from plate_reader import PlateOcr, PlateReader, PlateReaderConfig, TrackVote
+from plate_reader import PlateOcr, PlatePass, PlateReader, PlateReaderConfig, TrackVote
 from plate_reader.formats import FormatBook
 from plate_reader.ocr import OcrRead
 from plate_reader.pipeline import PlateObservation
+from storage.local_store import LocalSnapshotStore
+from worker.events import EventBuilder, Outgoing, PlateDraft
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -110,6 +113,11 @@ def reader(texts: Sequence[str | tuple[str, float]], **cfg: object) -> PlateRead
     return PlateReader("cam-1", PlateReaderConfig(**cfg), ocr=ocr, worker_id="w1")  # type: ignore[arg-type]
 
 
+def event(result: PlatePass, store: LocalSnapshotStore | None = None) -> Outgoing:
+    """The worker's one event builder turns the reader's domain result into the published event."""
+    return EventBuilder("w1", store.ref_for if store is not None else None).build(PlateDraft(result))
+
+
 def test_one_read_per_pass_of_an_untracked_plate() -> None:
     pr = reader(["123ABC02", "123A8C02", "I23ABC02", "123ABC02", "123ABC02"], end_after_s=1.0)
     out = []
@@ -119,7 +127,7 @@ def test_one_read_per_pass_of_an_untracked_plate() -> None:
     for i in range(5, 12):  # gone: the pass ends after end_after_s of stream time
         out += pr.process(frame(i), Detections.empty())
     assert len(out) == 1
-    ev = out[0].event
+    ev = event(out[0]).event
     assert ev.plate == "123ABC02" and ev.reads == 5 and not ev.is_candidate
     assert ev.first_seen_at == T0 and ev.last_seen_at == T0 + timedelta(seconds=0.8)
     assert ev.track_id is None and ev.snapshot is None
@@ -127,14 +135,15 @@ def test_one_read_per_pass_of_an_untracked_plate() -> None:
     assert pr.open_passes == 0
 
 
-def test_vehicle_track_groups_reads_and_snapshot_is_referenced() -> None:
-    pr = reader(["A123BC77"] * 3, snapshot_store="local", end_after_s=0.5)
+def test_vehicle_track_groups_reads_and_snapshot_is_referenced(tmp_path: Path) -> None:
+    pr = reader(["A123BC77"] * 3, end_after_s=0.5)
     out = []
     for i in range(3):  # plate boxes jump (no IoU overlap) but stay inside vehicle track 7
         out += pr.process(frame(i), plates_at(20 + 100 * i, vehicle=7))
     out += pr.close()
     assert len(out) == 1
-    ev, jpeg = out[0].event, out[0].snapshot_jpeg
+    built = event(out[0], LocalSnapshotStore(tmp_path))
+    ev, jpeg = built.event, built.snapshot_jpeg
     assert ev.track_id == 7 and ev.vehicle_box is not None and ev.country == "RU"
     assert jpeg is not None and ev.snapshot is not None and ev.snapshot.size == len(jpeg)
     assert ev.snapshot.key.startswith("cam-1/2026/03/01/") and ev.snapshot.key.endswith(f"{ev.event_id}.jpg")
@@ -146,7 +155,7 @@ def test_early_emit_after_n_reads_and_never_twice() -> None:
     out = []
     for i in range(8):
         out += pr.process(frame(i), plates_at(60, tracker_id=4))
-    assert len(out) == 1 and out[0].event.reads == 3 and out[0].event.track_id == 4
+    assert len(out) == 1 and out[0].reads == 3 and out[0].track_id == 4
     out += pr.close()
     assert len(out) == 1
 
@@ -154,7 +163,7 @@ def test_early_emit_after_n_reads_and_never_twice() -> None:
 def test_weak_reads_are_marked_candidate() -> None:
     pr = reader([("123ABC02", 0.5)], candidate_below=0.6)
     out = pr.process(frame(0), plates_at(60, tracker_id=1)) + pr.close()
-    assert len(out) == 1 and out[0].event.is_candidate
+    assert len(out) == 1 and out[0].is_candidate and event(out[0]).event.is_candidate
 
 
 def test_two_vehicles_two_reads() -> None:
@@ -164,7 +173,7 @@ def test_two_vehicles_two_reads() -> None:
         dets = Detections.merge([plates_at(20, tracker_id=1), plates_at(200, tracker_id=2)])
         out += pr.process(frame(i), dets)
     out += pr.close()
-    assert sorted(o.event.plate for o in out) == ["123ABC02", "A123BC77"]
+    assert sorted(o.plate for o in out) == ["123ABC02", "A123BC77"]
 
 
 @pytest.mark.parametrize("bad", [{"candidate_below": 2.0}, {"colour": "red"}])

@@ -1,0 +1,119 @@
+"""Per-camera analysis after the detector: tracking, rules and zones, and what they hand on.
+
+Each (camera, model) pair has one :class:`CameraAnalysis`; the pipeline's
+analysis stage is its only caller, so it needs no lock. Person models feed a
+tracker and the zone rules; fire/smoke models feed the N-of-M rules. Out
+come incident drafts (built into events by the sink, :mod:`worker.events`)
+and, for plate models, the frame with its detections for the plate stage:
+OCR is slow and batched across cameras, so it does not run here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.config import CameraConfig, RulesConfig, TrackingConfig
+from core.detections import Detections
+from core.frame import Frame
+from core.labels import Label
+from detectors.tracking import CameraTracker
+from worker.events import IncidentDraft
+from worker.rules import FireRule, IncidentChange, PersonZoneRule
+from worker.zones import PixelZone, scale_zones
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """What every camera's analysis shares."""
+
+    rules: RulesConfig
+    tracking: TrackingConfig
+
+
+@dataclass(frozen=True)
+class PlateWork:
+    """A frame of a plate model with its detections and stream time, for the plate stage."""
+
+    frame: Frame
+    detections: Detections
+    t: float
+
+
+@dataclass
+class AnalysisOut:
+    incidents: list[IncidentDraft] = field(default_factory=list)
+    plate: PlateWork | None = None
+
+
+class CameraAnalysis:
+    """Tracking, zone and fire rules for one camera and one model; plate frames are passed on."""
+
+    def __init__(
+        self, camera: CameraConfig, model_name: str, model_version: str, labels: set[Label], settings: AnalysisSettings
+    ) -> None:
+        self.camera = camera
+        self.model_versions = {model_name: model_version}
+        self._rules_cfg = settings.rules
+        self._tracking_cfg = settings.tracking
+        self._tracks_people = Label.PERSON in labels
+        self._fire_rules = [FireRule(lbl, settings.rules) for lbl in (Label.FIRE, Label.SMOKE) if lbl in labels]
+        self.reads_plates = Label.LICENSE_PLATE in labels
+        self._zones: list[PixelZone] | None = None
+        self._person_rule: PersonZoneRule | None = None
+        self._tracker: CameraTracker | None = None
+        self._size: tuple[int, int] | None = None
+        self._t_offset = 0.0
+        self._last_t = float("-inf")
+
+    def _stream_time(self, frame: Frame) -> float:
+        """Stream seconds, kept monotonic across reconnects and file loops (pts restarts at 0 there)."""
+        t = frame.pts_s + self._t_offset
+        if t < self._last_t:
+            self._t_offset += self._last_t - t + 1.0 / self.camera.analysis_fps
+            t = frame.pts_s + self._t_offset
+        self._last_t = t
+        return t
+
+    def _ensure_geometry(self, frame: Frame) -> None:
+        size = (frame.width, frame.height)
+        if self._size == size:
+            return
+        self._size = size
+        self._zones = scale_zones(self.camera.zones, *size)
+        if self._tracks_people:
+            self._person_rule = PersonZoneRule(self._zones, self._rules_cfg)
+            self._tracker = CameraTracker(self._tracking_cfg, frame_rate=self.camera.analysis_fps)
+
+    def process(self, frame: Frame, detections: Detections) -> AnalysisOut:
+        self._ensure_geometry(frame)
+        t = self._stream_time(frame)
+        changes: list[IncidentChange] = []
+        if self._person_rule is not None and self._tracker is not None:
+            people = self._tracker.update(detections[detections.class_id == int(Label.PERSON)])
+            changes += self._person_rule.update(t, frame.captured_at, people)
+        for rule in self._fire_rules:
+            changes += rule.update(t, frame.captured_at, detections)
+        out = AnalysisOut([self._draft(change, frame) for change in changes])
+        if self.reads_plates:
+            out.plate = PlateWork(frame, detections, t)
+        return out
+
+    def close(self, at: datetime) -> list[IncidentDraft]:
+        """End every open incident (camera stopped, removed or moved to another worker)."""
+        changes: list[IncidentChange] = []
+        if self._person_rule is not None:
+            changes += self._person_rule.close(at)
+        for rule in self._fire_rules:
+            changes += rule.close(at)
+        return [self._draft(c, None) for c in changes]
+
+    def _draft(self, change: IncidentChange, frame: Frame | None) -> IncidentDraft:
+        zone = next((z for z in self._zones or [] if z.name == change.zone), None)
+        return IncidentDraft(
+            camera=self.camera,
+            change=change,
+            model_versions=self.model_versions,
+            image=frame.image if frame is not None else None,
+            zone_points=zone.points if zone is not None else None,
+        )
