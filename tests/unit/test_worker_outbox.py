@@ -1,6 +1,6 @@
 """An event the outbox refuses is not only logged: the camera goes degraded, a metric counts it (#10.13).
 
-Before the fix ``Worker._emit`` let ``SpoolFull`` (or a disk-full error) escape into the batch thread,
+Before the fix ``Worker._emit`` let ``SpoolFull`` (or a disk-full error) escape into the sink thread,
 which logged it; health, metrics and alerts showed nothing.
 """
 
@@ -15,7 +15,7 @@ from uuid import uuid4
 from core.config import CameraConfig, load_config
 from event_bus import topics
 from event_bus.events import Incident
-from worker.camera_pipeline import Outgoing
+from worker.events import Outgoing
 from worker.metrics import WorkerMetrics
 from worker.runtime import Worker, _Camera
 
@@ -34,7 +34,7 @@ def _worker(tmp_path: Path) -> Worker:
     worker = Worker(cfg)
     cam = CameraConfig(id="cam-1", url=str(tmp_path / "x.mp4"))
     runner: Any = SimpleNamespace(status=None, stop=lambda: None, stats=lambda: SimpleNamespace())
-    worker._cameras["cam-1"] = _Camera(cam, runner, {})
+    worker._cameras["cam-1"] = _Camera(cam, runner)
     return worker
 
 
@@ -70,7 +70,7 @@ def test_refused_incident_degrades_the_camera_and_counts(tmp_path: Path) -> None
     worker = _worker(tmp_path)
     try:
         worker.spool.max_records = 0  # the spool is "full": every append is refused
-        worker._emit(Outgoing(topics.INCIDENTS, _incident(), None))  # must not raise into the batch thread
+        worker._emit(Outgoing(topics.INCIDENTS, _incident(), None))  # must not raise into the sink thread
         health = worker.camera_health()["cam-1"]
         assert health.state == "degraded" and "SpoolFull" in health.reason
         assert worker.outbox.refused() == {topics.INCIDENTS: 1}
