@@ -6,8 +6,8 @@ records of each kind in :mod:`benchmarks.poison_data` to the topics of the four
 consumers, runs the consumers as the services run them, and checks the DLQ:
 
 * console ingest (:class:`dispatch.feed.BusIngestor`) on ``kuzet.incidents.v1``;
-* plate indexer (:func:`storage.plates.indexer.run_forever`) and
-* watchlist matcher (:func:`storage.plates.watch.run_forever`) on ``kuzet.plates.v1``;
+* plate indexer (:func:`services.plate_indexer.run_forever`) and
+* watchlist matcher (:func:`services.watchlist_alerts.run_forever`) on ``kuzet.plates.v1``;
 * worker registry consumer (:class:`worker.assignment.CameraAssignment`, dead
   letters through the worker's spool and relay) on ``kuzet.cameras.v1``.
 

@@ -22,7 +22,7 @@ from worker.metrics import ConsumerLagTracker, LagCollector, new_registry
 
 
 class IndexerCollector(Collector):
-    """The plate indexer's counters (``storage.plates.indexer.IndexerStats``)."""
+    """The plate indexer's counters (``services.plate_indexer.IndexerStats``)."""
 
     def __init__(self, stats: Any) -> None:
         self.stats = stats

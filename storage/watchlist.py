@@ -12,7 +12,7 @@ per fuzzy entry: microseconds, well inside the one-second budget from read to
 incident. Expiry is checked at match time against the read's time, so an
 expired entry never matches even before the next reload. It knows nothing of
 Kafka: the worker can call :meth:`WatchlistMatcher.match` directly, and
-:mod:`storage.plates.watch` wraps it in a consumer of ``kuzet.plates.v1``.
+:mod:`services.watchlist_alerts` wraps it in a consumer of ``kuzet.plates.v1``.
 """
 
 from __future__ import annotations

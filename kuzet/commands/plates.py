@@ -198,7 +198,7 @@ def index_cmd(
     """Run the plate indexer (consumer group kuzet-plate-indexer on kuzet.plates.v1) until SIGTERM."""
     from event_bus import topics
     from kuzet.service_metrics import indexer_server
-    from storage.plates.indexer import GROUP, IndexerStats, run_forever
+    from services.plate_indexer import GROUP, IndexerStats, run_forever
 
     subscriber_factory, publisher = _bus(bus, bootstrap, local_path, GROUP, topics.PLATES)
     stores = open_stores(db or default_url())
@@ -226,7 +226,7 @@ def watch_cmd(
 ) -> None:
     """Run the watchlist matcher on kuzet.plates.v1, publishing watchlist_hit incidents, until SIGTERM."""
     from event_bus import topics
-    from storage.plates.watch import GROUP, run_forever
+    from services.watchlist_alerts import GROUP, run_forever
     from storage.watchlist import WatchlistMatcher
 
     subscriber_factory, publisher = _bus(bus, bootstrap, local_path, GROUP, topics.PLATES, latest=True)

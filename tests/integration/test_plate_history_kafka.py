@@ -20,9 +20,9 @@ from event_bus.events import PlateRead
 from event_bus.interfaces import OutRecord
 from event_bus.kafka_publisher import KafkaPublisher, ensure_topics
 from event_bus.kafka_subscriber import KafkaSubscriber
-from storage.plates.indexer import PlateIndexer
+from services.plate_indexer import PlateIndexer
+from services.watchlist_alerts import WatchlistConsumer
 from storage.plates.sqlite import SqliteHistoryStore
-from storage.plates.watch import WatchlistConsumer
 from storage.watchlist import WatchlistMatcher, WatchlistStore, new_entry
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

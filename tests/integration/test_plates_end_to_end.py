@@ -20,8 +20,8 @@ from event_bus.kafka_publisher import KafkaPublisher
 from event_bus.kafka_subscriber import KafkaSubscriber
 from kuzet.demo import DEMO_CLIP
 from plate_reader.synthetic import PlateSpec, available_fonts, place_plate, render_plate
+from services.plate_indexer import PlateIndexer
 from storage.plates.factory import open_stores
-from storage.plates.indexer import PlateIndexer
 from storage.plates.query import SearchMode, SearchQuery
 from storage.plates.search import Principal, search_plates
 from tests.integration.worker_support import camera, read_topic, worker_config

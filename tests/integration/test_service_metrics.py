@@ -16,8 +16,8 @@ from event_bus import topics
 from event_bus.kafka_publisher import KafkaPublisher, ensure_topics
 from event_bus.kafka_subscriber import KafkaSubscriber
 from kuzet.service_metrics import console_server, indexer_server
+from services.plate_indexer import IndexerStats, run_forever
 from storage.plates.factory import open_stores
-from storage.plates.indexer import IndexerStats, run_forever
 from tests.integration.test_plate_history_kafka import plate_read, send
 
 pytestmark = [pytest.mark.services]

@@ -12,7 +12,7 @@ import pytest
 from core.clock import FakeClock
 from event_bus import schemas, topics
 from event_bus.events import IncidentType, PlateRead
-from storage.plates.watch import derived_uuid7, incidents_for
+from services.watchlist_alerts import derived_uuid7, incidents_for
 from storage.watchlist import WatchlistError, WatchlistMatcher, WatchlistStore, new_entry
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -29,9 +29,9 @@ from event_bus.interfaces import DeliveryError, InRecord, OutRecord
 from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
 from event_bus.relay import Relay
 from event_bus.spool import Spool
-from storage.plates.indexer import PlateIndexer
+from services.plate_indexer import PlateIndexer
+from services.watchlist_alerts import WatchlistConsumer
 from storage.plates.sqlite import SqliteHistoryStore
-from storage.plates.watch import WatchlistConsumer
 from storage.watchlist import WatchlistMatcher, WatchlistStore
 from worker.registry import InvalidCameraRecord, decode_record
 
@@ -220,7 +220,7 @@ def test_outbox_parks_an_unpublishable_record_and_delivers_the_rest(tmp_path: Pa
 
 
 def test_watch_service_loop_survives_a_failing_publisher(tmp_path: Path) -> None:
-    from storage.plates.watch import run_forever
+    from services.watchlist_alerts import run_forever
 
     db = tmp_path / "bus.sqlite3"
     _produce(db, topics.PLATES, 1)

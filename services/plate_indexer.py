@@ -14,9 +14,8 @@ cannot hold) is sent to ``kuzet.dlq.v1`` with the error
 write fails, or the store fails, nothing is committed and the batch is read
 again after a back-off: records are never skipped silently.
 
-This module and :mod:`storage.plates.watch` are the bus-facing edge of
-``storage``: they import ``event_bus`` (which comes before storage in the data
-flow); nothing in ``event_bus`` imports them.
+A service, not a store: it lives in ``services`` so that ``storage`` only
+stores and knows nothing of Kafka.
 """
 
 from __future__ import annotations

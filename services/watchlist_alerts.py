@@ -1,14 +1,12 @@
 """Live watchlist alerts: plate read in, ``watchlist_hit`` incident out, well within a second.
 
-Two ways to use it, same code path:
-
-* in-process: the worker (or any producer of plate reads) calls
-  :func:`incidents_for` with each :class:`~event_bus.events.PlateRead` it
-  publishes and spools the returned incidents (zero extra hops);
-* as a service: :class:`WatchlistConsumer` reads ``kuzet.plates.v1`` in its
-  own consumer group (short poll timeout) and publishes to
-  ``kuzet.incidents.v1``, committing only after the broker acknowledged the
-  incidents.
+:class:`WatchlistConsumer` reads ``kuzet.plates.v1`` in its own consumer group
+(short poll timeout) and publishes to ``kuzet.incidents.v1``, committing only
+after the broker acknowledged the incidents (``kuzet plates watch``). The
+matching itself is :func:`incidents_for`, a pure function of a
+:class:`~event_bus.events.PlateRead` and a :class:`~storage.watchlist.WatchlistMatcher`,
+so any producer of plate reads could call it in-process; today only this
+service does.
 
 Incident ids are derived from (read, watchlist entry), so a read re-delivered
 to the consumer produces the very same event id and dispatch dedupes it. The
@@ -38,7 +36,7 @@ from event_bus import topics
 from event_bus.consume import dead_letter, decode, publish_dead_letters
 from event_bus.events import Incident, IncidentState, IncidentType, PlateRead, WatchlistMatchRef
 from event_bus.interfaces import DeliveryError, OutRecord, Publisher, Subscriber
-from storage.plates.indexer import PLATE_TOPIC_TYPES
+from services.plate_indexer import PLATE_TOPIC_TYPES
 from storage.watchlist import WatchlistMatch, WatchlistMatcher
 
 log = logging.getLogger(__name__)
