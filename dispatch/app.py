@@ -32,14 +32,9 @@ from dispatch.plates import PlateService, default_plate_service
 from dispatch.security import AuthError, BodyLimitMiddleware, LoginLimiter, SecurityHeadersMiddleware, login_url
 from dispatch.settings import ConsoleSettings
 from storage.snapshots import SnapshotStore
-from storage.workflow import (
-    ConflictError,
-    InvalidInput,
-    NotFoundError,
-    TransitionError,
-    WorkflowStore,
-    open_workflow_store,
-)
+from storage.db import NotFoundError
+from storage.incident_rules import ConflictError, InvalidInput, TransitionError
+from storage.workflow import WorkflowStore, open_workflow_store
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,9 @@ from event_bus import topics
 from event_bus.consume import EventConsumer
 from event_bus.events import CameraStatus, Incident
 from event_bus.interfaces import InRecord, Publisher, Subscriber
-from storage.workflow import CameraHealth, DetectionUpdate, IncidentRecord, WorkflowStore
+from storage.camera_health import CameraHealth
+from storage.incident_records import DetectionUpdate, IncidentRecord
+from storage.workflow import WorkflowStore
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import uvicorn
 from core.config import BusConfig, StorageConfig
 from dispatch.app import create_app
 from dispatch.settings import ConsoleSettings
-from storage.workflow import Role, WorkflowStore, open_workflow_store
+from storage.accounts import Role
+from storage.workflow import WorkflowStore, open_workflow_store
 
 DEMO_USERS = (
     ("demo-admin", Role.ADMIN),

@@ -48,7 +48,10 @@ from dispatch.security import (
     same_origin,
 )
 from storage.snapshots import SnapshotError
-from storage.workflow import Action, IncidentFilter, NotFoundError, Role, Session, WorkflowStatus
+from storage.accounts import Role, Session
+from storage.db import NotFoundError
+from storage.incident_records import IncidentFilter
+from storage.incident_rules import Action, WorkflowStatus
 
 router = APIRouter()
 

@@ -43,7 +43,9 @@ from dispatch.security import (
     login_redirect_target,
     same_origin,
 )
-from storage.workflow import NotFoundError, Role, Session, WorkflowStatus
+from storage.accounts import Role, Session
+from storage.db import NotFoundError
+from storage.incident_rules import WorkflowStatus
 
 router = APIRouter(include_in_schema=False)
 

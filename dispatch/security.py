@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage.workflow import Role, Session
+from storage.accounts import Role, Session
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,9 @@ from pydantic import ValidationError
 
 from core.config import format_validation_error
 from dispatch.settings import ConsoleSettings
-from storage.workflow import NotFoundError, Role, UserError, WorkflowStore, open_workflow_store
+from storage.accounts import Role, UserError
+from storage.db import NotFoundError
+from storage.workflow import WorkflowStore, open_workflow_store
 
 app = typer.Typer(help="The dispatch console (web UI and JSON API).", no_args_is_help=True)
 users_app = typer.Typer(help="Console users (dispatcher, investigator, admin).", no_args_is_help=True)

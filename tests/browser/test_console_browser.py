@@ -25,7 +25,7 @@ from dispatch.feed import camera_health, detection_update
 from dispatch.testing import make_incident, record_of
 from event_bus.events import CameraStatus
 from event_bus.kafka_publisher import KafkaPublisher
-from storage.workflow import Action
+from storage.incident_rules import Action
 from tests.browser.conftest import SIZES, Console, TcpProxy, jpeg_frames, make_console, shot
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

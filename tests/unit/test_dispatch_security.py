@@ -22,7 +22,8 @@ from dispatch.security import Access
 from dispatch.settings import ConsoleSettings
 from dispatch.testing import FAST_HASHER, PASSWORDS, add_standard_users, make_incident
 from event_bus.events import CameraStatus
-from storage.workflow import Role, WorkflowStore, open_workflow_store
+from storage.accounts import Role
+from storage.workflow import WorkflowStore, open_workflow_store
 
 PUBLIC_ROUTES = {("GET", "/static/{name}"), ("GET", "/login"), ("POST", "/login"), ("GET", "/api/health"),
                  ("POST", "/api/session")}  # fmt: skip

@@ -12,20 +12,11 @@ import pytest
 
 from dispatch.feed import detection_update
 from dispatch.testing import FAST_HASHER, make_incident
-from storage.workflow import (
-    Action,
-    ConflictError,
-    IncidentFilter,
-    InvalidInput,
-    NotFoundError,
-    Role,
-    TransitionError,
-    UserError,
-    WorkflowStatus,
-    WorkflowStore,
-    next_status,
-    open_workflow_store,
-)
+from storage.accounts import Role, UserError
+from storage.db import NotFoundError
+from storage.incident_records import IncidentFilter
+from storage.incident_rules import Action, ConflictError, InvalidInput, TransitionError, WorkflowStatus, next_status
+from storage.workflow import WorkflowStore, open_workflow_store
 
 S = WorkflowStatus
 A = Action

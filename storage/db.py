@@ -1,0 +1,145 @@
+"""The one small database layer under the stores: a connection, its dialect, transactions, reconnect.
+
+Why one layer: each store writes its SQL once, with ``?`` placeholders and
+portable types, and runs it on PostgreSQL at scale or on SQLite on one box.
+What differs between the two (placeholder style, how a transaction starts,
+how a lost connection comes back) is decided here and nowhere else.
+
+* :meth:`Database.tx` is one transaction under the connection's lock: SQLite
+  takes ``BEGIN IMMEDIATE`` (writers queue instead of failing half-way),
+  PostgreSQL a psycopg transaction block. Anything raised inside rolls back.
+* A PostgreSQL connection that was closed or broke (server restart, network)
+  is opened again at the start of the next transaction; the failed one was
+  rolled back and its error reached the caller, so nothing is retried behind
+  the caller's back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from core.sqlite_tx import rollback
+
+Dialect = Literal["sqlite", "postgres"]
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class NotFoundError(KeyError):
+    """No such row (incident, user) in a store."""
+
+
+def is_postgres_url(url: str | Path) -> bool:
+    return str(url).startswith(POSTGRES_SCHEMES)
+
+
+class Database:
+    """A connection to PostgreSQL (psycopg 3, autocommit outside :meth:`tx`) or SQLite (WAL), shared by stores."""
+
+    def __init__(self, url: str | Path, *, connect_timeout_s: float = 30.0) -> None:
+        self.url = str(url)
+        self.dialect: Dialect = "postgres" if is_postgres_url(self.url) else "sqlite"
+        self._timeout = connect_timeout_s
+        self._lock = threading.RLock()
+        self._conn: Any = self._connect()
+
+    def _connect(self) -> Any:
+        if self.dialect == "postgres":
+            import psycopg
+
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=int(self._timeout))
+        path = self.url.removeprefix("sqlite:///")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=self._timeout)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def q(self, sql: str) -> str:
+        """``sql`` in this dialect's placeholder style (stores write ``?``)."""
+        return sql.replace("?", "%s") if self.dialect == "postgres" else sql
+
+    @contextmanager
+    def tx(self) -> Iterator[Cursor]:
+        """One transaction under the connection's lock; rolls back on any exception."""
+        with self._lock:
+            if self.dialect == "sqlite":
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Cursor(self)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    rollback(self._conn)  # a plain ROLLBACK would hide a disk-full error behind its own
+                    raise
+                return
+            if self._conn.closed or self._conn.broken:
+                self._conn = self._connect()
+            with self._conn.transaction():
+                yield Cursor(self)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one query: a transaction of its own on PostgreSQL; on SQLite a plain read (WAL readers
+        never wait for the writer, and ``BEGIN IMMEDIATE`` would make them)."""
+        if self.dialect == "sqlite":
+            with self._lock:
+                return list(self._conn.execute(sql, params).fetchall())
+        with self.tx() as c:
+            return c.all(sql, params)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class Cursor:
+    """What a transaction hands to a store: run ``?``-style SQL on the transaction's connection."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement; returns the driver's cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
+        return self._db._conn.execute(self._db.q(sql), params)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self.execute(sql, params).fetchall())
+
+    def script(self, ddl: str) -> None:
+        """Run ``;``-separated DDL statements (no placeholders) one by one."""
+        for stmt in ddl.split(";"):
+            if stmt.strip():
+                self._db._conn.execute(stmt)
+
+
+class Store:
+    """Base of the stores that share one :class:`Database`: each subclass adds its tables in :meth:`_migrate`
+    (calling ``super()._migrate`` first), so a class that combines several stores creates all their tables."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+        with db.tx() as c:
+            self._migrate(c)
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._db.dialect
+
+    def _migrate(self, c: Cursor) -> None:
+        """Create this store's tables and indexes (idempotent)."""
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,140 @@
+"""Incident records: what detection says (:class:`DetectionUpdate`), what the store holds
+(:class:`IncidentRecord`, :class:`ActionRecord`) and how a list is filtered (:class:`IncidentFilter`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage.accounts import Role
+from storage.incident_rules import Action, WorkflowStatus
+
+__all__ = ["ActionRecord", "DetectionUpdate", "IncidentFilter", "IncidentRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionUpdate:
+    """What the detection side says about an incident (one event of its start / update / end)."""
+
+    event_id: str
+    incident_id: str
+    type: str
+    state: str  # start / update / end
+    seq: int
+    camera_id: str
+    camera_name: str
+    location: str
+    zone: str | None
+    severity: str
+    started_at_ms: int
+    observed_at_ms: int
+    ended_at_ms: int | None
+    confidence: float
+    snapshot: dict[str, Any] | None
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    incident_id: str
+    type: str
+    severity: str
+    camera_id: str
+    camera_name: str
+    location: str
+    zone: str | None
+    detection_state: str
+    seq: int
+    started_at_ms: int
+    observed_at_ms: int
+    ended_at_ms: int | None
+    confidence: float
+    snapshot: dict[str, Any] | None
+    worker_id: str
+    status: WorkflowStatus
+    assignee: str | None
+    acknowledged_by: str | None
+    acknowledged_at_ms: int | None
+    closed_by: str | None
+    closed_at_ms: int | None
+    created_at_ms: int
+    updated_at_ms: int
+    events: int
+    notes: int
+    version: int
+    rev: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The card the console and the API show (snapshot reduced to whether there is one)."""
+        return {
+            "incident_id": self.incident_id,
+            "type": self.type,
+            "severity": self.severity,
+            "camera_id": self.camera_id,
+            "camera_name": self.camera_name,
+            "location": self.location,
+            "zone": self.zone,
+            "detection_state": self.detection_state,
+            "started_at_ms": self.started_at_ms,
+            "observed_at_ms": self.observed_at_ms,
+            "ended_at_ms": self.ended_at_ms,
+            "confidence": round(self.confidence, 3),
+            "has_snapshot": self.snapshot is not None,
+            "worker_id": self.worker_id,
+            "status": self.status.value,
+            "assignee": self.assignee,
+            "acknowledged_by": self.acknowledged_by,
+            "acknowledged_at_ms": self.acknowledged_at_ms,
+            "closed_by": self.closed_by,
+            "closed_at_ms": self.closed_at_ms,
+            "updated_at_ms": self.updated_at_ms,
+            "events": self.events,
+            "notes": self.notes,
+            "version": self.version,
+            "rev": self.rev,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    id: int
+    incident_id: str
+    action: Action
+    actor: str
+    role: Role
+    at_ms: int
+    from_status: WorkflowStatus
+    to_status: WorkflowStatus
+    note: str | None
+    assignee: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "incident_id": self.incident_id,
+            "action": self.action.value,
+            "actor": self.actor,
+            "role": self.role.value,
+            "at_ms": self.at_ms,
+            "from_status": self.from_status.value,
+            "to_status": self.to_status.value,
+            "note": self.note,
+            "assignee": self.assignee,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    """Filters for listing incidents after the fact; every list is ANDed, values inside one are ORed."""
+
+    types: Sequence[str] = ()
+    severities: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    camera_ids: Sequence[str] = ()
+    camera_patterns: Sequence[str] = ()  # glob patterns (``*``) over camera ids: camera groups
+    since_ms: int | None = None
+    until_ms: int | None = None
+    assignee: str | None = None
+    before: tuple[int, str] | None = None  # page cursor: (started_at_ms, incident_id) of the last row seen
+    limit: int = 100
