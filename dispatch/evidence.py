@@ -44,7 +44,9 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatch.security import ANY_API, Access
 from ingest.masking import mask_clip, masks_digest
+from storage.accounts import Role, Session
 from storage.audit import AuditLog, AuditRecord, AuditUnavailable, PostgresAuditLog, SqliteAuditLog
+from storage.db import NotFoundError
 from storage.incident_events import EvidenceIndex, Hold
 from storage.plates.factory import is_postgres, sqlite_path
 from storage.retention import set_hold

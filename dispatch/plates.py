@@ -1,4 +1,4 @@
-"""What the console needs from plate history and watchlists, and the adapter onto ``storage.plates``.
+"""What the console needs from plate history and watchlists: the protocol, its types and its errors.
 
 Why a narrow protocol here: the search itself (normalisation, fuzzy ranking,
 audit before results) belongs to the plates side and is shared with the
@@ -29,6 +29,10 @@ class PlateUnavailable(RuntimeError):
 
 class PlateQueryError(ValueError):
     """The query cannot be run (bad plate text, absurd wildcard, range too large); message is for the user."""
+
+
+class WatchEntryNotFound(KeyError):
+    """No watchlist entry has that id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +95,10 @@ class PlateService(Protocol):
         self, *, user: str, role: str, plate: str, match: str, reason: str, expires_at_ms: int | None
     ) -> WatchEntry: ...
 
-    def watch_expire(self, *, user: str, role: str, entry_id: str) -> None: ...
+    def watch_expire(self, *, user: str, role: str, entry_id: str) -> None:
+        """Raises WatchEntryNotFound for an unknown id."""
+        ...
 
-    def watch_remove(self, *, user: str, role: str, entry_id: str) -> None: ...
-
-
-def default_plate_service(settings: Any) -> PlateService | None:
-    """The adapter onto ``storage.plates`` for the console's database, or None while that is not available."""
-    try:
-        from dispatch.plates_adapter import StoragePlateService
-    except ImportError:
-        return None
-    try:
-        service: PlateService = StoragePlateService.open(settings)
-    except Exception:
-        return None
-    return service
+    def watch_remove(self, *, user: str, role: str, entry_id: str) -> None:
+        """Raises WatchEntryNotFound for an unknown id."""
+        ...

@@ -11,11 +11,14 @@ browser and the CSP can stay ``img-src 'self'``.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from pydantic import ValidationError
 
 from dispatch.plates import (
@@ -24,14 +27,18 @@ from dispatch.plates import (
     PlateQuery,
     PlateQueryError,
     PlateResults,
+    PlateService,
     PlateUnavailable,
     WatchEntry,
+    WatchEntryNotFound,
 )
 from storage.audit import AuditRecord, AuditUnavailable
 from storage.plates.factory import PlateStores, open_stores
 from storage.plates.query import QueryError, SearchQuery
 from storage.plates.search import AccessDenied, Principal, StoreError, search_plates
 from storage.watchlist import WatchlistEntry, WatchlistError, audited_change, new_entry
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WATCH_DAYS = 30
 
@@ -146,21 +153,21 @@ class StoragePlateService:
         now = datetime.now(UTC)
         self._audited(user, role, "watchlist_expire", {"id": str(uid)}, now)
         if not self.stores.watchlist.expire(uid, now):
-            raise KeyError(entry_id)
+            raise WatchEntryNotFound(entry_id)
 
     def watch_remove(self, *, user: str, role: str, entry_id: str) -> None:
         uid = self._uuid(entry_id)
         now = datetime.now(UTC)
         self._audited(user, role, "watchlist_remove", {"id": str(uid)}, now)
         if not self.stores.watchlist.remove(uid, now, user):
-            raise KeyError(entry_id)
+            raise WatchEntryNotFound(entry_id)
 
     @staticmethod
     def _uuid(entry_id: str) -> UUID:
         try:
             return UUID(entry_id)
         except ValueError:
-            raise KeyError(entry_id) from None
+            raise WatchEntryNotFound(entry_id) from None
 
     def _audited(
         self, user: str, role: str, action: str, details: dict[str, Any], now: datetime, reason: str = ""
@@ -171,3 +178,14 @@ class StoragePlateService:
             raise PlateUnavailable("the audit log cannot be written; the change was not made") from None
         except PermissionError as exc:
             raise PlateAccessError(str(exc)) from None
+
+
+def open_plate_service(settings: Any) -> PlateService | None:
+    """The plate service for the console's database, or None (plate pages say so, the rest works) when that
+    database cannot be opened. Only database and file errors mean "not available"; anything else is a bug and
+    is raised."""
+    try:
+        return StoragePlateService.open(settings)
+    except (StoreError, AuditUnavailable, WatchlistError, sqlite3.Error, psycopg.Error, OSError) as exc:
+        log.warning("console: plate history unavailable: %s", type(exc).__name__)
+        return None

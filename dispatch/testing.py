@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 
 from event_bus.events import Incident, IncidentState, IncidentType
 from event_bus.interfaces import OutRecord
-from event_bus.topics import INCIDENTS
+from event_bus.records import to_record
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 """Cheap argon2 parameters so tests can log in often; production uses argon2-cffi's defaults."""
@@ -72,7 +72,7 @@ def make_incident(
 
 
 def record_of(inc: Incident) -> OutRecord:
-    return OutRecord(INCIDENTS, inc.camera_id, inc.model_dump_json().encode())
+    return to_record(inc)
 
 
 def free_port() -> int:

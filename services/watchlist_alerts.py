@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from core.redact import redact_text
-from event_bus import topics
 from event_bus.consume import dead_letter, decode, publish_dead_letters
 from event_bus.events import Incident, IncidentState, IncidentType, PlateRead, WatchlistMatchRef
 from event_bus.interfaces import DeliveryError, OutRecord, Publisher, Subscriber
+from event_bus.records import to_record
 from services.plate_indexer import PLATE_TOPIC_TYPES
 from storage.watchlist import WatchlistMatch, WatchlistMatcher
 
@@ -96,7 +96,7 @@ def incidents_for(read: PlateRead, matcher: WatchlistMatcher, worker_id: str = W
         if read.is_candidate and m.entry.mode == "exact":
             continue
         incident = hit_incident(read, m, worker_id)
-        out.append(OutRecord(topic=topics.INCIDENTS, key=read.camera_id, value=incident.model_dump_json().encode()))
+        out.append(to_record(incident))
     return out
 
 

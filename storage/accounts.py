@@ -30,10 +30,8 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-
 class UserError(ValueError):
     """A user cannot be created or changed as asked (bad name, duplicate, unknown role)."""
-
 
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
@@ -54,7 +52,6 @@ class Session:
     csrf_token: str
     expires_at_ms: int
     via: str = field(default="session")  # "session" (cookie, needs CSRF) or "token" (bearer, no ambient credential)
-
 
 
 _DDL = """
@@ -84,7 +81,6 @@ CREATE TABLE IF NOT EXISTS console_api_tokens (
 
 def _sha(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
 
 
 def is_active_with_role(c: Cursor, username: str, roles: frozenset[Role]) -> bool:
@@ -125,7 +121,7 @@ class AccountStore(Store):
                 raise UserError(f"user {username} already exists")
             c.execute(
                 "INSERT INTO console_users (username, role, display_name, password_hash, disabled, created_at_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (username, role.value, display_name[:64] or username, pw_hash, False, now),
             )
         return User(username, role, display_name[:64] or username, False, now)
@@ -200,7 +196,7 @@ class AccountStore(Store):
             c.execute("DELETE FROM console_sessions WHERE expires_at_ms < ?", (now,))
             c.execute(
                 "INSERT INTO console_sessions (token_sha256, username, csrf_token, created_at_ms, expires_at_ms) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?)",
                 (_sha(token), username, csrf, now, expires),
             )
         return token, Session(user, csrf, expires)
@@ -244,5 +240,3 @@ class AccountStore(Store):
             return None
         username, role, name, disabled, created = rows[0]
         return Session(User(username, Role(role), name, bool(disabled), int(created)), "", 2**62, via="token")
-
-

@@ -42,7 +42,6 @@ class CameraHealth:
         }
 
 
-
 _DDL = """
 CREATE TABLE IF NOT EXISTS wf_cameras (
     camera_id        TEXT PRIMARY KEY,
@@ -65,7 +64,6 @@ def _camera(row: Sequence[Any]) -> CameraHealth:
         cid, state, reason, float(in_fps), float(an_fps), None if last is None else int(last), int(reconnects),
         worker, int(at),
     )  # fmt: skip
-
 
 
 class CameraHealthStore(Store):
@@ -97,4 +95,3 @@ class CameraHealthStore(Store):
 
     def cameras(self) -> list[CameraHealth]:
         return [_camera(r) for r in self._db.read(f"SELECT {_CAMERA_COLS} FROM wf_cameras ORDER BY camera_id")]  # noqa: S608
-

@@ -43,10 +43,8 @@ class Action(StrEnum):
     REOPEN = "reopen"
 
 
-
 class TransitionError(ValueError):
     """The action is not allowed in the incident's current status (or not for this role)."""
-
 
 
 class ConflictError(RuntimeError):
@@ -55,7 +53,6 @@ class ConflictError(RuntimeError):
 
 class InvalidInput(ValueError):
     """An action's input is unusable (empty or oversized note, unknown assignee): nothing was stored."""
-
 
 
 WORKFLOW_ROLES = frozenset({Role.DISPATCHER, Role.ADMIN})

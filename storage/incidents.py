@@ -147,11 +147,9 @@ def _action(row: Sequence[Any]) -> ActionRecord:
     )  # fmt: skip
 
 
-
 def _glob_to_like(pattern: str) -> str:
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").replace("?", "_")
-
 
 
 class IncidentStore(Store):
@@ -171,7 +169,6 @@ class IncidentStore(Store):
     def _next_rev(self, c: Any) -> int:
         c.execute("UPDATE wf_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE name = 'rev'")
         return int(c.execute("SELECT value FROM wf_meta WHERE name = 'rev'").fetchone()[0])
-
 
     def current_rev(self) -> int:
         return int(self._db.read("SELECT value FROM wf_meta WHERE name = 'rev'")[0][0])
@@ -345,4 +342,3 @@ class IncidentStore(Store):
                 (incident_id,),
             ).fetchone()
         return _incident(new), _action(arow)
-

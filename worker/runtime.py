@@ -26,20 +26,20 @@ from core.labels import Label
 from core.redact import redact_url
 from detectors.registry import Detector, load_detector
 from event_bus.events import CameraStatus, Incident, PlateRead
-from event_bus.interfaces import OutRecord, Publisher
+from event_bus.interfaces import Publisher
+from event_bus.records import to_record
 from event_bus.relay import Relay
 from event_bus.spool import Spool
-from event_bus.topics import CAMERA_STATUS, INCIDENTS
+from event_bus.transport import open_publisher
 from ingest.camera import CameraRunner, StatusChange
 from plate_reader.pipeline import PlateOcr
 from plate_reader.reader import PlateReader, PlateReaderConfig
 from storage.manifests import evidence_upload_hook
 from storage.retention import install_retention
-from storage.snapshots import SnapshotStore
+from storage.snapshots import SnapshotStore, open_snapshot_store
 from worker.analysis import AnalysisSettings, CameraAnalysis
 from worker.clips import ClipRecorder
 from worker.events import EventBuilder, Outgoing
-from worker.factories import make_publisher, make_snapshot_store
 from worker.outbox import OutboxGuard
 from worker.pipeline import Pipeline, PipelineStats
 from worker.plate_stage import PlateStage
@@ -99,8 +99,8 @@ class Worker:
         self._on_plate = on_plate
         self._lock = threading.Lock()
         self._cameras: dict[str, _Camera] = {}
-        self._store = store or make_snapshot_store(cfg.storage)
-        self._publisher = publisher or make_publisher(cfg.bus)
+        self._store = store or open_snapshot_store(cfg.storage)
+        self._publisher = publisher or open_publisher(cfg.bus)
         self.spool = Spool(cfg.bus.spool_path)
         self.outbox = OutboxGuard(self.spool)
         upload = evidence_upload_hook(self._store, self._source_of)  # artifact, then its chained manifest
@@ -306,7 +306,7 @@ class Worker:
     def _emit(self, out: Outgoing) -> None:
         """The sink's write: spool append (fsynced), then the relay and the observers."""
         event = out.event
-        record = OutRecord(out.topic, event.camera_id, event.model_dump_json().encode())
+        record = to_record(event)
         blob_key = event.snapshot.key if (out.snapshot_jpeg is not None and event.snapshot) else None
         if not self.outbox.append(event.camera_id, record, blob=out.snapshot_jpeg, blob_key=blob_key):
             return  # counted, logged, and the camera shows degraded (worker.outbox)
@@ -326,7 +326,7 @@ class Worker:
 
     def _spool_clip(self, incident: Incident, clip: bytes) -> None:
         """The clip event goes out like a snapshot: its bytes ride in the outbox and are uploaded first."""
-        record = OutRecord(INCIDENTS, incident.camera_id, incident.model_dump_json().encode())
+        record = to_record(incident)
         if not self.outbox.append(
             incident.camera_id, record, blob=clip, blob_key=incident.clip.key if incident.clip else None
         ):
@@ -347,9 +347,7 @@ class Worker:
             worker_id=self.worker_id,
             at=change.at,
         )
-        if not self.outbox.append(
-            status.camera_id, OutRecord(CAMERA_STATUS, status.camera_id, status.model_dump_json().encode())
-        ):
+        if not self.outbox.append(status.camera_id, to_record(status)):
             return
         self.relay.poke()
         if self._on_status is not None:

@@ -242,24 +242,14 @@ def watch_cmd(
 def _bus(
     kind: str, bootstrap: str, local_path: str, group: str, topic: str, latest: bool = False
 ) -> tuple[Callable[[], Subscriber], Publisher]:
-    """Subscriber factory and publisher for the chosen transport."""
-    if kind == "kafka":
-        from core.config import KafkaConfig
-        from event_bus.kafka_publisher import KafkaPublisher
-        from event_bus.kafka_subscriber import KafkaSubscriber
+    """Subscriber factory and publisher for the transport the options name (event_bus.transport builds them)."""
+    from core.config import BusConfig, KafkaConfig
+    from event_bus.transport import open_publisher, subscriber_factory
 
-        def make_kafka() -> KafkaSubscriber:
-            return KafkaSubscriber(bootstrap, [topic], group, from_beginning=not latest, client_id=group)
-
-        return make_kafka, KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, client_id=group))
-    if kind == "local":
-        from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
-
-        def make_local() -> LocalBusSubscriber:
-            return LocalBusSubscriber(local_path, [topic], group, from_beginning=not latest)
-
-        return make_local, LocalBusPublisher(local_path)
-    raise typer.BadParameter("--bus must be local or kafka")
+    if kind not in ("local", "kafka"):
+        raise typer.BadParameter("--bus must be local or kafka")
+    cfg = BusConfig(kind=kind, kafka=KafkaConfig(bootstrap_servers=bootstrap, client_id=group), local_path=local_path)
+    return subscriber_factory(cfg, [topic], group, from_beginning=not latest), open_publisher(cfg)
 
 
 # ------------------------------------------------------------------ watchlists

@@ -135,8 +135,8 @@ def run_scale_worker(
 ) -> int:
     """The worker's life: metrics server, registry topic, models, group membership; returns the exit code."""
     from event_bus.interfaces import OutRecord
+    from event_bus.transport import open_publisher
     from worker.assignment import AssignmentSettings, CameraAssignment
-    from worker.factories import make_publisher
     from worker.http import HealthServer
     from worker.metrics import WorkerMetrics
     from worker.registry import CameraRegistry, RegistryError
@@ -144,7 +144,7 @@ def run_scale_worker(
 
     bootstrap = cfg.bus.kafka.bootstrap_servers
     metrics = WorkerMetrics()
-    worker = Worker(cfg, publisher=metrics.wrap_publisher(make_publisher(cfg.bus)), detector_hook=metrics.detector_hook)
+    worker = Worker(cfg, publisher=metrics.wrap_publisher(open_publisher(cfg.bus)), detector_hook=metrics.detector_hook)
     worker.start()
 
     def sink(records: Sequence[OutRecord]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from core.config import KafkaConfig
-from dispatch.feed import camera_health, detection_update
+from dispatch.bus_ingest import camera_health, detection_update
 from dispatch.testing import make_incident, record_of
 from event_bus.events import CameraStatus
 from event_bus.kafka_publisher import KafkaPublisher

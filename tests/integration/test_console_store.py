@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from core.config import KafkaConfig
-from dispatch.feed import BusIngestor, FeedHub, subscriber_factory
+from dispatch.bus_ingest import BusIngestor, console_subscriber
+from dispatch.feed import FeedHub
 from dispatch.settings import ConsoleSettings
 from dispatch.testing import FAST_HASHER, make_incident, record_of
 from event_bus import topics
@@ -53,7 +54,7 @@ def test_console_consumer_on_real_kafka_dedupes_and_dead_letters(kafka_bootstrap
     )
     store = open_workflow_store(settings.database, hasher=FAST_HASHER)
     hub = FeedHub(store)
-    make_sub, dlq = subscriber_factory(settings)
+    make_sub, dlq = console_subscriber(settings)
     ingestor = BusIngestor(make_sub, dlq, store, hub).start()
     pub = KafkaPublisher(KafkaConfig(bootstrap_servers=kafka_bootstrap, client_id="console-it"))
     try:

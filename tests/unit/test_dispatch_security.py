@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from dispatch.app import create_app
-from dispatch.feed import camera_health, detection_update
+from dispatch.bus_ingest import camera_health, detection_update
 from dispatch.security import Access
 from dispatch.settings import ConsoleSettings
 from dispatch.testing import FAST_HASHER, PASSWORDS, add_standard_users, make_incident

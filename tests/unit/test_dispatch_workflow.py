@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.feed import detection_update
+from dispatch.bus_ingest import detection_update
 from dispatch.testing import FAST_HASHER, make_incident
 from storage.accounts import Role, UserError
 from storage.db import NotFoundError

@@ -1,0 +1,85 @@
+"""Watchlist routes: list, add, expire and remove entries (each change audited by the plates side)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from dispatch.api.common import to_ms
+from dispatch.api.plates import plate_service
+from dispatch.plates import WatchEntry, WatchEntryNotFound
+from dispatch.security import INVESTIGATE_API
+from storage.accounts import Session
+
+router = APIRouter()
+
+
+class WatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plate: str = Field(min_length=2, max_length=32)
+    match: Literal["exact", "fuzzy"] = "exact"
+    reason: str = Field(min_length=4, max_length=500)
+    expires_at: datetime | None = None
+
+
+def watch_json(e: WatchEntry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "plate": e.plate,
+        "match": e.match,
+        "reason": e.reason,
+        "created_by": e.created_by,
+        "created_at_ms": e.created_at_ms,
+        "expires_at_ms": e.expires_at_ms,
+        "active": e.active,
+        "removed": bool(e.extra.get("removed", False)),
+    }
+
+
+@router.get("/watchlist", tags=["watchlist"])
+def watchlist(request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]) -> dict[str, Any]:
+    """Watchlist entries, active and expired."""
+    return {"items": [watch_json(e) for e in plate_service(request).watchlist()]}
+
+
+@router.post("/watchlist", tags=["watchlist"])
+def watch_add(body: WatchIn, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]) -> dict[str, Any]:
+    """Add a plate to the watchlist; a live read that matches raises a `watchlist_hit` incident."""
+    e = plate_service(request).watch_add(
+        user=session.user.username,
+        role=session.user.role.value,
+        plate=body.plate,
+        match=body.match,
+        reason=body.reason,
+        expires_at_ms=to_ms(body.expires_at),
+    )
+    return watch_json(e)
+
+
+@router.post("/watchlist/{entry_id}/expire", tags=["watchlist"])
+def watch_expire(
+    entry_id: str, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
+) -> dict[str, bool]:
+    """Expire an entry now (kept for the record)."""
+    svc = plate_service(request)
+    svc.watch_expire(user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id))
+    return {"ok": True}
+
+
+@router.delete("/watchlist/{entry_id}", tags=["watchlist"])
+def watch_remove(
+    entry_id: str, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
+) -> dict[str, bool]:
+    """Remove an entry."""
+    svc = plate_service(request)
+    svc.watch_remove(user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id))
+    return {"ok": True}
+
+
+def _entry_id(entry_id: str) -> str:
+    if len(entry_id) > 64:
+        raise WatchEntryNotFound(entry_id)
+    return entry_id

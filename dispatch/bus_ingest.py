@@ -1,0 +1,168 @@
+"""The console's bus consumer: incidents and camera status from the bus into the store, then to the feed.
+
+The console reads ``kuzet.incidents.v1`` and ``kuzet.camera-status.v1`` in a
+consumer group of its own (Kafka) or from the embedded local bus (one box),
+through :class:`event_bus.consume.EventConsumer`, so records are schema-
+validated, deduped on ``event_id`` and malformed ones go to the DLQ. Offsets
+are committed only after the store has the events (at-least-once; the store
+is idempotent on ``seq``). Events become storage records here, because
+storage does not import ``event_bus``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from core.redact import redact_text
+from dispatch.feed import FeedHub
+from dispatch.settings import ConsoleSettings
+from event_bus import topics
+from event_bus.consume import EventConsumer
+from event_bus.events import CameraStatus, Incident
+from event_bus.interfaces import Publisher, Subscriber
+from event_bus.transport import open_publisher, subscriber_factory
+from storage.camera_health import CameraHealth
+from storage.incident_records import DetectionUpdate
+from storage.workflow import WorkflowStore
+
+log = logging.getLogger(__name__)
+
+
+def _ms(dt: Any) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def detection_update(inc: Incident) -> DetectionUpdate:
+    """The storage-side view of an incident event (storage does not import event_bus)."""
+    return DetectionUpdate(
+        event_id=str(inc.event_id),
+        incident_id=str(inc.incident_id),
+        type=inc.type.value,
+        state=inc.state.value,
+        seq=inc.seq,
+        camera_id=inc.camera_id,
+        camera_name=inc.camera_name,
+        location=inc.location,
+        zone=inc.zone,
+        severity=inc.severity,
+        started_at_ms=_ms(inc.started_at),
+        observed_at_ms=_ms(inc.observed_at),
+        ended_at_ms=_ms(inc.ended_at) if inc.ended_at else None,
+        confidence=inc.confidence,
+        snapshot=inc.snapshot.model_dump() if inc.snapshot else None,
+        worker_id=inc.worker_id,
+    )
+
+
+def camera_health(status: CameraStatus) -> CameraHealth:
+    return CameraHealth(
+        camera_id=status.camera_id,
+        state=status.state.value,
+        reason=redact_text(status.reason),
+        input_fps=status.input_fps,
+        analysed_fps=status.analysed_fps,
+        last_frame_at_ms=_ms(status.last_frame_at) if status.last_frame_at else None,
+        reconnects=status.reconnects,
+        worker_id=status.worker_id,
+        at_ms=_ms(status.at),
+    )
+
+
+class BusIngestor:
+    """Background thread: bus records -> store -> hub. Never dies on bad input or a broken broker; backs off."""
+
+    def __init__(
+        self,
+        make_subscriber: Callable[[], Subscriber],
+        dlq: Publisher | None,
+        store: WorkflowStore,
+        hub: FeedHub,
+        *,
+        poll_timeout_s: float = 0.25,
+        on_incidents: Callable[[list[Incident]], None] | None = None,
+    ) -> None:
+        self._make_subscriber = make_subscriber
+        self._on_incidents = on_incidents  # evidence keeps each event as published (before the card changes)
+        self._dlq = dlq
+        self.store = store
+        self.hub = hub
+        self.poll_timeout_s = poll_timeout_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="console-bus", daemon=True)
+        self.ingested = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.ready = threading.Event()
+        self._consumer: EventConsumer | None = None
+
+    def assigned(self) -> bool:
+        """True once the consumer owns partitions (always true for the local bus): records produced from
+        now on will be read. Tests and health checks wait for this after a new consumer group starts."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        inner = getattr(consumer.subscriber, "_consumer", None)  # KafkaSubscriber's KafkaConsumer
+        return inner is None or bool(inner.assignment())
+
+    def start(self) -> BusIngestor:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        consumer: EventConsumer | None = None
+        while not self._stop.is_set():
+            try:
+                if consumer is None:
+                    consumer = EventConsumer(self._make_subscriber(), self._dlq, name="kuzet-console")
+                    self._consumer = consumer
+                    self.ready.set()
+                decoded = consumer.poll(self.poll_timeout_s, max_records=1000)
+                incidents = [d.event for d in decoded if isinstance(d.event, Incident)]
+                statuses = [d.event for d in decoded if isinstance(d.event, CameraStatus)]
+                if incidents:
+                    if self._on_incidents is not None:
+                        self._on_incidents(incidents)
+                    changed = self.store.ingest([detection_update(i) for i in incidents])
+                    self.hub.publish_incidents(changed)
+                if statuses:
+                    cams = self.store.upsert_cameras([camera_health(s) for s in statuses])
+                    self.hub.publish_cameras(cams)
+                if decoded or consumer.stats.dead_lettered:
+                    consumer.commit()
+                self.ingested += len(decoded)
+                backoff = 0.5
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = redact_text(f"{type(exc).__name__}: {exc}")
+                log.warning("console bus consumer: %s", self.last_error)
+                if consumer is not None:
+                    with contextlib.suppress(Exception):  # already failing; the reconnect below is what matters
+                        consumer.close()
+                    consumer = None
+                    self._consumer = None
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        if consumer is not None:
+            consumer.close()
+
+
+def console_subscriber(settings: ConsoleSettings) -> tuple[Callable[[], Subscriber], Publisher]:
+    """Subscriber factory (incidents and camera status, the console's own group) and DLQ publisher."""
+    make = subscriber_factory(
+        settings.bus,
+        [topics.INCIDENTS, topics.CAMERA_STATUS],
+        settings.consumer_group,
+        from_beginning=settings.from_beginning,
+        client_id="kuzet-console",
+        kafka_extra={"fetch_max_wait_ms": 100},
+    )
+    return make, open_publisher(settings.bus)

@@ -1,0 +1,183 @@
+"""Investigator pages: plate search and its CSV export, and the watchlist."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from dispatch.api.plates import PlateSearchIn, csv_response, hit_json, plate_service, run_plate_search
+from dispatch.api.watchlist import WatchIn, watch_json
+from dispatch.context import ctx_of
+from dispatch.pages.common import datetime_local, render
+from dispatch.plates import PlateAccessError, PlateQueryError, PlateUnavailable
+from dispatch.security import INVESTIGATE_PAGE
+from storage.accounts import Session
+
+router = APIRouter()
+
+# The plate forms re-render themselves with the error (the rest of the mapping is dispatch.errors).
+_STATUS: dict[type[Exception], int] = {PlateQueryError: 400, PlateAccessError: 403, PlateUnavailable: 503}
+
+
+def _plate_form(
+    plate: str, mode: str, max_edits: str, reason: str, since: str, until: str, cameras: str
+) -> dict[str, str]:
+    return {
+        "plate": plate,
+        "mode": mode,
+        "max_edits": max_edits,
+        "reason": reason,
+        "since": since,
+        "until": until,
+        "cameras": cameras,
+    }
+
+
+def _plate_body(form: dict[str, str]) -> PlateSearchIn:
+    """Form fields -> the API's validated search body (one set of rules for page and API)."""
+    try:
+        since, until = datetime_local(form["since"]), datetime_local(form["until"])
+    except ValueError:
+        raise PlateQueryError("times must look like 2025-01-31T13:45") from None
+    cameras = [c.strip() for c in form["cameras"].split(",") if c.strip()]
+    try:
+        return PlateSearchIn(
+            plate=form["plate"],
+            mode=form["mode"],  # type: ignore[arg-type]
+            max_edits=int(form["max_edits"] or 1),
+            reason=form["reason"],
+            since=since,
+            until=until,
+            cameras=cameras,
+            limit=200,
+        )
+    except (ValidationError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            fields = sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")})
+            raise PlateQueryError(f"Check these fields: {', '.join(fields)}.") from None
+        raise PlateQueryError("Check the search fields.") from None
+
+
+@router.get("/plates")
+def plates_page(request: Request, session: Annotated[Session, Depends(INVESTIGATE_PAGE)]) -> Response:
+    return render(
+        request,
+        "plates.html",
+        session,
+        form=_plate_form("", "exact", "1", "", "", "", ""),
+        hits=None,
+        error=None,
+        available=ctx_of(request).plates is not None,
+    )
+
+
+PlateField = Annotated[str, Form(max_length=600)]
+
+
+@router.post("/plates")
+def plates_search(
+    request: Request,
+    session: Annotated[Session, Depends(INVESTIGATE_PAGE)],
+    plate: PlateField = "",
+    mode: PlateField = "exact",
+    max_edits: PlateField = "1",
+    reason: PlateField = "",
+    since: PlateField = "",
+    until: PlateField = "",
+    cameras: PlateField = "",
+) -> Response:
+    ctx = ctx_of(request)
+    form = _plate_form(plate, mode, max_edits, reason, since, until, cameras)
+    svc = ctx.plates
+    if svc is None:
+        return render(request, "plates.html", session, 503, form=form, hits=None, error=None, available=False)
+    try:
+        res = run_plate_search(ctx, session, _plate_body(form), svc)
+    except (PlateQueryError, PlateAccessError, PlateUnavailable) as exc:
+        status = _STATUS[type(exc)]
+        return render(request, "plates.html", session, status, form=form, hits=None, error=str(exc), available=True)
+    hits = [hit_json(ctx, h) for h in res.hits]
+    return render(request, "plates.html", session, form=form, hits=hits, error=None, available=True)
+
+
+@router.post("/plates/export.csv")
+def plates_export(
+    request: Request,
+    session: Annotated[Session, Depends(INVESTIGATE_PAGE)],
+    plate: PlateField = "",
+    mode: PlateField = "exact",
+    max_edits: PlateField = "1",
+    reason: PlateField = "",
+    since: PlateField = "",
+    until: PlateField = "",
+    cameras: PlateField = "",
+) -> Response:
+    ctx = ctx_of(request)
+    body = _plate_body(_plate_form(plate, mode, max_edits, reason, since, until, cameras))
+    res = run_plate_search(ctx, session, body, plate_service(request))  # errors: dispatch.errors
+    return csv_response(ctx, res.hits)
+
+
+# -- watchlist ----------------------------------------------------------------------------------------------------
+
+
+@router.get("/watchlist")
+def watchlist_page(
+    request: Request, session: Annotated[Session, Depends(INVESTIGATE_PAGE)], error: str | None = None
+) -> Response:
+    svc = ctx_of(request).plates
+    if svc is None:
+        return render(request, "watchlist.html", session, 503, items=[], error=None, available=False)
+    items = [watch_json(e) for e in svc.watchlist()]
+    return render(request, "watchlist.html", session, items=items, error=None, available=True)
+
+
+@router.post("/watchlist")
+def watchlist_add(
+    request: Request,
+    session: Annotated[Session, Depends(INVESTIGATE_PAGE)],
+    plate: PlateField = "",
+    match: PlateField = "exact",
+    reason: PlateField = "",
+    expires: PlateField = "",
+) -> Response:
+    ctx = ctx_of(request)
+    svc = plate_service(request)
+    try:
+        body = WatchIn(plate=plate, match=match, reason=reason, expires_at=datetime_local(expires))  # type: ignore[arg-type]
+        svc.watch_add(
+            user=session.user.username,
+            role=session.user.role.value,
+            plate=body.plate,
+            match=body.match,
+            reason=body.reason,
+            expires_at_ms=int(body.expires_at.timestamp() * 1000) if body.expires_at else None,
+        )
+    except (ValidationError, ValueError, PlateQueryError, PlateAccessError, PlateUnavailable) as exc:
+        status = _STATUS.get(type(exc), 400)
+        message = (
+            "Plate (2-32 characters) and a reason (at least 4 characters) are required."
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
+        items = [watch_json(e) for e in svc.watchlist()]
+        return render(request, "watchlist.html", session, status, items=items, error=message, available=True)
+    return RedirectResponse("/watchlist", status_code=303)
+
+
+@router.post("/watchlist/{entry_id}/{what}")
+def watchlist_change(
+    request: Request,
+    entry_id: Annotated[str, Path(max_length=64)],
+    what: Annotated[str, Path(pattern=r"^(expire|remove)$")],
+    session: Annotated[Session, Depends(INVESTIGATE_PAGE)],
+) -> Response:
+    svc = plate_service(request)  # errors (unknown entry, role, unavailable): dispatch.errors
+    if what == "expire":
+        svc.watch_expire(user=session.user.username, role=session.user.role.value, entry_id=entry_id)
+    else:
+        svc.watch_remove(user=session.user.username, role=session.user.role.value, entry_id=entry_id)
+    return RedirectResponse("/watchlist", status_code=303)
