@@ -1,4 +1,4 @@
-"""Kafka transport: an idempotent producer that reports the fate of every record, and topic administration.
+"""Kafka transport: an idempotent producer that reports the fate of every record (topics: :mod:`event_bus.kafka_admin`).
 
 Settings and why:
 
@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 
 from core.config import KafkaConfig
 from core.redact import redact_text
-from event_bus import topics as topic_names
 from event_bus.interfaces import DeliveryError, OutRecord
-from event_bus.kafka_security import client_settings, env_settings
+from event_bus.kafka_security import client_settings
 
 log = logging.getLogger(__name__)
 
@@ -187,47 +186,3 @@ class KafkaPublisher:
                 except Exception as exc:
                     log.warning("kafka producer close failed", extra={"error": redact_text(str(exc))})
                 self._producer = None
-
-
-def ensure_topics(
-    bootstrap: str,
-    topics: Iterable[str] = topic_names.ALL,
-    partitions: int = 6,
-    replication_factor: int = 1,
-    timeout_s: float = 30.0,
-    security: dict[str, Any] | None = None,
-) -> list[str]:
-    """Create the topics that do not exist yet (the camera registry compacted); returns those created.
-
-    Idempotent: existing topics are left as they are (partition counts are not changed). ``security``:
-    kafka-python settings of the admin principal (default: this process's, see :mod:`event_bus.kafka_security`).
-    """
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","),
-        client_id="kuzet-admin",
-        **(env_settings() if security is None else security),
-    )
-    try:
-        existing = set(admin.list_topics())
-        wanted = [t for t in topics if t not in existing]
-        if not wanted:
-            return []
-        spec: dict[str, dict[str, Any]] = {}
-        for name in wanted:
-            entry: dict[str, Any] = {"num_partitions": partitions, "replication_factor": replication_factor}
-            if name == topic_names.CAMERAS:
-                entry["configs"] = {"cleanup.policy": "compact"}
-            spec[name] = entry
-        response = admin.create_topics(spec, timeout_ms=int(timeout_s * 1000), raise_errors=False)
-        created = []
-        for t in response.get("topics", []):
-            code = t.get("error_code", 0)
-            if code == 0:
-                created.append(t["name"])
-            elif code != 36:  # TOPIC_ALREADY_EXISTS: someone else won the race, fine
-                raise RuntimeError(f"creating topic {t['name']} failed: error {code} {t.get('error_message')}")
-        if created:
-            admin.wait_for_topics(created, timeout_ms=int(timeout_s * 1000))
-        return created
-    finally:
-        admin.close()

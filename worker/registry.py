@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,14 +37,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from core.camera_policy import CameraPolicy, CameraPolicyError, policy_from_env
 from core.config import CAMERA_ID_PATTERN, CameraConfig
 from core.redact import redact_text
 from event_bus import topics
-from event_bus.kafka_publisher import ensure_topics
+from event_bus.kafka_admin import (
+    AckedWriter,
+    KafkaAdminError,
+    ensure_topics,
+    partition_for_key,
+    read_to_end,
+)
 from event_bus.kafka_security import env_settings
 
 log = logging.getLogger(__name__)
@@ -291,9 +295,7 @@ class RegistrySnapshot:
 
 def partition_for(camera_id: str, partitions: int = REGISTRY_PARTITIONS) -> int:
     """The partition the producer's default partitioner puts ``camera_id`` on (murmur2, as the Java client)."""
-    from kafka.partitioner.default import murmur2
-
-    return int(murmur2(camera_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return partition_for_key(camera_id.encode("utf-8"), partitions)
 
 
 class CameraRegistry:
@@ -316,42 +318,24 @@ class CameraRegistry:
         self.security = env_settings() if security is None else security
         self.client_id = client_id
         self.timeout_s = timeout_s
-        self._producer: KafkaProducer | None = None
+        self._writer = AckedWriter(bootstrap, client_id=client_id, timeout_s=timeout_s, security=self.security)
 
     def ensure_topic(self) -> list[str]:
         """Create the registry topic (compacted, 64 partitions) and the DLQ / status topics if missing."""
-        created = ensure_topics(
-            self.bootstrap, [topics.CAMERAS], partitions=REGISTRY_PARTITIONS, security=self.security
-        )
-        created += ensure_topics(self.bootstrap, [topics.CAMERA_STATUS, topics.DLQ], security=self.security)
+        try:
+            created = ensure_topics(
+                self.bootstrap, [topics.CAMERAS], partitions=REGISTRY_PARTITIONS, security=self.security
+            )
+            created += ensure_topics(self.bootstrap, [topics.CAMERA_STATUS, topics.DLQ], security=self.security)
+        except KafkaAdminError as exc:
+            raise RegistryError(str(exc)) from None
         return created
 
-    def _ensure_producer(self) -> KafkaProducer:
-        if self._producer is None:
-            try:
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap.split(","),
-                    client_id=self.client_id,
-                    acks="all",
-                    enable_idempotence=True,
-                    linger_ms=0,
-                    request_timeout_ms=int(self.timeout_s * 1000),
-                    max_block_ms=int(self.timeout_s * 1000),
-                    **self.security,
-                )
-            except Exception as exc:
-                raise RegistryError(f"cannot reach Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
-        return self._producer
-
     def _send(self, items: Sequence[tuple[str, bytes | None]]) -> None:
-        producer = self._ensure_producer()
-        futures = [(cid, producer.send(topics.CAMERAS, key=cid.encode("utf-8"), value=val)) for cid, val in items]
-        producer.flush(timeout=self.timeout_s)
-        for cid, fut in futures:
-            try:
-                fut.get(timeout=self.timeout_s)
-            except Exception as exc:
-                raise RegistryError(f"camera {cid}: write not acknowledged: {type(exc).__name__}: {exc}") from None
+        try:
+            self._writer.write(topics.CAMERAS, items)
+        except KafkaAdminError as exc:
+            raise RegistryError(f"camera registry: {exc}") from None
 
     def put(self, cameras: Iterable[CameraConfig], updated_by: str = "") -> int:
         """Write (create or replace) cameras; returns how many."""
@@ -376,57 +360,32 @@ class CameraRegistry:
 
     def snapshot(self, timeout_s: float | None = None) -> RegistrySnapshot:
         """Read the whole topic from its beginning up to its current end (no consumer group, nothing committed)."""
-        deadline = time.monotonic() + (timeout_s or self.timeout_s)
-        try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap.split(","),
-                client_id=f"{self.client_id}-reader",
-                group_id=None,
-                enable_auto_commit=False,
-                request_timeout_ms=int(self.timeout_s * 1000) + 1000,
-                **self.security,
-            )
-        except Exception as exc:
-            raise RegistryError(f"cannot reach Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
         snap = RegistrySnapshot()
+        records = read_to_end(
+            self.bootstrap,
+            topics.CAMERAS,
+            timeout_s=timeout_s or self.timeout_s,
+            client_id=f"{self.client_id}-reader",
+            security=self.security,
+        )
         try:
-            parts = consumer.partitions_for_topic(topics.CAMERAS)
-            if not parts:
-                return snap
-            tps = [TopicPartition(topics.CAMERAS, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            ends = consumer.end_offsets(tps)
-            remaining = {tp for tp in tps if ends.get(tp, 0) > 0}
-            while remaining:
-                if time.monotonic() > deadline:
-                    raise RegistryError("timed out reading the camera registry")
-                batches = consumer.poll(timeout_ms=500, max_records=5000)
-                for tp, records in batches.items():
-                    for r in records:
-                        snap.records_read += 1
-                        try:
-                            entry = decode_record(r.key, r.value)
-                        except InvalidCameraRecord as exc:
-                            snap.invalid.append((tp.partition, r.offset, str(exc)))
-                            continue
-                        if entry.camera is None:
-                            snap.cameras.pop(entry.camera_id, None)
-                        else:
-                            snap.cameras[entry.camera_id] = RegistryEntry(
-                                entry.camera_id, entry.camera, tp.partition, r.offset
-                            )
-                for tp in list(remaining):
-                    if consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-        finally:
-            consumer.close(autocommit=False)
+            for r in records:
+                snap.records_read += 1
+                try:
+                    entry = decode_record(r.key, r.value)
+                except InvalidCameraRecord as exc:
+                    snap.invalid.append((r.partition, r.offset, str(exc)))
+                    continue
+                if entry.camera is None:
+                    snap.cameras.pop(entry.camera_id, None)
+                else:
+                    snap.cameras[entry.camera_id] = RegistryEntry(entry.camera_id, entry.camera, r.partition, r.offset)
+        except KafkaAdminError as exc:
+            raise RegistryError(f"cannot read the camera registry: {exc}") from None
         return snap
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=5)
-            self._producer = None
+        self._writer.close()
 
 
 def default_bootstrap() -> str:

@@ -103,7 +103,7 @@ def make_console(tmp_path: Path, **settings_kw: Any) -> Console:
 @pytest.fixture
 def kafka_console(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Console]:
     """A console consuming the real broker in a consumer group of its own."""
-    from event_bus.kafka_publisher import ensure_topics
+    from event_bus.kafka_admin import ensure_topics
 
     ensure_topics(kafka_bootstrap)
     console = make_console(

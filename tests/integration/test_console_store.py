@@ -16,7 +16,8 @@ from dispatch.settings import ConsoleSettings
 from dispatch.testing import FAST_HASHER, make_incident, record_of
 from event_bus import topics
 from event_bus.interfaces import OutRecord
-from event_bus.kafka_publisher import KafkaPublisher, ensure_topics
+from event_bus.kafka_admin import ensure_topics
+from event_bus.kafka_publisher import KafkaPublisher
 from event_bus.kafka_subscriber import KafkaSubscriber
 from storage.workflow import open_workflow_store
 from tests.unit.test_dispatch_workflow import exercise_store

@@ -18,7 +18,8 @@ from event_bus import topics
 from event_bus.consume import read_dead_letter
 from event_bus.events import PlateRead
 from event_bus.interfaces import OutRecord
-from event_bus.kafka_publisher import KafkaPublisher, ensure_topics
+from event_bus.kafka_admin import ensure_topics
+from event_bus.kafka_publisher import KafkaPublisher
 from event_bus.kafka_subscriber import KafkaSubscriber
 from services.plate_indexer import PlateIndexer
 from services.watchlist_alerts import WatchlistConsumer

@@ -13,7 +13,8 @@ from core.config import BusConfig, KafkaConfig, StorageConfig
 from dispatch.app import create_app
 from dispatch.settings import ConsoleSettings
 from event_bus import topics
-from event_bus.kafka_publisher import KafkaPublisher, ensure_topics
+from event_bus.kafka_admin import ensure_topics
+from event_bus.kafka_publisher import KafkaPublisher
 from event_bus.kafka_subscriber import KafkaSubscriber
 from kuzet.service_metrics import console_server, indexer_server
 from services.plate_indexer import IndexerStats, run_forever
