@@ -56,9 +56,11 @@ from core.health import CameraState
 from core.redact import redact_text
 from event_bus import topics
 from event_bus.consume import dead_letter
-from event_bus.events import CameraStatus
 from event_bus.interfaces import InRecord, OutRecord
 from event_bus.kafka_security import env_settings
+from event_bus.records import to_record
+from ingest.camera import StatusChange
+from worker.camera_status import camera_status
 from worker.registry import InvalidCameraRecord, decode_record
 
 log = logging.getLogger(__name__)
@@ -732,17 +734,17 @@ class CameraAssignment:
         records = []
         for cid in fresh:
             self._event("pending", cid, {"capacity": self.settings.capacity})
-            status = CameraStatus(
+            change = StatusChange(
                 camera_id=cid,
                 state=CameraState.DOWN,
                 reason=f"{PENDING_REASON}: worker {self.worker.worker_id} is full ({self.settings.capacity} cameras)",
                 input_fps=0.0,
                 analysed_fps=0.0,
+                last_frame_at=None,
                 reconnects=0,
-                worker_id=self.worker.worker_id,
                 at=datetime.now(UTC),
             )
-            records.append(OutRecord(topics.CAMERA_STATUS, cid, status.model_dump_json().encode()))
+            records.append(to_record(camera_status(change, self.worker.worker_id)))
         if self._sink is not None:
             try:
                 self._sink(records)

@@ -38,6 +38,7 @@ from storage.manifests import evidence_upload_hook
 from storage.retention import install_retention
 from storage.snapshots import SnapshotStore, open_snapshot_store
 from worker.analysis import AnalysisSettings, CameraAnalysis
+from worker.camera_status import camera_status
 from worker.clips import ClipRecorder
 from worker.events import EventBuilder, Outgoing
 from worker.outbox import OutboxGuard
@@ -336,17 +337,7 @@ class Worker:
             self._on_incident(incident)
 
     def _status_changed(self, change: StatusChange) -> None:
-        status = CameraStatus(
-            camera_id=change.camera_id,
-            state=change.state,
-            reason=change.reason,
-            input_fps=change.input_fps,
-            analysed_fps=change.analysed_fps,
-            last_frame_at=change.last_frame_at,
-            reconnects=change.reconnects,
-            worker_id=self.worker_id,
-            at=change.at,
-        )
+        status = camera_status(change, self.worker_id)
         if not self.outbox.append(status.camera_id, to_record(status)):
             return
         self.relay.poke()

@@ -165,15 +165,16 @@ def test_status_command_prints_cameras_per_worker(monkeypatch: Any) -> None:
     from typer.testing import CliRunner
 
     from kuzet.commands import status as status_cmd
+    from worker.status_report import CameraRow, StatusReport, WorkerRow
 
-    report = status_cmd.StatusReport(
+    report = StatusReport(
         group="kuzet-workers",
         group_state="Stable",
-        workers=[status_cmd.WorkerRow("w1", "m-1", "10.0.0.5", 8, [0, 1], ["cam-a", "cam-b"])],
+        workers=[WorkerRow("w1", "m-1", "10.0.0.5", 8, [0, 1], ["cam-a", "cam-b"])],
         cameras=[
-            status_cmd.CameraRow("cam-a", True, 0, "w1", "up", "heartbeat", "w1", "2026-01-01T00:00:00Z"),
-            status_cmd.CameraRow("cam-b", True, 1, "w1", "pending-capacity", f"{PENDING_REASON}: full", "w1", None),
-            status_cmd.CameraRow("cam-c", True, 2, None, "unassigned", "no worker owns its partition", None, None),
+            CameraRow("cam-a", True, 0, "w1", "up", "heartbeat", "w1", "2026-01-01T00:00:00Z"),
+            CameraRow("cam-b", True, 1, "w1", "pending-capacity", f"{PENDING_REASON}: full", "w1", None),
+            CameraRow("cam-c", True, 2, None, "unassigned", "no worker owns its partition", None, None),
         ],
         invalid_records=1,
     )

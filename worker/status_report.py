@@ -1,0 +1,154 @@
+"""What ``kuzet status`` shows: which worker runs which camera, and in what state — from Kafka alone.
+
+Three sources, all on the broker, so the report can be built from any machine
+that reaches Kafka (no access to the workers' pods needed):
+
+* the worker group's description: members, the partitions each owns, and the
+  worker id and capacity each declared when it joined (assignor user data);
+* the registry topic: every camera and the partition it lives on;
+* ``kuzet.camera-status.v1`` over the last ``since_s`` seconds: each camera's
+  latest reported state (workers send a heartbeat per camera every 30 s, and
+  an ``unassigned-capacity`` status for cameras a full worker could not start).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from event_bus import topics
+from event_bus.kafka_admin import describe_group, read_to_end
+from worker.assignment import DEFAULT_GROUP, PENDING_REASON
+from worker.registry import CameraRegistry
+
+
+@dataclass
+class WorkerRow:
+    worker_id: str
+    member_id: str
+    host: str
+    capacity: int | None
+    partitions: list[int] = field(default_factory=list)
+    cameras: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CameraRow:
+    camera_id: str
+    enabled: bool
+    partition: int
+    worker: str | None
+    state: str
+    reason: str
+    reported_by: str | None
+    reported_at: str | None
+
+
+@dataclass
+class StatusReport:
+    group: str
+    group_state: str
+    workers: list[WorkerRow]
+    cameras: list[CameraRow]
+    invalid_records: int
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(c.state for c in self.cameras))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "group_state": self.group_state,
+            "invalid_records": self.invalid_records,
+            "workers": [asdict(w) for w in self.workers],
+            "cameras": [asdict(c) for c in self.cameras],
+            "counts": self.counts(),
+        }
+
+
+def describe_workers(bootstrap: str, group: str) -> tuple[str, list[WorkerRow]]:
+    """Members of the worker group with their declared id / capacity and registry partitions."""
+    state, members = describe_group(bootstrap, group)
+    rows: list[WorkerRow] = []
+    for m in members:
+        worker_id = str(m.user_data.get("worker_id", ""))
+        try:
+            capacity = int(m.user_data["capacity"]) if "capacity" in m.user_data else None
+        except (TypeError, ValueError):
+            capacity = None
+        rows.append(
+            WorkerRow(
+                worker_id=worker_id or m.client_id,
+                member_id=m.member_id,
+                host=m.host,
+                capacity=capacity,
+                partitions=m.partitions.get(topics.CAMERAS, []),
+            )
+        )
+    return state, sorted(rows, key=lambda r: r.worker_id)
+
+
+def latest_statuses(bootstrap: str, since_s: float, timeout_s: float = 15.0) -> dict[str, dict[str, Any]]:
+    """The newest CameraStatus per camera from the last ``since_s`` seconds of ``kuzet.camera-status.v1``."""
+    latest: dict[str, dict[str, Any]] = {}
+    since_ms = int((time.time() - since_s) * 1000)
+    for r in read_to_end(
+        bootstrap, topics.CAMERA_STATUS, since_ms=since_ms, timeout_s=timeout_s, fail_on_timeout=False
+    ):
+        try:
+            doc = json.loads(r.value or b"")
+        except (TypeError, ValueError):
+            continue
+        cid = doc.get("camera_id") if isinstance(doc, dict) else None
+        if isinstance(cid, str) and (cid not in latest or str(doc.get("at")) >= str(latest[cid].get("at"))):
+            latest[cid] = doc
+    return latest
+
+
+def build_report(bootstrap: str, group: str = DEFAULT_GROUP, since_s: float = 900.0) -> StatusReport:
+    reg = CameraRegistry(bootstrap)
+    try:
+        snap = reg.snapshot()
+    finally:
+        reg.close()
+    group_state, workers = describe_workers(bootstrap, group)
+    owner: dict[int, WorkerRow] = {p: w for w in workers for p in w.partitions}
+    statuses = latest_statuses(bootstrap, since_s)
+    cameras: list[CameraRow] = []
+    for cid in sorted(snap.cameras):
+        entry = snap.cameras[cid]
+        cam = entry.camera
+        if cam is None:
+            continue
+        w = owner.get(entry.partition)
+        st = statuses.get(cid)
+        if not cam.enabled:
+            state, reason = "disabled", ""
+        elif w is None:
+            state, reason = "unassigned", "no worker owns its partition"
+        elif st is None:
+            state, reason = "unknown", "no status reported recently"
+        else:
+            state, reason = str(st.get("state")), str(st.get("reason", ""))
+            if reason.startswith(PENDING_REASON):
+                state = "pending-capacity"
+            elif st.get("worker_id") != w.worker_id:
+                state, reason = "starting", f"moved from {st.get('worker_id')}"
+        if w is not None and cam.enabled:
+            w.cameras.append(cid)
+        cameras.append(
+            CameraRow(
+                camera_id=cid,
+                enabled=cam.enabled,
+                partition=entry.partition,
+                worker=w.worker_id if w else None,
+                state=state,
+                reason=reason,
+                reported_by=st.get("worker_id") if st else None,
+                reported_at=st.get("at") if st else None,
+            )
+        )
+    return StatusReport(group, group_state, workers, cameras, len(snap.invalid))
