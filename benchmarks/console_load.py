@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.kafka:
         from core.config import KafkaConfig
         from event_bus.kafka_admin import ensure_topics
-from event_bus.kafka_publisher import KafkaPublisher
+        from event_bus.kafka_publisher import KafkaPublisher
 
         ensure_topics(args.kafka)
         publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=args.kafka, client_id="console-load"))

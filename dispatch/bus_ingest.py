@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from core.backoff import Backoff
 from core.redact import redact_text
 from dispatch.feed import FeedHub
 from dispatch.settings import ConsoleSettings
@@ -117,7 +118,7 @@ class BusIngestor:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(0.5, 10.0)
         consumer: EventConsumer | None = None
         while not self._stop.is_set():
             try:
@@ -139,7 +140,7 @@ class BusIngestor:
                 if decoded or consumer.stats.dead_lettered:
                     consumer.commit()
                 self.ingested += len(decoded)
-                backoff = 0.5
+                backoff.reset()
             except Exception as exc:
                 self.errors += 1
                 self.last_error = redact_text(f"{type(exc).__name__}: {exc}")
@@ -149,8 +150,7 @@ class BusIngestor:
                         consumer.close()
                     consumer = None
                     self._consumer = None
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                self._stop.wait(backoff.next_delay())
         if consumer is not None:
             consumer.close()
 

@@ -32,10 +32,7 @@ _STATUS: dict[type[Exception], tuple[int, str | None]] = {
 
 async def _domain(request: Request, exc: Exception) -> Response:
     status, page_text = next(v for t, v in _STATUS.items() if isinstance(exc, t))
-    if isinstance(exc, WatchEntryNotFound):
-        message = "no such watchlist entry"
-    else:
-        message = str(exc)
+    message = "no such watchlist entry" if isinstance(exc, WatchEntryNotFound) else str(exc)
     if wants_json(request):
         return JSONResponse({"detail": message}, status_code=status)
     return error_page(request, status, page_text or message)

@@ -19,8 +19,8 @@ For each batch (oldest first):
    ``kuzet_relay_parked``) and logged. Retrying it could never succeed, and in
    an ordered outbox it would hold back every later record, incidents included.
 
-On any failure the relay backs off (exponential, capped, full-jittered so a
-fleet of workers does not hammer a recovering broker in step) and retries
+On any failure the relay backs off (:mod:`core.backoff`: exponential, capped,
+equal jitter, so a fleet of workers does not hammer a recovering broker in step) and retries
 from the oldest unacknowledged record. A record that was delivered but not
 acknowledged is sent again later: consumers dedupe on ``event_id``.
 
@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from core.backoff import backoff_delay
 from core.clock import Clock, SystemClock
 from core.redact import redact_text
 from event_bus.interfaces import DeliveryError, Publisher
@@ -180,9 +181,8 @@ class Relay:
         )
 
     def _backoff(self, failures: int) -> float:
-        """Full jitter in [cap/2, cap] where cap doubles per failure up to ``backoff_max_s``."""
-        cap: float = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(failures - 1, 30))
-        return cap * (0.5 + 0.5 * self._rng.random())
+        """Equal jitter in [cap/2, cap] where cap doubles per failure up to ``backoff_max_s``."""
+        return backoff_delay(failures - 1, self.backoff_initial_s, self.backoff_max_s, self._rng)
 
     @property
     def next_attempt_in(self) -> float:

@@ -3,13 +3,11 @@
 Imports only :mod:`core` and libraries: ingest knows nothing of detectors or Kafka.
 """
 
-from ingest.backoff import Backoff, backoff_delay
 from ingest.camera import CameraRunner, RunnerStats, StatusChange
 from ingest.sampler import KeyframePolicy, RateSampler
 from ingest.source import PacketSource, PyAVSource, SourceError, SourcePacket, StreamInfo
 
 __all__ = [
-    "Backoff",
     "CameraRunner",
     "KeyframePolicy",
     "PacketSource",
@@ -20,5 +18,4 @@ __all__ = [
     "SourcePacket",
     "StatusChange",
     "StreamInfo",
-    "backoff_delay",
 ]

@@ -24,7 +24,7 @@ timeout and given up after ``stall_timeout_s`` without data (see
 does deliver packets but no decodable frames is caught by the loop's own check
 of the time since the last frame. Either way the camera is reported down and
 the connection is re-opened after a capped, jittered back-off
-(:mod:`ingest.backoff`), whose attempt counter resets once a connection has
+(:mod:`core.backoff`), whose attempt counter resets once a connection has
 delivered frames again.
 """
 
@@ -47,7 +47,7 @@ from core.config import CameraConfig, IngestConfig
 from core.frame import Frame
 from core.health import CameraState
 from core.redact import redact_text
-from ingest.backoff import Backoff
+from core.backoff import Backoff
 from ingest.sampler import KeyframePolicy, RateSampler
 from ingest.source import (
     DecodedImage,

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.backoff import Backoff
 from core.redact import redact_text
 from event_bus import topics
 from event_bus.consume import dead_letter, decode, publish_dead_letters
@@ -138,7 +139,7 @@ def run_forever(
     """Run an indexer; after a failure, close the subscriber and open a new one so the uncommitted batch is
     re-delivered from the group's committed offset (the only way to rewind that works for every transport)."""
     stats = stats if stats is not None else IndexerStats()  # the caller's, so metrics can read it live
-    delay = backoff_s
+    backoff = Backoff(backoff_s, max_backoff_s)
     while not stop.is_set():
         indexer = PlateIndexer(make_subscriber(), store, dlq, batch_size=batch_size, max_wait_s=max_wait_s)
         indexer.stats = stats
@@ -147,13 +148,13 @@ def run_forever(
                 indexer.step()
                 if on_step is not None:  # same thread as the poll: e.g. consumer-lag metrics
                     on_step(indexer.subscriber)
-                delay = backoff_s
+                backoff.reset()
         except Exception as exc:  # IndexerError, or the transport failing: reopen and re-read, never exit
             reason = str(exc) if isinstance(exc, IndexerError) else f"{type(exc).__name__}: {exc}"
             stats.last_error = redact_text(reason)
+            delay = backoff.next_delay()
             log.error("plate indexer: %s (retrying in %.1fs)", stats.last_error, delay)
             stop.wait(delay)
-            delay = min(max_backoff_s, delay * 2)
         finally:
             indexer.close()
     return stats

@@ -169,18 +169,6 @@ def incident_snapshot(
     return snapshot_response(ctx, rec.snapshot)
 
 
-def _snapshot_response(ctx: Any, ref_doc: dict[str, Any] | SnapshotRef) -> Response:
-    store = ctx.snapshots
-    try:
-        ref = ref_doc if isinstance(ref_doc, SnapshotRef) else SnapshotRef.model_validate(ref_doc)
-        if store is None or ref.store != store.kind or ref.bucket != store.bucket:
-            return JSONResponse({"detail": "snapshot store not reachable from this console"}, status_code=404)
-        data = store.get(ref)
-    except (SnapshotError, ValueError):
-        return JSONResponse({"detail": "snapshot missing or does not match its checksum"}, status_code=404)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
-
-
 @router.get("/feed", tags=["incidents"], response_class=StreamingResponse)
 async def feed(
     request: Request,

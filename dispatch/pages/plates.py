@@ -144,7 +144,6 @@ def watchlist_add(
     reason: PlateField = "",
     expires: PlateField = "",
 ) -> Response:
-    ctx = ctx_of(request)
     svc = plate_service(request)
     try:
         body = WatchIn(plate=plate, match=match, reason=reason, expires_at=datetime_local(expires))  # type: ignore[arg-type]

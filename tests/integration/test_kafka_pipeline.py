@@ -31,7 +31,7 @@ from event_bus import schemas, topics  # noqa: E402
 from event_bus.consume import EventConsumer  # noqa: E402
 from event_bus.events import Incident  # noqa: E402
 from event_bus.interfaces import OutRecord  # noqa: E402
-from event_bus.kafka_admin import ensure_topics
+from event_bus.kafka_admin import ensure_topics  # noqa: E402
 from event_bus.kafka_publisher import KafkaPublisher  # noqa: E402
 from event_bus.kafka_subscriber import KafkaSubscriber  # noqa: E402
 from event_bus.relay import Relay  # noqa: E402

@@ -1,9 +1,12 @@
-"""Reconnect back-off: capped exponential with jitter, as a pure function of (attempt, rng).
+"""The one back-off: capped exponential with equal jitter, as a pure function of (attempt, rng).
+
+Used by every retry loop that waits between attempts: camera reconnects, the
+outbox relay, the plate indexer and the console's bus consumer.
 
 Why not tenacity's ``wait_random_exponential``: it draws from the global
 ``random`` module, so a test cannot pin its output with a seeded generator,
-and the runner's retry loop also has to watch a stop event and report camera
-status between attempts, which a retry decorator hides. The function below
+and the retry loops also have to watch a stop event and report status
+between attempts, which a retry decorator hides. The function below
 is four lines and fully deterministic given a ``random.Random``.
 
 Why jitter: when a switch or a recording server restarts, hundreds of cameras

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ingest.backoff import Backoff, backoff_delay
+from core.backoff import Backoff, backoff_delay
 
 
 def test_grows_exponentially_within_equal_jitter_bounds() -> None:
