@@ -42,12 +42,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from core.backoff import Backoff
 from core.clock import Clock, SystemClock
 from core.config import CameraConfig, IngestConfig
 from core.frame import Frame
 from core.health import CameraState
 from core.redact import redact_text
-from core.backoff import Backoff
 from ingest.sampler import KeyframePolicy, RateSampler
 from ingest.source import (
     DecodedImage,

@@ -28,7 +28,6 @@ import csv
 import io
 import json
 import logging
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -288,10 +287,6 @@ class RegistrySnapshot:
     invalid: list[tuple[int, int, str]] = field(default_factory=list)  # (partition, offset, reason)
     records_read: int = 0
 
-    def partition_of(self, camera_id: str) -> int | None:
-        entry = self.cameras.get(camera_id)
-        return entry.partition if entry else None
-
 
 def partition_for(camera_id: str, partitions: int = REGISTRY_PARTITIONS) -> int:
     """The partition the producer's default partitioner puts ``camera_id`` on (murmur2, as the Java client)."""
@@ -386,8 +381,3 @@ class CameraRegistry:
 
     def close(self) -> None:
         self._writer.close()
-
-
-def default_bootstrap() -> str:
-    """``KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS`` (the worker's own setting) or the local default."""
-    return os.environ.get("KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")

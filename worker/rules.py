@@ -317,7 +317,3 @@ class FireRule:
         out = [r.incident.change(IncidentState.END, at, ended=True) for r in self._regions if r.incident is not None]
         self._regions.clear()
         return out
-
-
-def person_boxes(detections: Detections) -> Detections:
-    return detections[detections.class_id == int(Label.PERSON)]

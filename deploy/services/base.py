@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -172,13 +171,3 @@ class Service(ABC):
         doc.update(self.info(show_secrets))
         doc["log"] = str(self.log_file)
         return doc
-
-
-def wait_for_exit(pid: int, timeout: float) -> bool:
-    """Wait until pid is gone; true when it went."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return False

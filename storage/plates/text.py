@@ -97,13 +97,6 @@ def fold(plate: str, confusions: tuple[tuple[str, str], ...] = DEFAULT_CONFUSION
     return "".join(fmap.get(c, c) for c in plate)
 
 
-def substitution_cost(a: str, b: str, confusions: tuple[tuple[str, str], ...] = DEFAULT_CONFUSIONS) -> float:
-    if a == b:
-        return 0.0
-    _, pairs = _tables(confusions)
-    return CONFUSION_COST if (a, b) in pairs else 1.0
-
-
 def weighted_distance(
     a: str,
     b: str,
