@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.boxes import iou
 from core.detections import Detections
 from core.frame import Frame
 from core.labels import VEHICLES, Label
@@ -115,14 +116,6 @@ class _Pass:
     best_frame: Frame | None = None
     best_weight: float = -1.0
     best_vehicle_box: Box | None = None
-
-
-def _iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class PlateReader:
@@ -270,9 +263,9 @@ class PlateReader:
     def _own_track(self, box: npt.NDArray[np.float32], t: float) -> int:
         best_id, best_iou = -1, self.cfg.iou_match
         for tid, (last, _) in self._plate_tracks.items():
-            iou = _iou(box, last)
-            if iou >= best_iou:
-                best_id, best_iou = tid, iou
+            overlap = iou(box, last)
+            if overlap >= best_iou:
+                best_id, best_iou = tid, overlap
         if best_id < 0:
             best_id = self._next_plate_id
             self._next_plate_id += 1

@@ -19,6 +19,7 @@ from uuid import UUID
 
 import numpy as np
 
+from core.boxes import iou
 from core.config import RulesConfig
 from core.detections import Detections
 from core.labels import Label
@@ -216,17 +217,9 @@ class _Region:
     incident: _Open | None = None
 
 
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _near(a: Box, b: Box) -> bool:
     """Overlapping, or the centre of one inside the other grown by half: flames change shape frame to frame."""
-    if _iou(a, b) > 0:
+    if iou(a, b) > 0:
         return True
     w, h = (a[2] - a[0]) / 2, (a[3] - a[1]) / 2
     cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
@@ -276,7 +269,7 @@ class FireRule:
             conf = float(hits.confidence[i])
             candidates = [r for r in self._regions if _near(r.box, box)]
             if candidates:
-                region = max(candidates, key=lambda r: _iou(r.box, box))
+                region = max(candidates, key=lambda r: iou(r.box, box))
                 if region in matched:  # a second box of the same region: grow it
                     prev, pconf = matched[region]
                     box = [min(prev[0], box[0]), min(prev[1], box[1]), max(prev[2], box[2]), max(prev[3], box[3])]

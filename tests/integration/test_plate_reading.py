@@ -11,11 +11,11 @@ import hashlib
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from core.boxes import iou
 from core.detections import Detections
 from core.frame import Frame
 from detectors.model_cache import DEFAULT_CACHE_DIR, build_cache
@@ -40,13 +40,6 @@ def plate_detector() -> Detector:
 @pytest.fixture(scope="module")
 def rapid_ocr() -> PlateOcr:
     return PlateOcr(create_recognizer("rapidocr"))
-
-
-def iou(a: Any, b: Any) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union
 
 
 def test_plate_detector_finds_rendered_plates(plate_detector: Detector) -> None:

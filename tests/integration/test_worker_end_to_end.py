@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from core.boxes import iou
 from core.config import CameraConfig
 from detectors.synthetic import FireSpec, fire_clip
 from event_bus.events import Incident, IncidentState, IncidentType
@@ -99,14 +100,7 @@ def test_rendered_fire_gives_exactly_one_fire_incident(tmp_path: Path) -> None:
     assert fire.severity == "critical" and fire.snapshot is not None
     # The box sits on the rendered flame (fire_clip's default flame: centred, lower part of the frame).
     flame = FireSpec(cx=768 // 2, base_y=int(576 * 0.78), width=768 // 4, height=576 // 3).box
-    assert _iou(fire.boxes[0], [float(v) for v in flame]) > 0.3, (fire.boxes, flame)
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union
+    assert iou(fire.boxes[0], [float(v) for v in flame]) > 0.3, (fire.boxes, flame)
 
 
 def test_vtest_excerpt_gives_no_fire(tmp_path: Path) -> None:
