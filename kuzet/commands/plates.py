@@ -243,12 +243,14 @@ def _bus(
     kind: str, bootstrap: str, local_path: str, group: str, topic: str, latest: bool = False
 ) -> tuple[Callable[[], Subscriber], Publisher]:
     """Subscriber factory and publisher for the transport the options name (event_bus.transport builds them)."""
-    from core.config import BusConfig, KafkaConfig
+    from core.config import BusConfig
     from event_bus.transport import open_publisher, subscriber_factory
 
     if kind not in ("local", "kafka"):
         raise typer.BadParameter("--bus must be local or kafka")
-    cfg = BusConfig(kind=kind, kafka=KafkaConfig(bootstrap_servers=bootstrap, client_id=group), local_path=local_path)
+    cfg = BusConfig.model_validate(
+        {"kind": kind, "kafka": {"bootstrap_servers": bootstrap, "client_id": group}, "local_path": local_path}
+    )
     return subscriber_factory(cfg, [topic], group, from_beginning=not latest), open_publisher(cfg)
 
 

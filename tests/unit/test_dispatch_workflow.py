@@ -166,7 +166,7 @@ def test_store_contract_sqlite(store: WorkflowStore) -> None:
 
 def test_passwords_are_argon2_hashes(store: WorkflowStore) -> None:
     store.add_user("disp", Role.DISPATCHER, "disp-password-1")
-    (stored,) = store._read("SELECT password_hash FROM console_users WHERE username = 'disp'")[0]
+    (stored,) = store._db.read("SELECT password_hash FROM console_users WHERE username = 'disp'")[0]
     assert stored.startswith("$argon2id$") and "disp-password-1" not in stored
 
 
