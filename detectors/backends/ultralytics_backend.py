@@ -23,6 +23,7 @@ from core.config import ModelConfig
 from core.detections import Detections
 from detectors.classmap import ClassMap
 from detectors.device import Device, DeviceUnavailableError
+from detectors.errors import DetectorError
 from detectors.model_cache import resolve_model
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,13 @@ log = logging.getLogger(__name__)
 
 def _import_yolo() -> Any:
     os.environ["YOLO_OFFLINE"] = "1"
-    from ultralytics import YOLO  # type: ignore[attr-defined]
-
+    try:
+        from ultralytics import YOLO  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise DetectorError(
+            f"the ultralytics backend needs the `ultralytics` extra (torch, ultralytics): "
+            f"pip install 'kuzet[ultralytics]' ({exc})"
+        ) from None
     return YOLO
 
 
@@ -41,8 +47,7 @@ class UltralyticsDetector:
     def __init__(
         self, cfg: ModelConfig, path: Path, version: str, class_names: dict[int, str] | None, pre_import: list[str]
     ) -> None:
-        # before anything imports ultralytics (fire_detector does): its import probes DNS unless offline
-        os.environ["YOLO_OFFLINE"] = "1"
+        yolo = _import_yolo()  # first: sets YOLO_OFFLINE (the import probes DNS otherwise), says what is missing
         for module in pre_import:  # e.g. fire_detector registers the custom layers the pickle names
             importlib.import_module(module)
         import torch
@@ -59,7 +64,6 @@ class UltralyticsDetector:
                 "install a CUDA build of torch on a machine with an NVIDIA driver, or set device: cpu"
             )
         self.device = str(device)
-        yolo = _import_yolo()
         self.model = yolo(str(path), task="detect")
         names = class_names or {int(k): str(v) for k, v in self.model.names.items()}
         self.classmap = ClassMap(names, cfg.labels)
