@@ -165,7 +165,8 @@ def _good_plate() -> tuple[str, bytes]:
 
 def run_console(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -> ConsumerReport:
     from core.config import KafkaConfig
-    from dispatch.feed import BusIngestor, FeedHub
+    from dispatch.bus_ingest import BusIngestor
+    from dispatch.feed import FeedHub
     from event_bus.kafka_publisher import KafkaPublisher
     from event_bus.kafka_subscriber import KafkaSubscriber
     from storage.workflow import open_workflow_store
@@ -201,8 +202,8 @@ def run_plates(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -
     from core.config import KafkaConfig
     from event_bus.kafka_publisher import KafkaPublisher
     from event_bus.kafka_subscriber import KafkaSubscriber
-    from storage.plates import indexer as indexer_mod
-    from storage.plates import watch as watch_mod
+    from services import plate_indexer as indexer_mod
+    from services import watchlist_alerts as watch_mod
     from storage.plates.sqlite import SqliteHistoryStore
     from storage.watchlist import WatchlistMatcher, WatchlistStore
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
+from core.backoff import Backoff
 from core.redact import redact_text
 from event_bus.consume import dead_letter, decode, publish_dead_letters
 from event_bus.events import Incident, IncidentState, IncidentType, PlateRead, WatchlistMatchRef
@@ -176,7 +177,7 @@ def run_forever(
     for every transport; the derived incident ids make the re-published hits duplicates dispatch drops.
     """
     stats = stats if stats is not None else WatchStats()
-    delay = backoff_s
+    backoff = Backoff(backoff_s, max_backoff_s)
     while not stop.is_set():
         consumer: WatchlistConsumer | None = None
         try:
@@ -184,11 +185,11 @@ def run_forever(
             consumer.stats = stats
             while not stop.is_set():
                 consumer.step()
-                delay = backoff_s
-        except Exception as exc:
+                backoff.reset()
+        except Exception as exc:  # publishing or the transport failing: reopen and re-read, never exit
+            delay = backoff.next_delay()
             log.error("watchlist matcher: %s (retrying in %.1fs)", redact_text(f"{type(exc).__name__}: {exc}"), delay)
             stop.wait(delay)
-            delay = min(max_backoff_s, delay * 2)
         finally:
             if consumer is not None:
                 consumer.close()

@@ -18,8 +18,7 @@ import typer
 from core.config import ConfigError, KuzetConfig, load_config
 from storage.evidence_verify import VerifyReport, verify_bundle, verify_camera_day
 from storage.retention import run_lifecycle
-from storage.snapshots import SnapshotError
-from worker.factories import make_snapshot_store
+from storage.snapshots import SnapshotError, open_snapshot_store
 
 app = typer.Typer(help="Evidence clips and snapshots: chain-of-custody checks.", no_args_is_help=True)
 
@@ -73,7 +72,7 @@ def _store(config: Path | None) -> tuple[KuzetConfig, Any]:
     except ConfigError as exc:
         typer.echo(f"configuration: {exc}", err=True)
         raise typer.Exit(2) from None
-    return cfg, make_snapshot_store(cfg.storage)
+    return cfg, open_snapshot_store(cfg.storage)
 
 
 @app.command("retention")

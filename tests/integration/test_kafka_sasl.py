@@ -30,7 +30,8 @@ from event_bus.acls import apply_acls
 from event_bus.consume import EventConsumer
 from event_bus.events import Incident
 from event_bus.interfaces import OutRecord
-from event_bus.kafka_publisher import KafkaPublisher, ensure_topics
+from event_bus.kafka_admin import ensure_topics
+from event_bus.kafka_publisher import KafkaPublisher
 from event_bus.kafka_security import client_settings
 from event_bus.kafka_subscriber import KafkaSubscriber
 from worker.registry import CameraRegistry

@@ -95,7 +95,7 @@ def test_logs(case: tuple[str, str]) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=urls())
 def test_camera_status_reason_and_console_api(case: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from dispatch.feed import camera_health
+    from dispatch.bus_ingest import camera_health
     from event_bus.events import CameraStatus
     from ingest.source import build_stream_url
 

@@ -72,12 +72,12 @@ def test_local_bus(tmp_path: Path) -> None:
 
 def test_workflow_store(tmp_path: Path) -> None:
     store = open_workflow_store(tmp_path / "console.sqlite3")
-    lift = _fill(store._conn)
-    with pytest.raises(sqlite3.OperationalError) as err, store._tx() as c:
+    lift = _fill(store._db._conn)
+    with pytest.raises(sqlite3.OperationalError) as err, store._db.tx() as c:
         c.execute("INSERT INTO wf_meta (name, value) VALUES ('pad', ?)", (BIG,))
     _assert_real_error(err.value)
     lift()
-    with store._tx() as c:
+    with store._db.tx() as c:
         c.execute("INSERT INTO wf_meta (name, value) VALUES ('pad', 'small')")
 
 
