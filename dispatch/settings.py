@@ -9,6 +9,8 @@ Every field is bounded, unknown keys are errors, and environment variables
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -60,3 +62,6 @@ class ConsoleSettings(BaseSettings):
             if not name or len(name) > 64 or not patterns:
                 raise ValueError(f"camera group {name!r}: a name (1-64 characters) and at least one pattern")
         return groups
+
+    def database_path(self) -> Path | None:
+        return None if self.database.startswith(("postgresql://", "postgres://")) else Path(self.database)
