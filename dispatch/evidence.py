@@ -51,7 +51,6 @@ from storage.incident_events import EvidenceIndex, Hold
 from storage.plates.factory import is_postgres, sqlite_path
 from storage.retention import set_hold
 from storage.snapshots import SnapshotError, SnapshotStore
-from storage.workflow import NotFoundError, Role, Session
 
 log = logging.getLogger(__name__)
 
