@@ -29,7 +29,7 @@ from core.config import CameraConfig, EvidenceConfig, IngestConfig
 from event_bus import topics
 from event_bus.events import Incident
 from event_bus.interfaces import OutRecord
-from event_bus.kafka_publisher import ensure_topics
+from event_bus.kafka_admin import ensure_topics
 from event_bus.kafka_subscriber import KafkaSubscriber
 from event_bus.local_bus import LocalBusPublisher
 from event_bus.relay import Relay
