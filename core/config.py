@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.analytics_config import AnalyticsConfig
 from core.camera_policy import CameraPolicy
 from core.labels import Label
 
@@ -104,6 +105,7 @@ class CameraConfig(Strict):
     detectors: list[str] = Field(default_factory=lambda: ["person"], min_length=1, description="model names to run")
     zones: list[Zone] = Field(default_factory=list, max_length=32)
     privacy_masks: list[PrivacyMask] = Field(default_factory=list, max_length=32)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig, description="lines, crowding, traffic rules")
     loop: bool = Field(default=False, description="replay a file source forever (demo, benchmarks)")
     realtime: bool = Field(default=True, description="pace a file source at its frame rate")
     enabled: bool = True
@@ -135,6 +137,7 @@ class CameraConfig(Strict):
         names = [z.name for z in self.zones]
         if len(names) != len(set(names)):
             raise ValueError("zone names must be unique per camera")
+        self.analytics.check_zones(set(names))
         return self
 
 
@@ -348,6 +351,8 @@ class KuzetConfig(BaseSettings):
             if missing:
                 raise ValueError(f"camera {cam.id} uses unknown detector(s) {missing}; configured: {sorted(names)}")
             self.camera_policy.check(cam)  # CameraPolicyError is a ValueError: reported like any other problem
+            labels = {Label.parse(v) for d in cam.detectors for v in self.model(d).labels.values()}
+            cam.analytics.check_detectors(labels, cam.id)
         return self
 
     def model(self, name: str) -> ModelConfig:

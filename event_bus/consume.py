@@ -37,6 +37,7 @@ TOPIC_EVENT_TYPES: dict[str, str] = {
     topics.INCIDENTS: "incident",
     topics.CAMERA_STATUS: "camera-status",
     topics.PLATES: "plate-read",
+    topics.LINE_COUNTS: "line-count",
 }
 """Which event type (schema name) each topic carries."""
 

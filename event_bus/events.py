@@ -25,6 +25,7 @@ from core.clip import ClipRef, ClipStatus
 from core.config import CAMERA_ID_PATTERN
 from core.health import CameraState
 from core.snapshot import SnapshotRef
+from event_bus.analytics_events import AnalyticsDetails, LineCountEntry
 
 CameraId = Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
 Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in frame pixels")]
@@ -43,10 +44,13 @@ class IncidentType(StrEnum):
     PERSON_IN_ZONE = "person_in_zone"
     LOITERING = "loitering"
     LINE_CROSSING = "line_crossing"
-    CROWD = "crowd"
+    CROWDING = "crowding"
     FIRE = "fire"
     SMOKE = "smoke"
     WATCHLIST_HIT = "watchlist_hit"
+    STOPPED_VEHICLE = "stopped_vehicle"
+    WRONG_WAY = "wrong_way"
+    SPEEDING = "speeding"
 
 
 class IncidentState(StrEnum):
@@ -101,6 +105,7 @@ class Incident(Event):
     seq: int = Field(ge=0, description="per-incident event counter: start is 0")
     clip: ClipRef | None = Field(default=None, description="evidence clip (v2): pre-roll to post-roll, sha256")
     watchlist: WatchlistMatchRef | None = Field(default=None, description="the plate match of a watchlist_hit (v2)")
+    analytics: AnalyticsDetails | None = Field(default=None, description="line, crowd or traffic specifics")
 
 
 class CameraStatus(Event):
@@ -117,6 +122,23 @@ class CameraStatus(Event):
     reconnects: int = Field(ge=0)
     worker_id: str = Field(min_length=1, max_length=64)
     at: AwareDatetime
+
+
+class LineCount(Event):
+    """Crossings per line, direction and label of one camera over one count period (default one minute).
+
+    Sent at the end of every period, zeros included, so a dashboard can draw flows without gaps;
+    ``complete`` is false for a period cut short (camera stopped or reconfigured).
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(default_factory=new_event_id)
+    camera_id: CameraId
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    complete: bool
+    counts: list[LineCountEntry] = Field(max_length=1024)
+    worker_id: str = Field(min_length=1, max_length=64)
 
 
 class PlateCandidate(BaseModel):
@@ -167,6 +189,7 @@ __all__ = [
     "Incident",
     "IncidentState",
     "IncidentType",
+    "LineCount",
     "PlateCandidate",
     "PlateRead",
     "SnapshotRef",
@@ -174,4 +197,9 @@ __all__ = [
     "new_event_id",
 ]
 
-EVENT_TYPES: dict[str, type[Event]] = {"incident": Incident, "camera-status": CameraStatus, "plate-read": PlateRead}
+EVENT_TYPES: dict[str, type[Event]] = {
+    "incident": Incident,
+    "camera-status": CameraStatus,
+    "plate-read": PlateRead,
+    "line-count": LineCount,
+}

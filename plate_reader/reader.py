@@ -150,6 +150,8 @@ class PlateReader:
         self._passes: dict[tuple[str, int], _Pass] = {}
         self._plate_tracks: dict[int, tuple[npt.NDArray[np.float32], float]] = {}  # own id -> (last box, last t)
         self._next_plate_id = 0
+        self.frame_tracks: list[tuple[tuple[str, int], tuple[float, float, float, float], float]] = []
+        """The last processed frame's plates: (pass key, plate box, detector confidence); traffic rules follow them."""
 
     # -- public ----------------------------------------------------------------------------------------------
 
@@ -175,6 +177,10 @@ class PlateReader:
     def finish(self, job: PlateJob, observations: list[PlateObservation]) -> list[PlatePass]:
         """Step 4: add the frame's reads to their passes' votes; returns the passes that completed."""
         frame, t = job.frame, job.t
+        self.frame_tracks = [
+            (key, (float(b[0]), float(b[1]), float(b[2]), float(b[3])), float(c))
+            for key, b, c in zip(job.keys, job.plates.xyxy, job.plates.confidence, strict=True)
+        ]
         by_box = {obs.plate_xyxy: obs for obs in observations}
         out: list[PlatePass] = []
         for i, key in enumerate(job.keys):
@@ -213,6 +219,11 @@ class PlateReader:
         self._passes.clear()
         self._plate_tracks.clear()
         return out
+
+    def voted(self, key: tuple[str, int]) -> VoteResult | None:
+        """The vote so far of an open pass (None when it has ended or has no counted read)."""
+        p = self._passes.get(key)
+        return p.vote.result(self.cfg.top_k) if p is not None else None
 
     @property
     def open_passes(self) -> int:

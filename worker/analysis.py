@@ -10,6 +10,7 @@ OCR is slow and batched across cameras, so it does not run here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,7 +19,10 @@ from core.detections import Detections
 from core.frame import Frame
 from core.labels import Label
 from detectors.tracking import CameraTracker
-from worker.events import IncidentDraft
+from event_bus.events import LineCount
+from plate_reader.reader import PlateReader
+from worker.analytics import AnalyticsStats, CameraAnalytics
+from worker.events import CountDraft, IncidentDraft
 from worker.rules import FireRule, IncidentChange, PersonZoneRule
 from worker.zones import PixelZone, scale_zones
 
@@ -29,6 +33,8 @@ class AnalysisSettings:
 
     rules: RulesConfig
     tracking: TrackingConfig
+    worker_id: str = "worker"
+    analytics: AnalyticsStats = field(default_factory=AnalyticsStats)
 
 
 @dataclass(frozen=True)
@@ -38,12 +44,29 @@ class PlateWork:
     frame: Frame
     detections: Detections
     t: float
+    traffic: TrafficHook | None = None
+    """The camera's traffic rules, run by the plate stage on the reader's passes after each frame."""
 
 
 @dataclass
 class AnalysisOut:
-    incidents: list[IncidentDraft] = field(default_factory=list)
+    incidents: list[IncidentDraft | CountDraft] = field(default_factory=list)
     plate: PlateWork | None = None
+
+
+@dataclass
+class TrafficHook:
+    """Traffic offences of one camera on its plate reader's passes; only the plate stage's thread calls it."""
+
+    analytics: CameraAnalytics
+    draft: Callable[[IncidentChange, Frame | None], IncidentDraft]
+
+    def on_frame(self, reader: PlateReader, frame: Frame, t: float) -> list[IncidentDraft]:
+        return [self.draft(c, frame) for c in self.analytics.on_plates(t, frame.captured_at, reader)]
+
+    def close(self, at: datetime) -> list[IncidentDraft]:
+        changes, _ = self.analytics.close_traffic(at)
+        return [self.draft(c, None) for c in changes]
 
 
 class CameraAnalysis:
@@ -54,6 +77,9 @@ class CameraAnalysis:
     ) -> None:
         self.camera = camera
         self.model_versions = {model_name: model_version}
+        self._settings = settings
+        self._analytics: CameraAnalytics | None = None
+        self._traffic: TrafficHook | None = None
         self._rules_cfg = settings.rules
         self._tracking_cfg = settings.tracking
         self._tracks_people = Label.PERSON in labels
@@ -84,29 +110,51 @@ class CameraAnalysis:
         if self._tracks_people:
             self._person_rule = PersonZoneRule(self._zones, self._rules_cfg)
             self._tracker = CameraTracker(self._tracking_cfg, frame_rate=self.camera.analysis_fps)
+        if self._tracks_people or self.reads_plates:
+            if self._analytics is not None:  # a new resolution: the old geometry's counts end
+                self._analytics.close_people(frame.captured_at)
+            s = self._settings
+            self._analytics = CameraAnalytics(
+                self.camera, self._zones, *size, self._rules_cfg, s.worker_id, s.analytics, people=self._tracks_people
+            )
+            if self.reads_plates and self._analytics.traffic is not None:
+                self._traffic = TrafficHook(self._analytics, self._draft)
 
     def process(self, frame: Frame, detections: Detections) -> AnalysisOut:
         self._ensure_geometry(frame)
         t = self._stream_time(frame)
         changes: list[IncidentChange] = []
+        counts: list[LineCount] = []
         if self._person_rule is not None and self._tracker is not None:
             people = self._tracker.update(detections[detections.class_id == int(Label.PERSON)])
             changes += self._person_rule.update(t, frame.captured_at, people)
+            if self._analytics is not None:
+                more, counts = self._analytics.on_people(t, frame.captured_at, people)
+                changes += more
         for rule in self._fire_rules:
             changes += rule.update(t, frame.captured_at, detections)
         out = AnalysisOut([self._draft(change, frame) for change in changes])
+        out.incidents += [CountDraft(c) for c in counts]
         if self.reads_plates:
-            out.plate = PlateWork(frame, detections, t)
+            out.plate = PlateWork(frame, detections, t, self._traffic)
         return out
 
-    def close(self, at: datetime) -> list[IncidentDraft]:
-        """End every open incident (camera stopped, removed or moved to another worker)."""
+    def close(self, at: datetime) -> list[IncidentDraft | CountDraft]:
+        """End every open incident (camera stopped, removed or moved to another worker).
+
+        Traffic offences end in the plate stage (:meth:`TrafficHook.close`), after the frames queued there.
+        """
         changes: list[IncidentChange] = []
+        counts: list[LineCount] = []
         if self._person_rule is not None:
             changes += self._person_rule.close(at)
         for rule in self._fire_rules:
             changes += rule.close(at)
-        return [self._draft(c, None) for c in changes]
+        if self._analytics is not None:
+            more, counts = self._analytics.close_people(at)
+            changes += more
+        drafts: list[IncidentDraft | CountDraft] = [self._draft(c, None) for c in changes]
+        return drafts + [CountDraft(c) for c in counts]
 
     def _draft(self, change: IncidentChange, frame: Frame | None) -> IncidentDraft:
         zone = next((z for z in self._zones or [] if z.name == change.zone), None)

@@ -21,8 +21,8 @@ import numpy.typing as npt
 
 from core.config import CameraConfig
 from core.snapshot import SnapshotRef
-from event_bus.events import Incident, IncidentState, PlateCandidate, PlateRead, new_event_id
-from event_bus.topics import INCIDENTS, PLATES
+from event_bus.events import Incident, IncidentState, LineCount, PlateCandidate, PlateRead, new_event_id
+from event_bus.topics import INCIDENTS, LINE_COUNTS, PLATES
 from ingest.masking import mask_image
 from plate_reader.reader import PlatePass
 from worker.rules import IncidentChange
@@ -51,7 +51,14 @@ class PlateDraft:
     model_versions: dict[str, str] = field(default_factory=dict)
 
 
-Draft = IncidentDraft | PlateDraft
+@dataclass(frozen=True)
+class CountDraft:
+    """A line-count period of one camera: already an event (no snapshot, nothing to add)."""
+
+    event: LineCount
+
+
+Draft = IncidentDraft | PlateDraft | CountDraft
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ class Outgoing:
     """An event ready for the outbox, with its topic and the snapshot it references (if new)."""
 
     topic: str
-    event: Incident | PlateRead
+    event: Incident | PlateRead | LineCount
     snapshot_jpeg: bytes | None
 
 
@@ -74,6 +81,8 @@ class EventBuilder:
     def build(self, draft: Draft) -> Outgoing:
         if isinstance(draft, IncidentDraft):
             return self.incident(draft)
+        if isinstance(draft, CountDraft):
+            return Outgoing(LINE_COUNTS, draft.event, None)
         return self.plate_read(draft)
 
     def _snapshot(self, camera_id: str, event_id: UUID, at: datetime, jpeg: bytes) -> SnapshotRef | None:
@@ -112,6 +121,7 @@ class EventBuilder:
             model_versions=draft.model_versions,
             worker_id=self._worker_id,
             seq=change.seq,
+            analytics=change.analytics,
         )
         return Outgoing(INCIDENTS, incident, jpeg)
 

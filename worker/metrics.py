@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 from core.detections import Detections
 from event_bus import topics
 from event_bus.interfaces import DeliveryError, OutRecord, Publisher
+from worker.analytics import AnalyticsCollector
 from worker.clip_metrics import ClipCollector
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -468,4 +469,5 @@ class WorkerMetrics:
         self.registry.register(self.collector)
         if getattr(worker, "clips", None) is not None:
             self.registry.register(ClipCollector(worker.clips))
+        self.registry.register(AnalyticsCollector(worker.analytics))
         return self.collector

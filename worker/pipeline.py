@@ -316,9 +316,9 @@ class Pipeline:
         except Exception:
             self._stats.plate_errors += 1
             log.exception("plate round of %d frames failed", len(items))
-            results = [([], {}) for _ in items]
-        for item, (passes, versions) in zip(items, results, strict=True):
-            drafts: list[Draft] = [PlateDraft(p, versions) for p in passes]
+            results = [([], {}, []) for _ in items]
+        for item, (passes, versions, offences) in zip(items, results, strict=True):
+            drafts: list[Draft] = [*offences, *(PlateDraft(p, versions) for p in passes)]
             self.sink_q.put(item.task.camera_id, SinkItem(item.ticket, item.task.camera_id, drafts, item.done))
 
     def _write(self, items: list[SinkItem]) -> None:

@@ -14,13 +14,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from plate_reader.ocr import OcrRead
 from plate_reader.pipeline import PlateOcr
 from plate_reader.reader import PlateJob, PlatePass, PlateReader
-from worker.analysis import PlateWork
+from worker.analysis import PlateWork, TrafficHook
+from worker.events import IncidentDraft
 
 log = logging.getLogger(__name__)
+
+PlateRound = tuple[list[PlatePass], dict[str, str], list[IncidentDraft]]
+"""Per task: the passes it finished, the model versions, and the traffic offences its frame raised."""
 
 ReaderFactory = Callable[[str, str, dict[str, str], PlateOcr], PlateReader]
 """(camera id, model name, model versions, the shared OCR) -> the camera's plate reader."""
@@ -45,6 +50,7 @@ class PlateStage:
         self._make_reader = make_reader
         self.max_crops = max_crops
         self._readers: dict[tuple[str, str], PlateReader] = {}
+        self._traffic: dict[tuple[str, str], TrafficHook] = {}
         self.rounds = 0
         self.crops_read = 0
 
@@ -62,8 +68,8 @@ class PlateStage:
             self._readers[key] = reader
         return reader
 
-    def run(self, tasks: list[PlateTask]) -> list[tuple[list[PlatePass], dict[str, str]]]:
-        """Read and vote a round of tasks; one (finished passes, model versions) per task, in order."""
+    def run(self, tasks: list[PlateTask]) -> list[PlateRound]:
+        """Read and vote a round of tasks; one (finished passes, model versions, offences) per task, in order."""
         jobs: list[PlateJob | None] = []
         for task in tasks:
             work = task.work
@@ -75,16 +81,24 @@ class PlateStage:
         if crops:
             self.rounds += 1
             self.crops_read += len(crops)
-        out: list[tuple[list[PlatePass], dict[str, str]]] = []
+        out: list[PlateRound] = []
         at = 0
         for task, job in zip(tasks, jobs, strict=True):
+            key = (task.camera_id, task.model)
             if job is None:
-                closing = self._readers.pop((task.camera_id, task.model), None)
-                out.append((closing.close(), closing.model_versions) if closing is not None else ([], {}))
+                closing = self._readers.pop(key, None)
+                traffic = self._traffic.pop(key, None)
+                ended = traffic.close(datetime.now(UTC)) if traffic is not None else []
+                out.append((closing.close(), closing.model_versions, ended) if closing is not None else ([], {}, ended))
                 continue
             reader = self._reader(task)
             mine = reads[at : at + len(job.crops)]
             at += len(job.crops)
             observations = self.ocr.observe(job.plates.xyxy, job.plates.confidence, job.crops, mine)
-            out.append((reader.finish(job, observations), reader.model_versions))
+            passes = reader.finish(job, observations)
+            offences: list[IncidentDraft] = []
+            if task.work is not None and task.work.traffic is not None:
+                self._traffic[key] = task.work.traffic
+                offences = task.work.traffic.on_frame(reader, job.frame, job.t)
+            out.append((passes, reader.model_versions, offences))
         return out

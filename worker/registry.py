@@ -193,6 +193,7 @@ CSV_COLUMNS = (
     "location",
     "keyframe_only",
     "enabled",
+    "analytics",
 )
 
 
@@ -212,11 +213,12 @@ def _csv_row(row: Mapping[str, str | None], line: int) -> dict[str, Any]:
                 raise InvalidCameraRecord(f"line {line}: analysis_fps {val!r} is not a number") from None
         elif key == "detectors":
             data[key] = [d.strip() for d in val.replace(";", ",").split(",") if d.strip()]
-        elif key == "zones":
+        elif key in ("zones", "analytics"):
             try:
                 data[key] = json.loads(val)
             except json.JSONDecodeError:
-                raise InvalidCameraRecord(f"line {line}: zones must be JSON (a list of zones)") from None
+                what = "a list of zones" if key == "zones" else "an object of lines, crowding, ... rules"
+                raise InvalidCameraRecord(f"line {line}: {key} must be JSON ({what})") from None
         elif key == "enabled":
             data[key] = val.lower() in ("1", "true", "yes", "on")
         else:
@@ -230,7 +232,7 @@ def load_camera_file(path: Path) -> list[CameraConfig]:
     YAML: a list of camera mappings, or a mapping with a ``cameras`` list (the
     shape of the worker configuration). CSV: a header row with the columns of
     :data:`CSV_COLUMNS` (``detectors`` comma- or semicolon-separated, ``zones``
-    as JSON). Duplicate ids inside the file are an error.
+    and ``analytics`` as JSON). Duplicate ids inside the file are an error.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -23,6 +23,7 @@ from core.boxes import iou
 from core.config import RulesConfig
 from core.detections import Detections
 from core.labels import Label
+from event_bus.analytics_events import AnalyticsDetails
 from event_bus.events import IncidentState, IncidentType, new_event_id
 from worker.zones import PixelZone
 
@@ -48,6 +49,7 @@ class IncidentChange:
     track_id: int | None
     boxes: list[Box]
     confidence: float
+    analytics: AnalyticsDetails | None = None
 
 
 @dataclass

@@ -25,7 +25,7 @@ from core.frame import Frame
 from core.labels import Label
 from core.redact import redact_url
 from detectors.registry import Detector, load_detector
-from event_bus.events import CameraStatus, Incident, PlateRead
+from event_bus.events import CameraStatus, Incident, LineCount, PlateRead
 from event_bus.interfaces import Publisher
 from event_bus.records import to_record
 from event_bus.relay import Relay
@@ -39,6 +39,7 @@ from storage.retention import install_retention
 from storage.snapshots import SnapshotStore, open_snapshot_store
 from worker.analysis import AnalysisSettings, CameraAnalysis
 from worker.camera_status import camera_status
+from worker.analytics import AnalyticsStats
 from worker.clips import ClipRecorder
 from worker.events import EventBuilder, Outgoing
 from worker.outbox import OutboxGuard
@@ -106,7 +107,10 @@ class Worker:
         self.outbox = OutboxGuard(self.spool)
         upload = evidence_upload_hook(self._store, self._source_of)  # artifact, then its chained manifest
         self.relay = Relay(self.spool, self._publisher, before_publish=upload)
-        self._analysis_settings = AnalysisSettings(rules=cfg.rules, tracking=cfg.tracking)
+        self.analytics = AnalyticsStats()
+        self._analysis_settings = AnalysisSettings(
+            rules=cfg.rules, tracking=cfg.tracking, worker_id=self.worker_id, analytics=self.analytics
+        )
         self.clips: ClipRecorder | None = None
         if cfg.evidence.clips:
             clip_dir = cfg.bus.spool_path.parent / "clips"
@@ -308,7 +312,8 @@ class Worker:
         """The sink's write: spool append (fsynced), then the relay and the observers."""
         event = out.event
         record = to_record(event)
-        blob_key = event.snapshot.key if (out.snapshot_jpeg is not None and event.snapshot) else None
+        snapshot = None if isinstance(event, LineCount) else event.snapshot
+        blob_key = snapshot.key if (out.snapshot_jpeg is not None and snapshot) else None
         if not self.outbox.append(event.camera_id, record, blob=out.snapshot_jpeg, blob_key=blob_key):
             return  # counted, logged, and the camera shows degraded (worker.outbox)
         self.relay.poke()
@@ -317,7 +322,7 @@ class Worker:
                 self.clips.observe(event)
             if self._on_incident is not None:
                 self._on_incident(event)
-        elif self._on_plate is not None:
+        elif isinstance(event, PlateRead) and self._on_plate is not None:
             self._on_plate(event)
 
     def _source_of(self, camera_id: str) -> str:

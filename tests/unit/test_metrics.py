@@ -14,6 +14,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.batcher import BatchStats
+from worker.analytics import AnalyticsStats
 from worker.assignment import AssignmentStats
 from worker.http import HealthServer
 from worker.metrics import TimedDetector, WorkerMetrics, series_count
@@ -60,6 +61,7 @@ class FakeWorker:
         self.spool = type("S", (), {"stats": staticmethod(_Spool)})()
         self.relay = type("R", (), {"stats": staticmethod(_Relay)})()
         self.outbox = type("O", (), {"refused": staticmethod(lambda: {"kuzet.incidents.v1": 2})})()
+        self.analytics = AnalyticsStats()
 
     def camera_stats(self) -> dict[str, Any]:
         return {cid: _Runner() for cid in self._health}
