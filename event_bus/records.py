@@ -20,6 +20,7 @@ TOPIC_OF: dict[type[Incident | PlateRead | CameraStatus | LineCount], str] = {
 
 
 def to_record(
-    event: Incident | PlateRead | CameraStatus | LineCount, headers: tuple[tuple[str, bytes], ...] = ()) -> OutRecord:
+    event: Incident | PlateRead | CameraStatus | LineCount, headers: tuple[tuple[str, bytes], ...] = ()
+) -> OutRecord:
     """The record that carries ``event`` on its topic, keyed by camera."""
     return OutRecord(TOPIC_OF[type(event)], event.camera_id, event.model_dump_json().encode(), headers)

@@ -38,8 +38,8 @@ from storage.manifests import evidence_upload_hook
 from storage.retention import install_retention
 from storage.snapshots import SnapshotStore, open_snapshot_store
 from worker.analysis import AnalysisSettings, CameraAnalysis
-from worker.camera_status import camera_status
 from worker.analytics import AnalyticsStats
+from worker.camera_status import camera_status
 from worker.clips import ClipRecorder
 from worker.events import EventBuilder, Outgoing
 from worker.outbox import OutboxGuard
