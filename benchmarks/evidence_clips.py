@@ -107,6 +107,7 @@ class Counting:
     def __init__(self, inner: CameraClips | WholeRunIncident | None, packets: int) -> None:
         self.inner, self.packets, self.n = inner, packets, 0
         self.runner: CameraRunner | None = None
+        self.ring_bytes = 0
 
     def opened(self, info: StreamInfo) -> None:
         if self.inner is not None:
@@ -117,6 +118,8 @@ class Counting:
             self.inner.packet(packet)
         self.n += 1
         if self.n > self.packets and self.runner is not None:
+            if isinstance(self.inner, CameraClips):
+                self.ring_bytes = self.inner.ring.stats().bytes  # the connection's ring is emptied when it closes
             self.runner.stop()
 
     def closed(self, reason: str) -> None:
@@ -151,7 +154,7 @@ def run_once(path: Path, mode: str, seconds: float, stream_fps: float, tmp: Path
         "finalize_cpu_s": recorder.stats.finalize_cpu_s,
         "clips": recorder.stats.complete + recorder.stats.incomplete,
         "clip_bytes": sizes,
-        "ring_bytes": clips.ring.stats().bytes,
+        "ring_bytes": tap.ring_bytes,
     }
 
 
