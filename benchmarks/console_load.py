@@ -73,7 +73,9 @@ def serve(args: argparse.Namespace) -> None:
     bus: dict[str, Any] = {"kind": "local", "local_path": args.bus}
     if args.kafka:
         bus = {"kind": "kafka", "kafka": {"bootstrap_servers": args.kafka}}
-    settings = ConsoleSettings(database=args.db, bus=bus, consumer_group=args.group, max_cards=args.max_cards)
+    settings = ConsoleSettings(
+        database=args.db, bus=bus, consumer_group=args.group, max_cards=args.max_cards, cookie_secure=False
+    )
     uvicorn.run(create_app(settings), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

@@ -11,13 +11,16 @@ that starts and stops the bus consumer, and the middleware.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 
+from core.config import ConfigError, resolve_secret
 from dispatch import api, pages
 from dispatch.bus_ingest import BusIngestor, console_subscriber
 from dispatch.context import API_PREFIX, HERE, ConsoleContext
@@ -25,9 +28,10 @@ from dispatch.errors import install_error_handlers
 from dispatch.evidence import evidence_service
 from dispatch.evidence import router as evidence_router
 from dispatch.feed import FeedHub
+from dispatch.login_guard import LoginGuard, slots_for_budget
 from dispatch.plates import PlateService
-from dispatch.plates_adapter import open_plate_service
-from dispatch.security import BodyLimitMiddleware, LoginLimiter, SecurityHeadersMiddleware
+from dispatch.plates_adapter import anchored, open_plate_service
+from dispatch.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 from dispatch.settings import ConsoleSettings
 from storage.snapshots import SnapshotStore, open_snapshot_store
 from storage.workflow import WorkflowStore, open_workflow_store
@@ -42,6 +46,17 @@ def _snapshot_store(settings: ConsoleSettings) -> SnapshotStore | None:
     except Exception as exc:  # any failure to open only costs the pictures; the reason is logged
         log.warning("console: snapshot store unavailable: %s", type(exc).__name__)
         return None
+
+
+def link_key(settings: ConsoleSettings) -> bytes:
+    """The snapshot-link signing key: from the secret reference (shared by replicas), else random per process."""
+    if settings.link_key is None:
+        log.warning("console: link_key not set; snapshot links only verify on this process (one replica)")
+        return secrets.token_bytes(32)
+    value = resolve_secret(settings.link_key).get_secret_value().encode()
+    if len(value) < 16:
+        raise ConfigError(f"link_key {settings.link_key}: at least 16 bytes")
+    return hashlib.sha256(b"kuzet-snapshot-links\n" + value).digest()
 
 
 def create_app(
@@ -64,14 +79,28 @@ def create_app(
         store=store,
         hub=hub,
         templates=templates,
-        limiter=LoginLimiter(settings.login_attempts, settings.login_window_s),
+        limiter=LoginGuard(
+            attempts=settings.login_attempts,
+            address_attempts=settings.login_address_attempts,
+            window_s=settings.login_window_s,
+            slots=slots_for_budget(settings.login_memory_mib, store.password_memory_kib),
+            wait_s=settings.login_wait_s,
+        ),
         snapshots=snapshots if snapshots is not None else _snapshot_store(settings),
         plates=plates if plates is not None else open_plate_service(settings),
+        link_key=link_key(settings),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.attach(asyncio.get_running_loop())
+        follower = notifier = None
+        if store.dialect == "postgres":  # replicas may share this database: fan changes out to all of them
+            from dispatch.replica_sync import ChangeFollower, ChangeNotifier
+
+            notifier = ChangeNotifier(settings.database)
+            hub.notifier = notifier
+            follower = ctx.extra["replica_sync"] = ChangeFollower(settings.database, store, hub).start()
         if settings.consume:
             make_subscriber, dlq = console_subscriber(settings)
             evidence = ctx.extra.get("evidence")
@@ -83,6 +112,10 @@ def create_app(
             if ctx.ingestor is not None:
                 ctx.ingestor.stop()
                 ctx.ingestor = None
+            if follower is not None and notifier is not None:
+                follower.stop()
+                notifier.close()
+                hub.notifier = None
 
     app = FastAPI(
         title="Kuzet dispatch console API",
@@ -98,9 +131,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.console = ctx
-    ctx.extra["evidence"] = evidence_service(settings, ctx.snapshots)
+    evidence = ctx.extra["evidence"] = evidence_service(settings, ctx.snapshots)
+    if evidence is not None and evidence.audit is not None:  # evidence views are anchored like plate searches
+        evidence.audit = anchored(evidence.audit, settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     install_error_handlers(app)
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(evidence_router, prefix=API_PREFIX)

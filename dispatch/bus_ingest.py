@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -98,6 +99,7 @@ class BusIngestor:
         self.errors = 0
         self.last_error: str | None = None
         self.ready = threading.Event()
+        self.last_ok_at: float | None = None  # monotonic time of the last poll that went through (readiness)
         self._consumer: EventConsumer | None = None
 
     def assigned(self) -> bool:
@@ -108,6 +110,9 @@ class BusIngestor:
             return False
         inner = getattr(consumer.subscriber, "_consumer", None)  # KafkaSubscriber's KafkaConsumer
         return inner is None or bool(inner.assignment())
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> BusIngestor:
         self._thread.start()
@@ -140,6 +145,7 @@ class BusIngestor:
                 if decoded or consumer.stats.dead_lettered:
                     consumer.commit()
                 self.ingested += len(decoded)
+                self.last_ok_at = time.monotonic()
                 backoff.reset()
             except Exception as exc:
                 self.errors += 1

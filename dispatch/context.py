@@ -7,6 +7,7 @@ error handlers all import it and none of them imports another (no circles).
 from __future__ import annotations
 
 import fnmatch
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from fastapi.templating import Jinja2Templates
 
 from dispatch.bus_ingest import BusIngestor
 from dispatch.feed import FeedHub
+from dispatch.login_guard import LoginGuard
 from dispatch.plates import PlateService
-from dispatch.security import LoginLimiter
 from dispatch.settings import ConsoleSettings
 from storage.snapshots import SnapshotStore
 from storage.workflow import WorkflowStore
@@ -34,10 +35,11 @@ class ConsoleContext:
     store: WorkflowStore
     hub: FeedHub
     templates: Jinja2Templates
-    limiter: LoginLimiter
+    limiter: LoginGuard
     snapshots: SnapshotStore | None = None
     plates: PlateService | None = None
     ingestor: BusIngestor | None = None
+    link_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # signs snapshot links
     extra: dict[str, Any] = field(default_factory=dict)
 
     def groups_of(self, camera_id: str) -> list[str]:

@@ -42,7 +42,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from dispatch.security import ANY_API, Access
+from dispatch.security import ANY_API, Access, AuthFirstRoute
 from ingest.masking import mask_clip, masks_digest
 from storage.accounts import Role, Session
 from storage.audit import AuditLog, AuditRecord, AuditUnavailable, PostgresAuditLog, SqliteAuditLog
@@ -54,7 +54,7 @@ from storage.snapshots import SnapshotError, SnapshotStore
 
 log = logging.getLogger(__name__)
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
 ORIGINAL_ROLES = frozenset({Role.INVESTIGATOR, Role.ADMIN})
 EXPORT_API = Access(Role.INVESTIGATOR, Role.ADMIN, audit_as="evidence_bundle")

@@ -23,7 +23,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,8 @@ class FeedHub:
         self._listeners: set[_Listener] = set()
         self.published = 0
         self.overflows = 0
+        # Set when replicas share a database (dispatch.replica_sync): tells the other replicas about each change.
+        self.notifier: Callable[..., None] | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -68,12 +70,26 @@ class FeedHub:
     def connections(self) -> int:
         return len(self._listeners)
 
-    def publish_incidents(self, records: Sequence[IncidentRecord]) -> None:
-        """Thread-safe; called after the store committed the change."""
+    def publish_incidents(self, records: Sequence[IncidentRecord], *, relay: bool = True) -> None:
+        """Thread-safe; called after the store committed the change.
+
+        With replicas (``notifier`` set) a change is not handed over here but announced: every replica's
+        follower, this one's included, then reads changes from the database in revision order. Handing our
+        own change over at once could overtake a lower revision of another replica still on its way, and the
+        stream, which never goes back in revisions, would then drop that one.
+        """
+        if relay and self.notifier is not None:
+            if records:
+                self.notifier("incidents")
+            return
         msgs = [FeedMessage("incident", json.dumps(r.to_json(), separators=(",", ":")), r.rev) for r in records]
         self._hand_over(msgs)
 
-    def publish_cameras(self, cameras: Sequence[CameraHealth]) -> None:
+    def publish_cameras(self, cameras: Sequence[CameraHealth], *, relay: bool = True) -> None:
+        if relay and self.notifier is not None:  # comes back through every replica's follower, as above
+            if cameras:
+                self.notifier("cameras", cameras)
+            return
         msgs = [FeedMessage("camera", json.dumps(c.to_json(), separators=(",", ":"))) for c in cameras]
         self._hand_over(msgs)
 
@@ -112,9 +128,16 @@ class FeedHub:
         heartbeat_s: float,
         replay_limit: int,
         is_disconnected: Callable[[], Any],
+        still_allowed: Callable[[], Awaitable[bool]] | None = None,
+        recheck_s: float = 5.0,
     ) -> AsyncIterator[str]:
-        """The SSE body of one connection: hello, replay since ``last_event_id``, then live messages and pings."""
+        """The SSE body of one connection: hello, replay since ``last_event_id``, then live messages and pings.
+
+        ``still_allowed`` is asked again every ``recheck_s``: once the session is logged out, expired, or its
+        user disabled, the stream says ``end`` and closes (the browser's reconnect then gets a 401).
+        """
         listener = self._add()  # before the replay query, so nothing falls between the two
+        next_check = time.monotonic() + recheck_s
         try:
             yield "retry: 1500\n\n"
             sent_rev = _parse_last_id(last_event_id, self.store.store_uid)
@@ -139,8 +162,14 @@ class FeedHub:
                 if listener.overflowed:
                     yield _sse("reset", json.dumps({"reason": "browser fell behind; reloading"}))
                     return
+                if still_allowed is not None and time.monotonic() >= next_check:
+                    if not await still_allowed():
+                        yield _sse("end", json.dumps({"reason": "session ended"}))
+                        return
+                    next_check = time.monotonic() + recheck_s
                 try:
-                    msg = await asyncio.wait_for(listener.queue.get(), timeout=heartbeat_s)
+                    wait = heartbeat_s if still_allowed is None else min(heartbeat_s, recheck_s)
+                    msg = await asyncio.wait_for(listener.queue.get(), timeout=wait)
                 except TimeoutError:
                     if await is_disconnected():
                         return

@@ -18,7 +18,7 @@ import uvicorn
 
 from core.config import BusConfig, StorageConfig
 from dispatch.app import create_app
-from dispatch.settings import ConsoleSettings
+from dispatch.settings import ConsoleSettings, is_loopback
 from storage.accounts import Role
 from storage.workflow import WorkflowStore, open_workflow_store
 
@@ -100,6 +100,7 @@ def start_console_thread(
         consumer_group="kuzet-console-demo",
         host=host,
         port=port,
+        cookie_secure=not is_loopback(host),  # the demo serves plain HTTP on loopback
     )
     store = open_workflow_store(database)
     creds = _reset_demo_users(store) if demo_users else {}

@@ -81,12 +81,21 @@ class WatchEntry:
 
 
 class PlateService(Protocol):
-    def search(self, *, user: str, role: str, reason: str, query: PlateQuery) -> PlateResults:
-        """Audited search; raises PlateAccessError / PlateQueryError."""
+    def search(
+        self, *, user: str, role: str, reason: str, query: PlateQuery, action: str = "plate_search"
+    ) -> PlateResults:
+        """Audited search (``action``: plate_search, or plate_export for CSV).
+
+        Raises PlateAccessError / PlateQueryError.
+        """
         ...
 
     def audit_refused(self, *, user: str, role: str, action: str, detail: str) -> None:
         """Record a request the console refused before it reached the plates side (wrong role)."""
+        ...
+
+    def audit_view(self, *, user: str, role: str, action: str, details: dict[str, Any]) -> None:
+        """Record a view of evidence before serving it; raises PlateUnavailable if the record cannot be written."""
         ...
 
     def watchlist(self) -> list[WatchEntry]: ...
@@ -95,10 +104,10 @@ class PlateService(Protocol):
         self, *, user: str, role: str, plate: str, match: str, reason: str, expires_at_ms: int | None
     ) -> WatchEntry: ...
 
-    def watch_expire(self, *, user: str, role: str, entry_id: str) -> None:
+    def watch_expire(self, *, user: str, role: str, entry_id: str, reason: str) -> None:
         """Raises WatchEntryNotFound for an unknown id."""
         ...
 
-    def watch_remove(self, *, user: str, role: str, entry_id: str) -> None:
+    def watch_remove(self, *, user: str, role: str, entry_id: str, reason: str) -> None:
         """Raises WatchEntryNotFound for an unknown id."""
         ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from uuid import UUID
 import psycopg
 from pydantic import ValidationError
 
+from core.redact import redact_text
 from dispatch.plates import (
     PlateAccessError,
     PlateHit,
@@ -32,7 +34,8 @@ from dispatch.plates import (
     WatchEntry,
     WatchEntryNotFound,
 )
-from storage.audit import AuditRecord, AuditUnavailable
+from storage.audit import AuditLog, AuditRecord, AuditUnavailable
+from storage.audit_anchors import AnchoringAuditLog, AnchorSink, DirAnchorSink, LogAnchorSink, s3_anchor_sink
 from storage.plates.factory import PlateStores, open_stores
 from storage.plates.query import QueryError, SearchQuery
 from storage.plates.search import AccessDenied, Principal, StoreError, search_plates
@@ -41,6 +44,28 @@ from storage.watchlist import WatchlistEntry, WatchlistError, audited_change, ne
 log = logging.getLogger(__name__)
 
 DEFAULT_WATCH_DAYS = 30
+
+
+def anchor_sinks(settings: Any) -> list[AnchorSink]:
+    """The places the console's settings name for audit anchors (log, a directory, an S3 bucket of its own)."""
+    conf = settings.audit_anchors
+    sinks: list[AnchorSink] = []
+    if conf.log:
+        sinks.append(LogAnchorSink())
+    if conf.dir is not None:
+        sinks.append(DirAnchorSink(conf.dir))
+    if conf.s3_bucket:
+        sinks.append(s3_anchor_sink(settings.storage.s3, conf.s3_bucket))
+    return sinks
+
+
+def anchored(audit: AuditLog, settings: Any) -> AuditLog:
+    """``audit`` writing anchors where the settings say (unchanged when they name none)."""
+    sinks = anchor_sinks(settings)
+    if not sinks:
+        return audit
+    conf = settings.audit_anchors
+    return AnchoringAuditLog(audit, sinks, every_records=conf.every_records, every_s=conf.every_s)
 
 
 def _ms(t: datetime) -> int:
@@ -57,12 +82,16 @@ class StoragePlateService:
 
     @classmethod
     def open(cls, settings: Any) -> StoragePlateService:
-        return cls(open_stores(settings.plates_database or settings.database))
+        stores = open_stores(settings.plates_database or settings.database)
+        stores.audit = anchored(stores.audit, settings)
+        return cls(stores)
 
     def close(self) -> None:
         self.stores.close()
 
-    def search(self, *, user: str, role: str, reason: str, query: PlateQuery) -> PlateResults:
+    def search(
+        self, *, user: str, role: str, reason: str, query: PlateQuery, action: str = "plate_search"
+    ) -> PlateResults:
         try:
             sq = SearchQuery(
                 text=query.text,
@@ -78,7 +107,12 @@ class StoragePlateService:
             raise PlateQueryError(f"invalid search: {exc.errors()[0]['msg']}") from None
         try:
             res = search_plates(
-                sq, principal=Principal(user, role), reason=reason, store=self.stores.history, audit=self.stores.audit
+                sq,
+                principal=Principal(user, role),
+                reason=reason,
+                store=self.stores.history,
+                audit=self.stores.audit,
+                action=action,
             )
         except AccessDenied as exc:
             raise PlateAccessError(str(exc)) from None
@@ -109,6 +143,14 @@ class StoragePlateService:
             actor=user[:128], role=role[:32], action=action, outcome="refused", details={"error": detail[:500]}
         )
         self.stores.audit.append(record, datetime.now(UTC))
+
+    def audit_view(self, *, user: str, role: str, action: str, details: dict[str, Any]) -> None:
+        """Record a view of evidence before it is served; raises PlateUnavailable when that cannot be written."""
+        record = AuditRecord(actor=user[:128], role=role[:32], action=action, outcome="ok", details=details)
+        try:
+            self.stores.audit.append(record, datetime.now(UTC))
+        except AuditUnavailable:
+            raise PlateUnavailable("the audit log cannot be written, so this cannot be shown (fail closed)") from None
 
     def watchlist(self) -> list[WatchEntry]:
         now = datetime.now(UTC)
@@ -144,22 +186,40 @@ class StoragePlateService:
             )
         except WatchlistError as exc:
             raise PlateQueryError(str(exc)) from None
-        self._audited(user, role, "watchlist_add", entry.to_json(), now, reason)
-        self.stores.watchlist.add(entry)
+
+        def add() -> bool:
+            self.stores.watchlist.add(entry)
+            return True
+
+        self._audited(user, role, "watchlist_add", entry.to_json(), now, reason, add)
         return self._entry(entry, now)
 
-    def watch_expire(self, *, user: str, role: str, entry_id: str) -> None:
+    def watch_expire(self, *, user: str, role: str, entry_id: str, reason: str) -> None:
         uid = self._uuid(entry_id)
         now = datetime.now(UTC)
-        self._audited(user, role, "watchlist_expire", {"id": str(uid)}, now)
-        if not self.stores.watchlist.expire(uid, now):
+        if not self._audited(
+            user,
+            role,
+            "watchlist_expire",
+            {"id": str(uid)},
+            now,
+            reason,
+            lambda: self.stores.watchlist.expire(uid, now),
+        ):
             raise WatchEntryNotFound(entry_id)
 
-    def watch_remove(self, *, user: str, role: str, entry_id: str) -> None:
+    def watch_remove(self, *, user: str, role: str, entry_id: str, reason: str) -> None:
         uid = self._uuid(entry_id)
         now = datetime.now(UTC)
-        self._audited(user, role, "watchlist_remove", {"id": str(uid)}, now)
-        if not self.stores.watchlist.remove(uid, now, user):
+        if not self._audited(
+            user,
+            role,
+            "watchlist_remove",
+            {"id": str(uid)},
+            now,
+            reason,
+            lambda: self.stores.watchlist.remove(uid, now, user),
+        ):
             raise WatchEntryNotFound(entry_id)
 
     @staticmethod
@@ -170,14 +230,23 @@ class StoragePlateService:
             raise WatchEntryNotFound(entry_id) from None
 
     def _audited(
-        self, user: str, role: str, action: str, details: dict[str, Any], now: datetime, reason: str = ""
-    ) -> None:
+        self,
+        user: str,
+        role: str,
+        action: str,
+        details: dict[str, Any],
+        now: datetime,
+        reason: str,
+        change: Callable[[], bool],
+    ) -> bool:
         try:
-            audited_change(self.stores.audit, user, role, action, details, now, reason)
+            return audited_change(self.stores.audit, user, role, action, details, now, reason, change)
         except AuditUnavailable:
             raise PlateUnavailable("the audit log cannot be written; the change was not made") from None
         except PermissionError as exc:
             raise PlateAccessError(str(exc)) from None
+        except WatchlistError as exc:
+            raise PlateQueryError(str(exc)) from None
 
 
 def open_plate_service(settings: Any) -> PlateService | None:
@@ -187,5 +256,9 @@ def open_plate_service(settings: Any) -> PlateService | None:
     try:
         return StoragePlateService.open(settings)
     except (StoreError, AuditUnavailable, WatchlistError, sqlite3.Error, psycopg.Error, OSError) as exc:
-        log.warning("console: plate history unavailable: %s", type(exc).__name__)
+        # Said out loud: without this the console silently loses plate search, watchlists and their audit.
+        log.error(
+            "console: plate history unavailable, plate search and watchlists are off: %s",
+            redact_text(f"{type(exc).__name__}: {exc}"),
+        )
         return None

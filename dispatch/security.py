@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storage.accounts import Role, Session
@@ -62,13 +62,18 @@ async def _csrf_ok(request: Request, session: Session) -> bool:
     if sent is None:
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()  # cached by Starlette: the route's Form() parameters still see it
+            try:
+                await request.body()  # cached first, so the route can still read the body after the form parse
+                form = await request.form()  # cached by Starlette: the route's Form() parameters still see it
+            except Exception:  # a malformed body has no token in it (multipart parse errors, bad encoding)
+                return False
             value = form.get("csrf_token")
             sent = value if isinstance(value, str) else None
     return sent is not None and hmac.compare_digest(sent.encode(), session.csrf_token.encode())
 
 
 def session_from_request(request: Request) -> Session | None:
+    """The caller's session or token, looked up in the database: blocking, so call it off the event loop."""
     store = request.app.state.console.store
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -92,7 +97,8 @@ class Access:
         self.roles = frozenset(roles)
         self.public = public
         self.page = page
-        self.audit_as = audit_as  # refusals of this route are written to the plates audit log under this action
+        # Every refusal by role is written to the audit log, under this action ("access" unless the route says).
+        self.audit_as = audit_as or "access"
 
     def __repr__(self) -> str:
         who = "public" if self.public else ",".join(sorted(r.value for r in self.roles))
@@ -101,14 +107,18 @@ class Access:
     async def __call__(self, request: Request) -> Session | None:
         if self.public:
             return None
-        session = session_from_request(request)
+        if getattr(request.state, "access_checked", None) is self:  # already passed in AuthFirstRoute
+            checked: Session = request.state.session
+            return checked
+        # A database lookup (it waits on the store lock): off the loop, so SSE streams keep flowing meanwhile.
+        session = await run_in_threadpool(session_from_request, request)
         if session is None:
             nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise AuthError(401, "login required", page=self.page, login_next=nxt)
         if session.user.role not in self.roles:
             detail = f"role {session.user.role.value} may not use this"
-            if self.audit_as is not None:
-                _audit_refusal(request, session, self.audit_as, f"{detail}: {request.method} {request.url.path}")
+            what = f"{detail}: {request.method} {request.url.path}"
+            await run_in_threadpool(_audit_refusal, request, session, self.audit_as, what)
             raise AuthError(403, detail, page=self.page)
         if request.method not in SAFE_METHODS and session.via == "session":
             if not same_origin(request):
@@ -116,13 +126,44 @@ class Access:
             if not await _csrf_ok(request, session):
                 raise AuthError(403, "missing or wrong CSRF token", page=self.page)
         request.state.session = session
+        request.state.access_checked = self
         return session
 
 
+def access_of(route: APIRoute) -> Access | None:
+    """The :class:`Access` a route declares (the first one among its dependencies)."""
+    for dep in route.dependant.dependencies:
+        if isinstance(dep.call, Access):
+            return dep.call
+    return None
+
+
+class AuthFirstRoute(APIRoute):
+    """A route that checks its :class:`Access` before FastAPI reads the request body.
+
+    Why: FastAPI parses a JSON or form body before it runs any dependency, so a caller without the role
+    got "400 not valid JSON" instead of 401/403: the route answered someone it should not talk to.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        access = access_of(self)
+        if access is None or access.public:
+            return handler
+
+        async def auth_first(request: Request) -> Response:
+            if request.method not in SAFE_METHODS:
+                await access(request)
+            return await handler(request)
+
+        return auth_first
+
+
 def _audit_refusal(request: Request, session: Session, action: str, detail: str) -> None:
-    """Plate search and watchlist refusals are audited too; if that fails the answer is still 403."""
+    """Every refusal by role is audited; without an audit log, or if writing fails, it is logged (still 403)."""
     plates = request.app.state.console.plates
     if plates is None:
+        log.warning("refused %s (%s) for %s; no audit log configured", action, detail, session.user.username)
         return
     try:
         plates.audit_refused(user=session.user.username, role=session.user.role.value, action=action, detail=detail)
@@ -151,39 +192,6 @@ def login_url(nxt: str | None) -> str:
     return "/login?next=" + quote(login_redirect_target(nxt), safe="/")
 
 
-class LoginLimiter:
-    """Refuses logins for a user name after too many failures in a window (argon2 already slows each try)."""
-
-    def __init__(self, attempts: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.attempts = attempts
-        self.window_s = window_s
-        self._clock = clock
-        self._fails: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str) -> deque[float]:
-        q = self._fails.setdefault(key, deque())
-        cutoff = self._clock() - self.window_s
-        while q and q[0] < cutoff:
-            q.popleft()
-        return q
-
-    def blocked(self, key: str) -> bool:
-        with self._lock:
-            return len(self._recent(key)) >= self.attempts
-
-    def failed(self, key: str) -> None:
-        with self._lock:
-            self._recent(key).append(self._clock())
-            if len(self._fails) > 10_000:  # bounded: forget the quietest names
-                for k in [k for k, q in self._fails.items() if not q][:5000]:
-                    del self._fails[k]
-
-    def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._fails.pop(key, None)
-
-
 # -- ASGI middleware (raw ASGI, so streaming responses like SSE pass through untouched) ---------------------------
 
 CSP = (
@@ -201,11 +209,18 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-class SecurityHeadersMiddleware:
-    """Adds the security headers to every response, and no-store to everything but static assets."""
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every response, and no-store to everything but static assets.
+
+    ``hsts`` (on whenever cookies are Secure, i.e. everywhere but loopback) tells browsers to use HTTPS only.
+    """
+
+    def __init__(self, app: ASGIApp, hsts: bool = True) -> None:
         self.app = app
+        self.headers = (*SECURITY_HEADERS, HSTS) if hsts else SECURITY_HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -216,7 +231,7 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OVERRIDDEN]
-                headers.extend(SECURITY_HEADERS)
+                headers.extend(self.headers)
                 if not static:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
@@ -225,7 +240,7 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-_OVERRIDDEN = frozenset(k for k, _ in SECURITY_HEADERS) | {b"server"}
+_OVERRIDDEN = frozenset(k for k, _ in SECURITY_HEADERS) | {b"server", HSTS[0]}
 
 
 class BodyLimitMiddleware:

@@ -9,29 +9,75 @@ Every field is bounded, unknown keys are errors, and environment variables
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.config import BusConfig, StorageConfig
 
 
-class ConsoleSettings(BaseSettings):
-    """Settings of one console server."""
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): the only places plain HTTP may serve."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
-    model_config = SettingsConfigDict(env_prefix="KUZET_CONSOLE_", env_nested_delimiter="__", extra="forbid")
+
+class AuditAnchorSettings(BaseModel):
+    """Where the head of the audit chain is anchored outside the database (see storage/audit_anchors.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log: bool = Field(default=True, description="write each anchor to the log")
+    dir: Path | None = Field(default=None, description="a directory for anchor files (one box; another disk)")
+    s3_bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$",
+        description="a bucket of its own on the storage.s3 service (object lock where supported)",
+    )
+    every_records: int = Field(default=100, ge=1, le=1_000_000)
+    every_s: float = Field(default=300.0, gt=0.0, le=86400.0)
+
+
+class ConsoleSettings(BaseSettings):
+    """Settings of one console server.
+
+    Environment: ``KUZET_CONSOLE_*`` for every field; the database also as ``KUZET_CONSOLE_DB`` and the bus
+    and storage sections also as ``KUZET_BUS__*`` / ``KUZET_STORAGE__*`` (the names the worker reads), so one
+    set of variables in a deploy file describes both sides of the bus.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="KUZET_CONSOLE_", env_nested_delimiter="__", extra="forbid", populate_by_name=True
+    )
 
     database: str = Field(
         default="var/console.sqlite3",
+        validation_alias=AliasChoices("database", "KUZET_CONSOLE_DB", "KUZET_CONSOLE_DATABASE"),
         description="workflow/users database: a SQLite path, or a postgresql:// URL (password via PGPASSWORD/.pgpass)",
     )
     plates_database: str | None = Field(
         default=None,
         description="plate history / audit / watchlist database (storage.plates); default: the same as `database`",
     )
-    bus: BusConfig = BusConfig()
-    storage: StorageConfig = StorageConfig()
+    bus: BusConfig = Field(default=BusConfig(), validation_alias=AliasChoices("bus", "KUZET_CONSOLE_BUS", "KUZET_BUS"))
+    storage: StorageConfig = Field(
+        default=StorageConfig(), validation_alias=AliasChoices("storage", "KUZET_CONSOLE_STORAGE", "KUZET_STORAGE")
+    )
+    audit_anchors: AuditAnchorSettings = AuditAnchorSettings()
+    link_key: str | None = Field(
+        default=None,
+        pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$",
+        description=(
+            "secret reference (env:NAME or file:/path) to the key that signs snapshot links; every replica needs "
+            "the same. Unset: a random key per process, which only one replica can use"
+        ),
+    )
     consumer_group: str = Field(
         default="kuzet-console",
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
@@ -41,19 +87,37 @@ class ConsoleSettings(BaseSettings):
     from_beginning: bool = Field(default=True, description="a new consumer group starts at the oldest record")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    cookie_secure: bool = Field(default=False, description="set the Secure flag on cookies (true behind HTTPS)")
+    cookie_secure: bool = Field(
+        default=True,
+        description="Secure cookies and HSTS (browsers use HTTPS); false is allowed on loopback only",
+    )
     session_ttl_s: int = Field(default=12 * 3600, ge=60, le=7 * 24 * 3600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     replay_limit: int = Field(
         default=5000, ge=10, le=100_000, description="most changed incidents replayed to a reconnecting browser"
     )
     heartbeat_s: float = Field(default=2.0, gt=0.0, le=60.0, description="SSE ping period (browsers detect loss)")
+    session_recheck_s: float = Field(
+        default=5.0, gt=0.0, le=60.0, description="an open SSE stream re-checks its session this often"
+    )
     max_cards: int = Field(default=150, ge=10, le=2000, description="incident cards kept in a browser's feed")
     camera_groups: dict[str, list[str]] = Field(
         default_factory=dict, description="group name -> camera id glob patterns (e.g. {'north': ['n-*']})"
     )
-    login_attempts: int = Field(default=5, ge=1, le=100, description="failed logins per user per window")
+    login_attempts: int = Field(
+        default=5, ge=1, le=100, description="failed logins per user name and client address per window"
+    )
+    login_address_attempts: int = Field(
+        default=20, ge=1, le=10_000, description="failed logins per client address per window, across user names"
+    )
     login_window_s: int = Field(default=300, ge=10, le=86400)
+    login_memory_mib: int = Field(
+        default=256,
+        ge=1,
+        le=65536,
+        description="memory concurrent password checks may use (Argon2 needs its memory_cost each): sizes a semaphore",
+    )
+    login_wait_s: float = Field(default=10.0, gt=0.0, le=120.0, description="longest wait for a password-check slot")
 
     @field_validator("camera_groups")
     @classmethod
@@ -62,6 +126,15 @@ class ConsoleSettings(BaseSettings):
             if not name or len(name) > 64 or not patterns:
                 raise ValueError(f"camera group {name!r}: a name (1-64 characters) and at least one pattern")
         return groups
+
+    @model_validator(mode="after")
+    def _plain_http_only_on_loopback(self) -> ConsoleSettings:
+        if not self.cookie_secure and not is_loopback(self.host):
+            raise ValueError(
+                "cookie_secure: false serves sessions over plain HTTP; allowed only on a loopback host, "
+                f"not {self.host!r}"
+            )
+        return self
 
     def database_path(self) -> Path | None:
         return None if self.database.startswith(("postgresql://", "postgres://")) else Path(self.database)

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 import time
 from typing import Any
 
@@ -36,10 +35,7 @@ def snapshot_response(ctx: ConsoleContext, ref_doc: dict[str, Any] | SnapshotRef
 
 
 def _signer_key(ctx: ConsoleContext) -> bytes:
-    key = ctx.extra.get("snapshot_key")
-    if key is None:
-        key = ctx.extra["snapshot_key"] = secrets.token_bytes(32)
-    return bytes(key)
+    return ctx.link_key  # from the link_key secret reference: the same on every replica
 
 
 def sign_snapshot(ctx: ConsoleContext, ref: SnapshotRef, ttl_s: int = 3600) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dispatch.readiness import check_bus, check_database
 from event_bus.interfaces import Subscriber
 from event_bus.kafka_subscriber import KafkaSubscriber
 from worker.http import HealthServer
@@ -83,7 +84,5 @@ def console_server(ctx: Any, host: str, port: int) -> HealthServer:
     registry = new_registry()
     registry.register(ConsoleCollector(ctx))
 
-    def consuming() -> tuple[bool, str]:
-        return ctx.ingestor is None or ctx.ingestor.ready.is_set(), "bus consumer"
-
-    return HealthServer(registry, host=host, port=port, checks={"bus": consuming}).start()
+    checks = {"database": lambda: check_database(ctx), "bus": lambda: check_bus(ctx)}
+    return HealthServer(registry, host=host, port=port, checks=checks).start()

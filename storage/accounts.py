@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from storage.db import Cursor, Database, NotFoundError, Store
 
-__all__ = ["AccountStore", "Role", "Session", "User", "UserError", "is_active_with_role"]
+__all__ = ["TOKEN_TTL_DAYS", "AccountStore", "ApiToken", "Role", "Session", "User", "UserError", "is_active_with_role"]
 
 
 class Role(StrEnum):
@@ -74,9 +75,27 @@ CREATE TABLE IF NOT EXISTS console_api_tokens (
     token_sha256  TEXT PRIMARY KEY,
     username      TEXT NOT NULL,
     label         TEXT NOT NULL,
-    created_at_ms BIGINT NOT NULL
+    created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT
 );
 """
+TOKEN_TTL_DAYS = 90
+"""Default lifetime of an API token; tokens from before expiry existed count from their creation."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A bearer token as listed: ``id`` is a prefix of its sha256 (enough to revoke it, useless to log in)."""
+
+    id: str
+    username: str
+    label: str
+    created_at_ms: int
+    expires_at_ms: int
+
+
+def _token_expiry(created_at_ms: Any, expires_at_ms: Any) -> int:
+    return int(expires_at_ms) if expires_at_ms is not None else int(created_at_ms) + TOKEN_TTL_DAYS * 86_400_000
 
 
 def _sha(token: str) -> str:
@@ -102,6 +121,16 @@ class AccountStore(Store):
     def _migrate(self, c: Cursor) -> None:
         super()._migrate(c)
         c.script(_DDL)
+        # Databases made before tokens expired lack the column: add it (NULL counts from creation).
+        if self.dialect == "postgres":
+            c.execute("ALTER TABLE console_api_tokens ADD COLUMN IF NOT EXISTS expires_at_ms BIGINT")
+        elif "expires_at_ms" not in {r[1] for r in c.all("PRAGMA table_info(console_api_tokens)")}:
+            c.execute("ALTER TABLE console_api_tokens ADD COLUMN expires_at_ms BIGINT")
+
+    @property
+    def password_memory_kib(self) -> int:
+        """Memory one password check needs (Argon2 ``memory_cost``): the console sizes its login slots by it."""
+        return int(self._hasher.memory_cost)
 
     def add_user(self, username: str, role: Role | str, password: str, display_name: str = "") -> User:
         if not USERNAME_RE.match(username):
@@ -136,15 +165,18 @@ class AccountStore(Store):
             )
             if cur.rowcount == 0:
                 raise NotFoundError(username)
+            # a new password ends everything the old one opened: sessions and API tokens
             c.execute("DELETE FROM console_sessions WHERE username = ?", (username,))
+            c.execute("DELETE FROM console_api_tokens WHERE username = ?", (username,))
 
     def set_disabled(self, username: str, disabled: bool) -> None:
         with self._db.tx() as c:
             cur = c.execute("UPDATE console_users SET disabled = ? WHERE username = ?", (disabled, username))
             if cur.rowcount == 0:
                 raise NotFoundError(username)
-            if disabled:
+            if disabled:  # revoked, not suspended: enabling the account again does not bring them back
                 c.execute("DELETE FROM console_sessions WHERE username = ?", (username,))
+                c.execute("DELETE FROM console_api_tokens WHERE username = ?", (username,))
 
     def user(self, username: str) -> User | None:
         rows = self._db.read(
@@ -218,25 +250,57 @@ class AccountStore(Store):
         with self._db.tx() as c:
             c.execute("DELETE FROM console_sessions WHERE token_sha256 = ?", (_sha(token),))
 
-    def create_api_token(self, username: str, label: str) -> str:
-        """A bearer token for another system of the operations centre; shown once, stored hashed."""
-        if self.user(username) is None:
+    def create_api_token(self, username: str, label: str, ttl_days: int = TOKEN_TTL_DAYS) -> str:
+        """A bearer token for another system of the operations centre; shown once, stored hashed, expiring."""
+        user = self.user(username)
+        if user is None or user.disabled:
             raise NotFoundError(username)
+        if not 1 <= ttl_days <= 3660:
+            raise UserError("token lifetime: 1 to 3660 days")
         token = "kzt_" + secrets.token_urlsafe(32)
+        now = self._now_ms()
         with self._db.tx() as c:
             c.execute(
-                "INSERT INTO console_api_tokens (token_sha256, username, label, created_at_ms) VALUES (?, ?, ?, ?)",
-                (_sha(token), username, label[:64], self._now_ms()),
+                "INSERT INTO console_api_tokens (token_sha256, username, label, created_at_ms, expires_at_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_sha(token), username, label[:64], now, now + ttl_days * 86_400_000),
             )
         return token
 
+    def api_tokens(self, username: str | None = None) -> list[ApiToken]:
+        """Tokens on record (expired ones too, until revoked), oldest first."""
+        sql = "SELECT token_sha256, username, label, created_at_ms, expires_at_ms FROM console_api_tokens"
+        if username:
+            rows = self._db.read(sql + " WHERE username = ? ORDER BY created_at_ms", (username,))
+        else:
+            rows = self._db.read(sql + " ORDER BY created_at_ms")
+        return [
+            ApiToken(sha[:16], u, lbl, int(created), _token_expiry(created, exp)) for sha, u, lbl, created, exp in rows
+        ]
+
+    def revoke_api_tokens(self, *, token_id: str | None = None, username: str | None = None) -> int:
+        """Delete one token (by the id :meth:`api_tokens` shows, at least 8 hex digits) or all of a user's."""
+        with self._db.tx() as c:
+            if token_id is not None:
+                if not re.fullmatch(r"[0-9a-f]{8,64}", token_id):
+                    raise UserError("token id: 8 to 64 hex digits, as `tokens list` shows")
+                cur = c.execute("DELETE FROM console_api_tokens WHERE token_sha256 LIKE ?", (token_id + "%",))
+            elif username is not None:
+                cur = c.execute("DELETE FROM console_api_tokens WHERE username = ?", (username,))
+            else:
+                raise UserError("name a token id or a user")
+            return int(cur.rowcount)
+
     def token_session(self, token: str) -> Session | None:
         rows = self._db.read(
-            "SELECT u.username, u.role, u.display_name, u.disabled, u.created_at_ms FROM console_api_tokens t "
-            "JOIN console_users u ON u.username = t.username WHERE t.token_sha256 = ?",
+            "SELECT u.username, u.role, u.display_name, u.disabled, u.created_at_ms, t.created_at_ms, t.expires_at_ms "
+            "FROM console_api_tokens t JOIN console_users u ON u.username = t.username WHERE t.token_sha256 = ?",
             (_sha(token),),
         )
         if not rows or bool(rows[0][3]):
             return None
-        username, role, name, disabled, created = rows[0]
-        return Session(User(username, Role(role), name, bool(disabled), int(created)), "", 2**62, via="token")
+        username, role, name, disabled, created, t_created, t_expires = rows[0]
+        expires = _token_expiry(t_created, t_expires)
+        if expires <= self._now_ms():
+            return None
+        return Session(User(username, Role(role), name, bool(disabled), int(created)), "", expires, via="token")

@@ -4,9 +4,9 @@ Why a hash chain on top of "append-only" triggers: triggers stop the
 application role and honest mistakes, but a database superuser can disable
 them. Each row's hash covers the previous row's hash and the canonical JSON of
 the row itself, so any edit, deletion or reordering of a past row breaks the
-chain at that row and :func:`verify` names it. (Cutting rows off the *end*
-leaves a valid, shorter chain: keep the head that ``kuzet audit verify``
-prints somewhere else and pass it back as an anchor to detect that too.)
+chain at that row and :func:`verify` names it. A rewrite with recomputed
+hashes, or rows cut off the *end*, leave a valid chain: anchors kept outside
+the database (:mod:`storage.audit_anchors`) catch those.
 
 Why "fail closed": an investigator's search is only legitimate if it is on the
 record. :meth:`AuditLog.append` raises :class:`AuditUnavailable` on any
@@ -24,7 +24,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -372,14 +372,19 @@ class VerifyReport:
     problem: str | None = None
 
 
-def verify(log: AuditLog, anchor: tuple[int, str] | None = None) -> VerifyReport:
+def verify(
+    log: AuditLog, anchor: tuple[int, str] | None = None, anchors: Sequence[tuple[int, str]] = ()
+) -> VerifyReport:
     """Walk the whole chain; stop at the first row whose sequence, link or hash is wrong.
 
-    ``anchor`` (seq, hash), recorded from an earlier run, must still be in the chain: that catches rows
-    removed from the end, which the chain alone cannot show.
+    ``anchor`` and ``anchors`` (seq, hash), recorded outside the database (by hand, or by
+    :mod:`storage.audit_anchors`), must still be in the chain with the same hash: that catches a chain
+    rewritten with recomputed hashes, and rows removed from the end, which the chain alone cannot show.
     """
+    pinned = dict(anchors)
+    if anchor is not None:
+        pinned[anchor[0]] = anchor[1]
     prev_seq, prev_hash, checked = 0, GENESIS, 0
-    anchor_seen = anchor is None
     try:
         for e in log.entries():
             checked += 1
@@ -392,22 +397,27 @@ def verify(log: AuditLog, anchor: tuple[int, str] | None = None) -> VerifyReport
                 problem = "row content does not match its hash (the row was edited)"
             if problem is not None:
                 return VerifyReport(False, checked, prev_seq, prev_hash, first_bad_seq=e.seq, problem=problem)
-            if anchor is not None and e.seq == anchor[0]:
-                if e.hash != anchor[1]:
-                    return VerifyReport(
-                        False, checked, e.seq, e.hash, first_bad_seq=e.seq, problem="hash differs from the anchor"
-                    )
-                anchor_seen = True
+            want = pinned.get(e.seq)
+            if want is not None and e.hash != want:
+                return VerifyReport(
+                    False,
+                    checked,
+                    e.seq,
+                    e.hash,
+                    first_bad_seq=e.seq,
+                    problem="hash differs from the anchor (the chain was rewritten)",
+                )
             prev_seq, prev_hash = e.seq, e.hash
     except (psycopg.Error, sqlite3.Error) as exc:
         raise AuditUnavailable(redact_text(f"audit log not readable: {exc}")) from exc
-    if not anchor_seen and anchor is not None:
+    missing = sorted(seq for seq in pinned if seq > prev_seq)
+    if missing:
         return VerifyReport(
             False,
             checked,
             prev_seq,
             prev_hash,
-            first_bad_seq=anchor[0],
-            problem=f"anchor row {anchor[0]} is missing (rows removed from the end)",
+            first_bad_seq=missing[0],
+            problem=f"anchor row {missing[0]} is missing (rows removed from the end)",
         )
     return VerifyReport(True, checked, prev_seq, prev_hash)

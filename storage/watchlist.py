@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -320,24 +320,52 @@ def new_entry(
     )
 
 
+CHANGE_REASON_MIN = 4
+
+
 def audited_change(
-    audit: AuditLog, actor: str, role: str, action: str, details: dict[str, Any], now: datetime, reason: str = ""
-) -> None:
-    """Record a watchlist change; raises (AccessDenied-like PermissionError) for roles that may not manage lists."""
-    allowed = role in MANAGE_ROLES
-    audit.append(
-        AuditRecord(
-            actor=actor,
-            role=role,
-            action=action,
-            outcome="ok" if allowed else "refused",
-            reason=reason,
-            details=details,
-        ),
-        now,
-    )
-    if not allowed:
-        raise PermissionError(f"role {role!r} may not change watchlists (needs investigator or admin)")
+    audit: AuditLog,
+    actor: str,
+    role: str,
+    action: str,
+    details: dict[str, Any],
+    now: datetime,
+    reason: str,
+    change: Callable[[], bool],
+) -> bool:
+    """Run one watchlist ``change`` on the record; returns what it returned (False: no such entry).
+
+    Why three steps: a refusal (role, missing reason) is audited and nothing runs; otherwise a ``requested``
+    record is written first, so a change whose audit cannot be written never happens (fail closed); then,
+    **after** the change, its outcome (``ok``, ``not_found`` or ``error``), so the log says what really
+    happened, not only what was asked. Raises :class:`PermissionError` for a role that may not change
+    watchlists, :class:`WatchlistError` for a missing reason (both audited as ``refused``).
+    """
+    why = reason.strip()
+    refusal: Exception | None = None
+    if role not in MANAGE_ROLES:
+        refusal = PermissionError(f"role {role!r} may not change watchlists (needs investigator or admin)")
+    elif len(why) < CHANGE_REASON_MIN:
+        verb = action.removeprefix("watchlist_")
+        refusal = WatchlistError(f"a reason (at least {CHANGE_REASON_MIN} characters) is required to {verb}")
+
+    def record(outcome: str, extra: dict[str, Any] | None = None) -> None:
+        rec = AuditRecord(
+            actor=actor, role=role, action=action, outcome=outcome, reason=why, details={**details, **(extra or {})}
+        )
+        audit.append(rec, now)
+
+    if refusal is not None:
+        record("refused", {"error": str(refusal)})
+        raise refusal
+    record("requested")
+    try:
+        done = change()
+    except Exception as exc:
+        record("error", {"error": redact_text(f"{type(exc).__name__}: {exc}")[:500]})
+        raise
+    record("ok" if done else "not_found")
+    return done
 
 
 @dataclass(frozen=True, slots=True)

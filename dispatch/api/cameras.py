@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from dispatch.context import ctx_of
-from dispatch.security import DISPATCH_API
+from dispatch.security import DISPATCH_API, AuthFirstRoute
 from storage.accounts import Session
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
 
 @router.get("/cameras", tags=["cameras"])

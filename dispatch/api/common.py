@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import Request
+
 from dispatch.context import ConsoleContext
 from storage.db import NotFoundError
 
@@ -24,6 +26,11 @@ def valid_incident_id(incident_id: str) -> str:
         return str(uuid.UUID(incident_id))
     except (ValueError, AttributeError):
         raise NotFoundError(incident_id) from None
+
+
+def client_address(request: Request) -> str:
+    """The peer address the login limits are kept for (behind a proxy, run uvicorn with --proxy-headers)."""
+    return request.client.host if request.client else "unknown"
 
 
 def session_cookie_kwargs(ctx: ConsoleContext) -> dict[str, Any]:

@@ -9,17 +9,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from dispatch.api.common import to_ms, valid_incident_id
 from dispatch.context import ConsoleContext, ctx_of
-from dispatch.security import DISPATCH_API
+from dispatch.plates import PlateUnavailable
+from dispatch.security import DISPATCH_API, AuthFirstRoute, session_from_request
 from dispatch.snapshot_links import snapshot_response
 from storage.accounts import Role, Session
 from storage.db import NotFoundError
 from storage.incident_records import IncidentFilter, IncidentRecord
 from storage.incident_rules import Action, WorkflowStatus
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
 IncidentType = Literal["person_in_zone", "loitering", "line_crossing", "crowd", "fire", "smoke", "watchlist_hit"]
 Severity = Literal["low", "medium", "high", "critical"]
@@ -166,7 +168,22 @@ def incident_snapshot(
     rec = ctx.store.get(valid_incident_id(incident_id))
     if rec is None or rec.snapshot is None:
         return JSONResponse({"detail": "no snapshot"}, status_code=404)
+    if rec.type in AUDITED_SNAPSHOT_TYPES:
+        # A watchlist hit's picture is a plate read: dispatchers may see it (they send someone to the car),
+        # but like any plate evidence each view is on the record first, and without a record it is not shown.
+        if ctx.plates is None:
+            return JSONResponse({"detail": "this snapshot can only be shown when its view can be audited"}, 503)
+        details = {"incident_id": rec.incident_id, "type": rec.type, "camera_id": rec.camera_id}
+        try:
+            ctx.plates.audit_view(
+                user=session.user.username, role=session.user.role.value, action="incident_snapshot", details=details
+            )
+        except PlateUnavailable as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
     return snapshot_response(ctx, rec.snapshot)
+
+
+AUDITED_SNAPSHOT_TYPES = frozenset({"watchlist_hit"})
 
 
 @router.get("/feed", tags=["incidents"], response_class=StreamingResponse)
@@ -184,12 +201,20 @@ async def feed(
     """
     ctx = ctx_of(request)
     lei = request.headers.get("last-event-id") or last_event_id
+
+    async def still_allowed() -> bool:
+        """The same credential still names the same user with a feed role (not logged out, expired or disabled)."""
+        now = await run_in_threadpool(session_from_request, request)
+        return now is not None and now.user.username == session.user.username and now.user.role in DISPATCH_API.roles
+
     body = ctx.hub.stream(
         lei,
         kinds=frozenset(kinds.split(",")),
         heartbeat_s=ctx.settings.heartbeat_s,
         replay_limit=ctx.settings.replay_limit,
         is_disconnected=request.is_disconnected,
+        still_allowed=still_allowed,
+        recheck_s=ctx.settings.session_recheck_s,
     )
     return StreamingResponse(body, media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
 

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.api.common import session_cookie_kwargs
+from dispatch.api.common import client_address, session_cookie_kwargs
 from dispatch.context import ctx_of
-from dispatch.security import ADMIN_API, ANY_API, PUBLIC, SESSION_COOKIE, AuthError, same_origin
+from dispatch.login_guard import LoginRefused
+from dispatch.readiness import readiness
+from dispatch.security import ADMIN_API, ANY_API, PUBLIC, SESSION_COOKIE, AuthError, AuthFirstRoute, same_origin
 from storage.accounts import Role, Session
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
 
 class LoginIn(BaseModel):
@@ -31,8 +33,15 @@ class MeOut(BaseModel):
 
 @router.get("/health", dependencies=[Depends(PUBLIC)], tags=["meta"])
 def health() -> dict[str, bool]:
-    """Liveness for load balancers; says nothing about the internals."""
+    """Liveness: the process serves HTTP (restart it if not). Says nothing about the internals."""
     return {"ok": True}
+
+
+@router.get("/ready", dependencies=[Depends(PUBLIC)], tags=["meta"])
+def ready(request: Request) -> JSONResponse:
+    """Readiness: the database answers and the bus consumer is polling; 503 takes the replica out of rotation."""
+    state = readiness(ctx_of(request))
+    return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
 
 @router.post("/session", dependencies=[Depends(PUBLIC)], tags=["session"], response_model=MeOut)
@@ -41,14 +50,12 @@ def login(body: LoginIn, request: Request, response: Response) -> MeOut:
     ctx = ctx_of(request)
     if not same_origin(request):
         raise AuthError(403, "cross-origin login refused", page=False)
-    key = body.username.lower()
-    if ctx.limiter.blocked(key):
-        raise HTTPException(429, "too many failed logins; wait a few minutes")
-    user = ctx.store.authenticate(body.username, body.password)
-    if user is None:
-        ctx.limiter.failed(key)
-        raise AuthError(401, "wrong user name or password", page=False)
-    ctx.limiter.succeeded(key)
+    try:
+        user = ctx.limiter.authenticate(ctx.store, body.username, body.password, client_address(request))
+    except LoginRefused as exc:
+        if exc.status == 401:
+            raise AuthError(401, exc.message, page=False) from None
+        raise HTTPException(exc.status, exc.message) from None
     token, session = ctx.store.create_session(user.username, ctx.settings.session_ttl_s)
     response.set_cookie(SESSION_COOKIE, token, **session_cookie_kwargs(ctx))
     return MeOut(username=user.username, role=user.role, display_name=user.display_name, csrf_token=session.csrf_token)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.api.common import to_ms
 from dispatch.api.plates import plate_service
 from dispatch.plates import WatchEntry, WatchEntryNotFound
-from dispatch.security import INVESTIGATE_API
+from dispatch.security import INVESTIGATE_API, AuthFirstRoute
 from storage.accounts import Session
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
 
 class WatchIn(BaseModel):
@@ -59,23 +59,32 @@ def watch_add(body: WatchIn, request: Request, session: Annotated[Session, Depen
     return watch_json(e)
 
 
+ChangeReason = Annotated[
+    str, Query(min_length=4, max_length=500, description="why (case number, mistake ...): required, audited")
+]
+
+
 @router.post("/watchlist/{entry_id}/expire", tags=["watchlist"])
 def watch_expire(
-    entry_id: str, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
+    entry_id: str, reason: ChangeReason, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
 ) -> dict[str, bool]:
-    """Expire an entry now (kept for the record)."""
+    """Expire an entry now (kept for the record); audited after the change, with its outcome."""
     svc = plate_service(request)
-    svc.watch_expire(user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id))
+    svc.watch_expire(
+        user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id), reason=reason
+    )
     return {"ok": True}
 
 
 @router.delete("/watchlist/{entry_id}", tags=["watchlist"])
 def watch_remove(
-    entry_id: str, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
+    entry_id: str, reason: ChangeReason, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
 ) -> dict[str, bool]:
-    """Remove an entry."""
+    """Remove an entry; audited after the change, with its outcome."""
     svc = plate_service(request)
-    svc.watch_remove(user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id))
+    svc.watch_remove(
+        user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id), reason=reason
+    )
     return {"ok": True}
 
 

@@ -9,20 +9,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from dispatch.api.common import session_cookie_kwargs
+from dispatch.api.common import client_address, session_cookie_kwargs
 from dispatch.context import HERE, ctx_of, error_page
+from dispatch.login_guard import LoginRefused
 from dispatch.pages.common import render
 from dispatch.security import (
     ANY_PAGE,
     LOGIN_CSRF_COOKIE,
     PUBLIC,
     SESSION_COOKIE,
+    AuthFirstRoute,
     login_redirect_target,
     same_origin,
 )
 from storage.accounts import Role, Session
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
 STATIC_DIR = HERE / "static"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png"}
@@ -47,6 +49,13 @@ def login_page(request: Request, next: Annotated[str | None, Query(max_length=51
     return resp
 
 
+_LOGIN_MESSAGES = {
+    401: "Wrong user name or password.",
+    429: "Too many failed logins. Wait a few minutes.",
+    503: "The console is busy. Try again in a moment.",
+}
+
+
 @router.post("/login", dependencies=[Depends(PUBLIC)])
 def login_submit(
     request: Request,
@@ -57,9 +66,9 @@ def login_submit(
 ) -> Response:
     ctx = ctx_of(request)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not cookie or not secrets.compare_digest(cookie, csrf_token) or not same_origin(request):
+    # bytes, not str: compare_digest refuses non-ASCII text with a TypeError (that was a 500)
+    if not cookie or not secrets.compare_digest(cookie.encode(), csrf_token.encode()) or not same_origin(request):
         return error_page(request, 403, "The login form expired or came from another site. Reload and try again.")
-    key = username.lower()
 
     def fail(message: str, status: int) -> Response:
         token = secrets.token_urlsafe(24)
@@ -69,13 +78,10 @@ def login_submit(
         resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login", max_age=3600)
         return resp
 
-    if ctx.limiter.blocked(key):
-        return fail("Too many failed logins. Wait a few minutes.", 429)
-    user = ctx.store.authenticate(username, password)
-    if user is None:
-        ctx.limiter.failed(key)
-        return fail("Wrong user name or password.", 401)
-    ctx.limiter.succeeded(key)
+    try:
+        user = ctx.limiter.authenticate(ctx.store, username, password, client_address(request))
+    except LoginRefused as exc:
+        return fail(_LOGIN_MESSAGES.get(exc.status, "Wrong user name or password."), exc.status)
     token, _ = ctx.store.create_session(user.username, ctx.settings.session_ttl_s)
     resp = RedirectResponse(login_redirect_target(next), status_code=303)
     resp.set_cookie(SESSION_COOKIE, token, **session_cookie_kwargs(ctx))

@@ -11,12 +11,12 @@ from dispatch.api.common import valid_incident_id
 from dispatch.api.incidents import incident_filter, next_cursor
 from dispatch.context import ctx_of, error_page
 from dispatch.pages.common import datetime_local, render
-from dispatch.security import DISPATCH_PAGE
+from dispatch.security import DISPATCH_PAGE, AuthFirstRoute
 from storage.accounts import Session
 from storage.db import NotFoundError
 from storage.incident_rules import WorkflowStatus
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
 INCIDENT_TYPES = ["person_in_zone", "loitering", "line_crossing", "crowd", "fire", "smoke", "watchlist_hit"]
 SEVERITIES = ["critical", "high", "medium", "low"]

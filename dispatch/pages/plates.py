@@ -13,10 +13,10 @@ from dispatch.api.watchlist import WatchIn, watch_json
 from dispatch.context import ctx_of
 from dispatch.pages.common import datetime_local, render
 from dispatch.plates import PlateAccessError, PlateQueryError, PlateUnavailable
-from dispatch.security import INVESTIGATE_PAGE
+from dispatch.security import INVESTIGATE_PAGE, AuthFirstRoute
 from storage.accounts import Session
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
 # The plate forms re-render themselves with the error (the rest of the mapping is dispatch.errors).
 _STATUS: dict[type[Exception], int] = {PlateQueryError: 400, PlateAccessError: 403, PlateUnavailable: 503}
@@ -117,7 +117,7 @@ def plates_export(
 ) -> Response:
     ctx = ctx_of(request)
     body = _plate_body(_plate_form(plate, mode, max_edits, reason, since, until, cameras))
-    res = run_plate_search(ctx, session, body, plate_service(request))  # errors: dispatch.errors
+    res = run_plate_search(ctx, session, body, plate_service(request), "plate_export")  # errors: dispatch.errors
     return csv_response(ctx, res.hits)
 
 
@@ -173,10 +173,12 @@ def watchlist_change(
     entry_id: Annotated[str, Path(max_length=64)],
     what: Annotated[str, Path(pattern=r"^(expire|remove)$")],
     session: Annotated[Session, Depends(INVESTIGATE_PAGE)],
+    reason: PlateField = "",
 ) -> Response:
-    svc = plate_service(request)  # errors (unknown entry, role, unavailable): dispatch.errors
+    svc = plate_service(request)  # errors (unknown entry, role, no reason, unavailable): dispatch.errors
+    who = {"user": session.user.username, "role": session.user.role.value, "entry_id": entry_id, "reason": reason}
     if what == "expire":
-        svc.watch_expire(user=session.user.username, role=session.user.role.value, entry_id=entry_id)
+        svc.watch_expire(**who)
     else:
-        svc.watch_remove(user=session.user.username, role=session.user.role.value, entry_id=entry_id)
+        svc.watch_remove(**who)
     return RedirectResponse("/watchlist", status_code=303)

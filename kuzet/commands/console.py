@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import secrets
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +20,7 @@ from pydantic import ValidationError
 
 from core.config import format_validation_error
 from dispatch.settings import ConsoleSettings
-from storage.accounts import Role, UserError
+from storage.accounts import TOKEN_TTL_DAYS, Role, UserError
 from storage.db import NotFoundError
 from storage.workflow import WorkflowStore, open_workflow_store
 
@@ -165,12 +167,51 @@ def users_list(config: ConfigOpt = None) -> None:
 def tokens_create(
     username: str,
     label: Annotated[str, typer.Option(help="what the token is for")] = "api",
+    days: Annotated[int, typer.Option(min=1, max=3660, help="lifetime in days")] = TOKEN_TTL_DAYS,
     config: ConfigOpt = None,
 ) -> None:
-    """Create a bearer token acting as USERNAME (with that user's role); printed once."""
+    """Create a bearer token acting as USERNAME (with that user's role); printed once, expires after --days."""
     try:
-        token = _store(config).create_api_token(username, label)
+        token = _store(config).create_api_token(username, label, days)
     except NotFoundError:
-        typer.echo(f"error: no user {username}", err=True)
+        typer.echo(f"error: no active user {username}", err=True)
         raise typer.Exit(2) from None
     typer.echo(token)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    username: Annotated[str | None, typer.Option("--user", help="only this user's tokens")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List API tokens: id (for revoke), user, label, created, expires. Tokens themselves are never shown."""
+    now_ms = int(time.time() * 1000)
+    for t in _store(config).api_tokens(username):
+        state = "expired" if t.expires_at_ms <= now_ms else "active"
+        dates = f"created {_day(t.created_at_ms)}  expires {_day(t.expires_at_ms)}"
+        typer.echo(f"{t.id}  {t.username:24} {t.label:24} {dates}  {state}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str | None, typer.Argument(help="the id `tokens list` shows")] = None,
+    username: Annotated[str | None, typer.Option("--user", help="revoke every token of this user")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke one token by id, or all of a user's tokens with --user."""
+    if (token_id is None) == (username is None):
+        typer.echo("error: give a token id or --user, not both", err=True)
+        raise typer.Exit(2)
+    try:
+        n = _store(config).revoke_api_tokens(token_id=token_id, username=username)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if n == 0:
+        typer.echo("error: no such token", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {n} token(s)")
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")

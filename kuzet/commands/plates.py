@@ -2,29 +2,32 @@
 
 The CLI is a thin shell over :func:`storage.plates.search.search_plates` and
 the stores: the same checks (role, reason, bounds, audit first, fail closed)
-apply here as in the web console. The role is what the operator states
-(``--role`` / ``KUZET_ROLE``); on a shared machine the database credentials are
-the real gate, and every use is on the audit record under ``--user``.
+apply here as in the web console. Who acts is authenticated, never stated:
+an API token of a console user or, on PostgreSQL, a database login mapped to
+one (:mod:`kuzet.commands.identity`); the role comes from that user's record.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 import typer
 
 from core.clock import SystemClock
+from core.redact import redact_text
 from event_bus.interfaces import Publisher, Subscriber
+from kuzet.commands.identity import ConsoleDbOpt, NotAuthenticated, TokenOpt, authenticate
 from storage.plates.factory import PlateStores, default_url, open_stores
 from storage.plates.query import QueryError, SearchMode, parse_query
+from storage.plates.search import Principal
 
 app = typer.Typer(help="Plate history: search, indexer, retention, watchlists.", no_args_is_help=True)
 watch_app = typer.Typer(help="Watchlists: plates that raise a watchlist_hit incident when read.", no_args_is_help=True)
@@ -43,8 +46,6 @@ DbOpt = Annotated[
         "--db", envvar="KUZET_PLATES_DB", help="postgresql://... or sqlite:///path (default var/plates.sqlite3)"
     ),
 ]
-UserOpt = Annotated[str, typer.Option("--user", envvar="KUZET_USER", help="who is acting (recorded in the audit log)")]
-RoleOpt = Annotated[str, typer.Option("--role", envvar="KUZET_ROLE", help="investigator, admin, dispatcher ...")]
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 
 
@@ -82,18 +83,20 @@ def search_cmd(
     limit: Annotated[int, typer.Option(min=1, help="hits per page")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="skip this many hits (next page)")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    user: UserOpt = "",
-    role: RoleOpt = "",
+    token: TokenOpt = None,
+    console_db: ConsoleDbOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Search plate history (needs role investigator or admin and a reason; every search is audited)."""
     from storage.audit import AuditUnavailable
-    from storage.plates.search import AccessDenied, Principal, search_plates
+    from storage.plates.search import AccessDenied, search_plates
     from storage.plates.store import StoreError
 
     now = SystemClock().now()
-    stores = open_stores(db or default_url())
+    url = db or default_url()
+    stores = open_stores(url)
     try:
+        principal = _principal(stores, url, token, console_db, "plate_search")
         query = parse_query(
             text=text,
             mode=mode,
@@ -106,7 +109,7 @@ def search_cmd(
         )
         result = search_plates(
             query,
-            principal=Principal(user=user or getpass.getuser(), role=role),
+            principal=principal,
             reason=reason,
             store=stores.history,
             audit=stores.audit,
@@ -255,15 +258,36 @@ def _bus(
 
 
 # ------------------------------------------------------------------ watchlists
+def _principal(stores: PlateStores, url: str, token: str | None, console_db: str | None, action: str) -> Principal:
+    """The authenticated console user, or exit 3 (the refusal is audited)."""
+    try:
+        return authenticate(token=token, console_db=console_db, plates_url=url, audit=stores.audit, action=action)
+    except NotAuthenticated as exc:
+        raise _fail(f"refused (audited): {exc}", 3) from None
+
+
 def _changed(
-    stores: PlateStores, user: str, role: str, action: str, details: dict[str, object], reason: str = ""
-) -> None:
-    from storage.watchlist import audited_change
+    stores: PlateStores,
+    principal: Principal,
+    action: str,
+    details: dict[str, object],
+    reason: str,
+    change: Callable[[], bool],
+) -> bool:
+    """A watchlist change on the record (refusal audited; outcome audited after the change)."""
+    from storage.audit import AuditUnavailable
+    from storage.watchlist import WatchlistError, audited_change
 
     try:
-        audited_change(stores.audit, user or getpass.getuser(), role, action, details, SystemClock().now(), reason)
+        return audited_change(
+            stores.audit, principal.user, principal.role, action, dict(details), SystemClock().now(), reason, change
+        )
     except PermissionError as exc:
         raise _fail(f"refused (audited): {exc}", 3) from None
+    except WatchlistError as exc:
+        raise _fail(f"refused (audited): {exc}") from None
+    except AuditUnavailable as exc:
+        raise _fail(f"not changed: the audit record could not be written ({exc})", 4) from None
 
 
 @watch_app.command("add")
@@ -274,8 +298,8 @@ def watch_add(
     mode: Annotated[str, typer.Option(help="exact or fuzzy")] = "exact",
     distance: Annotated[float, typer.Option(help="fuzzy: weighted edit distance")] = 1.0,
     severity: Annotated[str, typer.Option(help="low, medium, high, critical")] = "high",
-    user: UserOpt = "",
-    role: RoleOpt = "",
+    token: TokenOpt = None,
+    console_db: ConsoleDbOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Add a plate to the watchlist (investigator or admin; audited)."""
@@ -287,13 +311,15 @@ def watch_add(
     expires_at = now + (now - ago) if _RELATIVE.match(expires.strip()) else ago  # "30d" means 30 days ahead here
     if mode not in ("exact", "fuzzy") or severity not in ("low", "medium", "high", "critical"):
         raise _fail("mode must be exact|fuzzy and severity low|medium|high|critical")
-    stores = open_stores(db or default_url())
+    url = db or default_url()
+    stores = open_stores(url)
     try:
+        principal = _principal(stores, url, token, console_db, "watchlist_add")
         try:
             entry = new_entry(
                 plate,
                 reason=reason,
-                created_by=user or getpass.getuser(),
+                created_by=principal.user,
                 expires_at=expires_at,
                 now=now,
                 mode=mode,  # type: ignore[arg-type]
@@ -302,8 +328,12 @@ def watch_add(
             )
         except WatchlistError as exc:
             raise _fail(str(exc)) from None
-        _changed(stores, user, role, "watchlist_add", entry.to_json(), reason)
-        stores.watchlist.add(entry)
+
+        def add() -> bool:
+            stores.watchlist.add(entry)
+            return True
+
+        _changed(stores, principal, "watchlist_add", entry.to_json(), reason, add)
     finally:
         stores.close()
     typer.echo(f"added {entry.id}  {entry.plate} ({entry.mode}) until {entry.expires_at:%Y-%m-%d %H:%M} UTC")
@@ -329,18 +359,30 @@ def watch_list(
         typer.echo(f"{e.id}  {e.plate:<12} {e.mode:<5} {state:<7} until {e.expires_at:%Y-%m-%d %H:%M}  {e.reason}")
 
 
+ChangeReasonOpt = Annotated[str, typer.Option("--reason", help="why (case closed, entered by mistake ...); audited")]
+
+
 @watch_app.command("expire")
 def watch_expire(
     entry_id: Annotated[UUID, typer.Argument(help="entry id")],
-    user: UserOpt = "",
-    role: RoleOpt = "",
+    reason: ChangeReasonOpt,
+    token: TokenOpt = None,
+    console_db: ConsoleDbOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Expire an entry now (it stops matching at once; kept for the record)."""
-    stores = open_stores(db or default_url())
+    url = db or default_url()
+    stores = open_stores(url)
     try:
-        _changed(stores, user, role, "watchlist_expire", {"id": str(entry_id)})
-        ok = stores.watchlist.expire(entry_id, SystemClock().now())
+        principal = _principal(stores, url, token, console_db, "watchlist_expire")
+        ok = _changed(
+            stores,
+            principal,
+            "watchlist_expire",
+            {"id": str(entry_id)},
+            reason,
+            lambda: stores.watchlist.expire(entry_id, SystemClock().now()),
+        )
     finally:
         stores.close()
     if not ok:
@@ -351,15 +393,24 @@ def watch_expire(
 @watch_app.command("remove")
 def watch_remove(
     entry_id: Annotated[UUID, typer.Argument(help="entry id")],
-    user: UserOpt = "",
-    role: RoleOpt = "",
+    reason: ChangeReasonOpt,
+    token: TokenOpt = None,
+    console_db: ConsoleDbOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Mark an entry removed (matchers drop it within their refresh interval, 5 s by default)."""
-    stores = open_stores(db or default_url())
+    url = db or default_url()
+    stores = open_stores(url)
     try:
-        _changed(stores, user, role, "watchlist_remove", {"id": str(entry_id)})
-        ok = stores.watchlist.remove(entry_id, SystemClock().now(), user or getpass.getuser())
+        principal = _principal(stores, url, token, console_db, "watchlist_remove")
+        ok = _changed(
+            stores,
+            principal,
+            "watchlist_remove",
+            {"id": str(entry_id)},
+            reason,
+            lambda: stores.watchlist.remove(entry_id, SystemClock().now(), principal.user),
+        )
     finally:
         stores.close()
     if not ok:
@@ -374,23 +425,40 @@ def audit_verify(
     anchor: Annotated[
         str | None, typer.Option(help="SEQ:HASH printed by an earlier verify (detects cut-off tail)")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="console YAML: check against the anchors it writes (dir, S3 bucket)"),
+    ] = None,
 ) -> None:
-    """Check the audit hash chain; exit 1 and name the first bad row if it is broken."""
+    """Check the audit hash chain and its anchors outside the database; exit 1 and name the first bad row."""
+    from dispatch.plates_adapter import anchor_sinks
+    from kuzet.commands.console import load_settings
     from storage.audit import AuditUnavailable, verify
 
-    anchor_t = None
+    anchors: list[tuple[int, str]] = []
     if anchor:
         seq, _, digest = anchor.partition(":")
         if not seq.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise _fail("--anchor must be SEQ:HASH (64 hex digits)")
-        anchor_t = (int(seq), digest)
+        anchors.append((int(seq), digest))
+    if config is not None:
+        settings = load_settings(config)
+        db = db or settings.plates_database or settings.database
+        for sink in anchor_sinks(settings):
+            try:
+                anchors.extend((a.seq, a.hash) for a in sink.anchors())
+            except Exception as exc:
+                raise _fail(f"cannot read audit anchors from {sink.name}: {redact_text(str(exc))[:300]}", 4) from None
     stores = open_stores(db or default_url())
     try:
-        report = verify(stores.audit, anchor_t)
+        report = verify(stores.audit, anchors=anchors)
     except AuditUnavailable as exc:
         raise _fail(str(exc), 4) from None
     finally:
         stores.close()
     if not report.ok:
         raise _fail(f"audit chain BROKEN at row {report.first_bad_seq}: {report.problem} ({report.checked} checked)", 1)
-    typer.echo(f"audit chain ok: {report.checked} row(s); head {report.head_seq}:{report.head_hash}")
+    typer.echo(
+        f"audit chain ok: {report.checked} row(s), {len(anchors)} anchor(s) match; "
+        f"head {report.head_seq}:{report.head_hash}"
+    )

@@ -76,6 +76,7 @@ class SearchResult:
 
 
 def _audit(
+    action: str,
     audit: AuditLog,
     principal: Principal,
     reason: str,
@@ -87,7 +88,7 @@ def _audit(
     record = AuditRecord(
         actor=principal.user[:128],
         role=principal.role[:32],
-        action=ACTION,
+        action=action,
         outcome=outcome,
         reason=reason[:REASON_MAX],
         details=details,
@@ -107,6 +108,7 @@ def search_plates(
     limits: SearchLimits | None = None,
     clock: Clock | None = None,
     url_expires_s: int = 900,
+    action: str = ACTION,
 ) -> SearchResult:
     """Search the plate history on behalf of ``principal``; see the module docstring for the rules.
 
@@ -122,29 +124,36 @@ def search_plates(
 
     if principal.role not in SEARCH_ROLES or not principal.user.strip():
         message = f"role {principal.role!r} may not search plate history (needs investigator or admin)"
-        _audit(audit, principal, why, {**details, "error": message}, "refused", now)
+        _audit(action, audit, principal, why, {**details, "error": message}, "refused", now)
         raise AccessDenied(message)
     if not (REASON_MIN <= len(why) <= REASON_MAX):
         message = f"a reason or case number ({REASON_MIN}..{REASON_MAX} characters) is required to search"
-        _audit(audit, principal, why, {**details, "error": message}, "refused", now)
+        _audit(action, audit, principal, why, {**details, "error": message}, "refused", now)
         raise AccessDenied(message)
     try:
         valid = validate(query, limits, now)
     except QueryError as exc:
-        _audit(audit, principal, why, {**details, "error": str(exc)}, "invalid", now)
+        _audit(action, audit, principal, why, {**details, "error": str(exc)}, "invalid", now)
         raise
     details["normalised"] = valid.plate
     details["window"] = [valid.since.isoformat(), valid.until.isoformat()]
     try:
         page = store.find(valid)
     except QueryTooBroad as exc:
-        _audit(audit, principal, why, {**details, "error": str(exc)}, "invalid", now)
+        _audit(action, audit, principal, why, {**details, "error": str(exc)}, "invalid", now)
         raise QueryError(str(exc)) from None
     except StoreError as exc:
-        _audit(audit, principal, why, {**details, "error": str(exc)[:500]}, "error", now)
+        _audit(action, audit, principal, why, {**details, "error": str(exc)[:500]}, "error", now)
         raise
     entry = _audit(
-        audit, principal, why, {**details, "candidates": page.candidates}, "ok", now, result_count=len(page.hits)
+        action,
+        audit,
+        principal,
+        why,
+        {**details, "candidates": page.candidates},
+        "ok",
+        now,
+        result_count=len(page.hits),
     )
     hits = tuple(h.with_url(_url(snapshots, h, url_expires_s)) for h in page.hits)
     next_offset = valid.offset + valid.limit if page.has_more else None

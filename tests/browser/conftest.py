@@ -94,6 +94,7 @@ def make_console(tmp_path: Path, **settings_kw: Any) -> Console:
         database=str(db),
         storage={"kind": "local", "local_dir": tmp_path / "snapshots"},
         heartbeat_s=1.0,
+        cookie_secure=False,  # plain HTTP on loopback
         **settings_kw,
     )
     app = create_app(settings, store=store, snapshots=snapshots)

@@ -80,6 +80,7 @@ def console(tmp_path: Path, vtest_h264: Path) -> Iterator[dict[str, Any]]:
         bus={"kind": "local", "local_path": bus},
         storage={"kind": "local", "local_dir": tmp_path / "objects"},
         heartbeat_s=0.5,
+        cookie_secure=False,  # plain HTTP on loopback
     )
     app = create_app(settings, store=store)
     served = serve_in_thread(app)

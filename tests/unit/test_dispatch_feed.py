@@ -48,6 +48,7 @@ def console(tmp_path: Path) -> Iterator[tuple[ServedApp, LocalBusPublisher, Any]
         bus={"kind": "local", "local_path": bus},
         storage={"kind": "local", "local_dir": tmp_path / "snapshots"},
         heartbeat_s=0.5,
+        cookie_secure=False,
     )
     served = serve_in_thread(create_app(settings, store=store))
     pub = LocalBusPublisher(bus)

@@ -26,7 +26,7 @@ from storage.accounts import Role
 from storage.workflow import WorkflowStore, open_workflow_store
 
 PUBLIC_ROUTES = {("GET", "/static/{name}"), ("GET", "/login"), ("POST", "/login"), ("GET", "/api/health"),
-                 ("POST", "/api/session")}  # fmt: skip
+                 ("GET", "/api/ready"), ("POST", "/api/session")}  # fmt: skip
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ def app(tmp_path: Path, store: WorkflowStore) -> Any:
         max_body_bytes=8 * 1024,
         login_attempts=3,
         camera_groups={"north": ["north-*"]},
+        cookie_secure=False,
     )
     return create_app(settings, store=store)
 
