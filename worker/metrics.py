@@ -195,6 +195,14 @@ def _get(obj: Any, name: str, default: float = 0.0) -> float:
     return float(value) if value is not None else default
 
 
+class _OutboxStats(Protocol):
+    def refused(self) -> Mapping[str, int]: ...
+
+    def dropped(self) -> Mapping[str, int]: ...
+
+    def waiting(self) -> int: ...
+
+
 class WorkerCollector(Collector):
     """Turns the worker's own counters into metric families when scraped (nothing on the frame path)."""
 
@@ -205,7 +213,7 @@ class WorkerCollector(Collector):
         assignment: _AssignmentStats | None = None,
         spool_stats: Callable[[], Any] | None = None,
         relay_stats: Callable[[], Any] | None = None,
-        outbox_refused: Callable[[], Mapping[str, int]] | None = None,
+        outbox: _OutboxStats | None = None,
         publish_outcomes: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -213,7 +221,7 @@ class WorkerCollector(Collector):
         self.assignment = assignment
         self.spool_stats = spool_stats
         self.relay_stats = relay_stats
-        self.outbox_refused = outbox_refused
+        self.outbox = outbox
         self.publish_outcomes = publish_outcomes
         self.clock = clock
 
@@ -361,16 +369,21 @@ class WorkerCollector(Collector):
             parked_now = CounterMetricFamily("kuzet_relay_parked", "Records this process parked (unpublishable)")
             parked_now.add_metric([], _get(r, "parked"))
             yield from (delivered, failures, upload, streak, parked_now)
-        if self.outbox_refused is not None:
+        if self.outbox is not None:
+            zero = dict.fromkeys((topics.INCIDENTS, topics.PLATES, topics.CAMERA_STATUS), 0)
             refused = CounterMetricFamily(
-                "kuzet_outbox_refused", "Events the outbox could not store (disk full, spool full)", labels=["topic"]
+                "kuzet_outbox_refused", "Appends the outbox refused (disk full, spool full)", labels=["topic"]
             )
-            counts = dict.fromkeys((topics.INCIDENTS, topics.PLATES, topics.CAMERA_STATUS), 0) | dict(
-                self.outbox_refused()
-            )
-            for topic, count in sorted(counts.items()):
+            for topic, count in sorted((zero | dict(self.outbox.refused())).items()):
                 refused.add_metric([topic], float(count))
-            yield refused
+            dropped = CounterMetricFamily(
+                "kuzet_outbox_dropped", "Events dropped because the in-memory backlog was full", labels=["topic"]
+            )
+            for topic, count in sorted((zero | dict(self.outbox.dropped())).items()):
+                dropped.add_metric([topic], float(count))
+            waiting = GaugeMetricFamily("kuzet_outbox_waiting", "Events waiting in memory for the outbox to take them")
+            waiting.add_metric([], float(self.outbox.waiting()))
+            yield from (refused, dropped, waiting)
         if self.publish_outcomes is not None:
             outcome = CounterMetricFamily("kuzet_publish_records", "Records published, by outcome", labels=["outcome"])
             for name in ("acked", "failed"):
@@ -463,7 +476,7 @@ class WorkerMetrics:
             assignment=assignment,
             spool_stats=worker.spool.stats,
             relay_stats=worker.relay.stats,
-            outbox_refused=worker.outbox.refused,
+            outbox=worker.outbox,
             publish_outcomes=self.publish_outcomes,
         )
         self.registry.register(self.collector)

@@ -139,6 +139,7 @@ class Worker:
             self._model(name)
         self.relay.start()
         install_retention(self._store, self.cfg.evidence.retention_days)
+        self.outbox.start()
         if self.clips is not None:
             self.clips.start()  # salvages clips a killed predecessor left behind
         self._started = True
@@ -160,6 +161,7 @@ class Worker:
         self._pipeline.stop()
         if self.clips is not None and self._started:
             self.clips.stop(flush_timeout_s)
+        self.outbox.stop()  # waiting events into the spool first, so the flush below carries them
         if self._started:
             self._flushed = self.relay.flush(flush_timeout_s)
             self.relay.stop()
@@ -314,8 +316,8 @@ class Worker:
         record = to_record(event)
         snapshot = None if isinstance(event, LineCount) else event.snapshot
         blob_key = snapshot.key if (out.snapshot_jpeg is not None and snapshot) else None
-        if not self.outbox.append(event.camera_id, record, blob=out.snapshot_jpeg, blob_key=blob_key):
-            return  # counted, logged, and the camera shows degraded (worker.outbox)
+        # stored, or waiting in memory while the disk is full (counted, camera degraded: worker.outbox)
+        self.outbox.append(event.camera_id, record, blob=out.snapshot_jpeg, blob_key=blob_key)
         self.relay.poke()
         if isinstance(event, Incident):
             if self.clips is not None:
@@ -333,18 +335,14 @@ class Worker:
     def _spool_clip(self, incident: Incident, clip: bytes) -> None:
         """The clip event goes out like a snapshot: its bytes ride in the outbox and are uploaded first."""
         record = to_record(incident)
-        if not self.outbox.append(
-            incident.camera_id, record, blob=clip, blob_key=incident.clip.key if incident.clip else None
-        ):
-            return
+        self.outbox.append(incident.camera_id, record, blob=clip, blob_key=incident.clip.key if incident.clip else None)
         self.relay.poke()
         if self._on_incident is not None:
             self._on_incident(incident)
 
     def _status_changed(self, change: StatusChange) -> None:
         status = camera_status(change, self.worker_id)
-        if not self.outbox.append(status.camera_id, to_record(status)):
-            return
+        self.outbox.append(status.camera_id, to_record(status))
         self.relay.poke()
         if self._on_status is not None:
             self._on_status(status)

@@ -22,6 +22,7 @@ from event_bus.relay import Relay
 from event_bus.spool import Spool
 from storage.s3_store import S3SnapshotStore
 from storage.snapshots import upload_hook
+from tests.integration import fault_figures
 
 
 def s3_store(svc: Any, bucket: str = "kuzet-snapshots") -> S3SnapshotStore:
@@ -100,11 +101,32 @@ def test_store_down_holds_events_until_objects_exist(s3_service: Any, tmp_path: 
         sub = LocalBusSubscriber(bus, [topics.INCIDENTS], None)
         published = [json.loads(r.value)["event_id"] for r in sub.poll(0.5)]
         assert published == [str(i.event_id) for i in before]
+        saw = relay.stats()
+        back = time.monotonic()
         s3_service.start()
+        restart_s = time.monotonic() - back
         assert relay.flush(60), relay.stats()
+        recovery_s = time.monotonic() - back
         relay.stop()
     docs = [json.loads(r.value) for r in LocalBusSubscriber(bus, [topics.INCIDENTS], None).poll(0.5)]
     assert [d["event_id"] for d in docs] == [str(i.event_id) for i in before + during]
     for inc in before + during:
         assert inc.snapshot is not None and store.exists(inc.snapshot)
         assert store.stored_sha256(inc.snapshot) == inc.snapshot.sha256
+    fault_figures.record(
+        "s3_down_during_snapshot_upload",
+        {
+            "events": len(before + during),
+            "waiting_while_down": len(during),
+            "lost": 0,
+            "duplicated_after_dedupe": len(docs) - len({d["event_id"] for d in docs}),
+            "s3_restart_s": round(restart_s, 2),
+            "recovery_s_incl_restart": round(recovery_s, 2),
+            "operator_saw": {
+                "kuzet_relay_snapshot_upload_failures": saw.before_publish_failures,
+                "kuzet_relay_consecutive_failures": saw.consecutive_failures,
+                "kuzet_spool_depth": saw.depth,
+                "relay_last_error": saw.last_error,
+            },
+        },
+    )

@@ -60,7 +60,15 @@ class FakeWorker:
         }
         self.spool = type("S", (), {"stats": staticmethod(_Spool)})()
         self.relay = type("R", (), {"stats": staticmethod(_Relay)})()
-        self.outbox = type("O", (), {"refused": staticmethod(lambda: {"kuzet.incidents.v1": 2})})()
+        self.outbox = type(
+            "O",
+            (),
+            {
+                "refused": staticmethod(lambda: {"kuzet.incidents.v1": 2}),
+                "dropped": staticmethod(lambda: {}),
+                "waiting": staticmethod(lambda: 1),
+            },
+        )()
         self.analytics = AnalyticsStats()
 
     def camera_stats(self) -> dict[str, Any]:

@@ -75,8 +75,10 @@ def test_refused_incident_degrades_the_camera_and_counts(tmp_path: Path) -> None
         assert health.state == "degraded" and "SpoolFull" in health.reason
         assert worker.outbox.refused() == {topics.INCIDENTS: 1}
         assert _refused_metric(worker)[topics.INCIDENTS] == 1.0
-        worker.spool.max_records = 1000  # room again: the next event is stored and the camera recovers
+        assert worker.outbox.waiting() == 1, "the refused event waits in memory, it is not dropped"
+        worker.spool.max_records = 1000  # room again: the waiting event goes first, then the new one
         worker._emit(Outgoing(topics.INCIDENTS, _incident(), None))
-        assert worker.camera_health()["cam-1"].state == "starting" and worker.spool.depth() == 1
+        assert worker.camera_health()["cam-1"].state == "starting" and worker.spool.depth() == 2
+        assert worker.outbox.waiting() == 0
     finally:
         worker.stop(flush_timeout_s=0.1)
