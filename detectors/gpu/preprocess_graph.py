@@ -43,13 +43,13 @@ def build_graph(
         helper.make_node("Transpose", ["f"], ["chw"], perm=[0, 3, 1, 2]),
     ]
     src = "chw"
-    inits = [
-        helper.make_tensor("bgr2rgb", TensorProto.INT64, [3], [2, 1, 0]),
-        helper.make_tensor("pad_value", TensorProto.FLOAT, [], [float(PAD_VALUE)]),
-        helper.make_tensor("inv255", TensorProto.FLOAT, [], [1.0 / 255.0]),
-        helper.make_tensor("lo", TensorProto.FLOAT, [], [0.0]),
-        helper.make_tensor("hi", TensorProto.FLOAT, [], [255.0]),
-    ]
+    consts = {
+        "bgr2rgb": helper.make_tensor("bgr2rgb", TensorProto.INT64, [3], [2, 1, 0]),
+        "pad_value": helper.make_tensor("pad_value", TensorProto.FLOAT, [], [float(PAD_VALUE)]),
+        "inv255": helper.make_tensor("inv255", TensorProto.FLOAT, [], [1.0 / 255.0]),
+        "lo": helper.make_tensor("lo", TensorProto.FLOAT, [], [0.0]),
+        "hi": helper.make_tensor("hi", TensorProto.FLOAT, [], [255.0]),
+    }
     if color == "rgb":
         nodes.append(helper.make_node("Gather", [src, "bgr2rgb"], ["rgb"], axis=1))
         src = "rgb"
@@ -83,7 +83,7 @@ def build_graph(
             helper.make_tensor_value_info(PADS, TensorProto.INT64, [8]),
         ],
         [helper.make_tensor_value_info(OUTPUT, out_type, out_shape)],
-        initializer=inits,
+        initializer=[t for name, t in consts.items() if any(name in n.input for n in nodes)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
     model.ir_version = 9
