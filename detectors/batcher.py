@@ -179,7 +179,11 @@ class BatchScheduler:
         self.name = name or f"batcher-{detector.name}"
         self._former = BatchFormer(max_batch, max_wait_s)
         self._stats = BatchStats()
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the batch thread (and wait_idle) wait here for frames and stop
+        # submit(wait=True) callers wait here for their camera's slot: a separate condition on the same lock,
+        # so a new frame wakes the batch thread, not every held decoder (64 cameras: 64x fewer wake-ups)
+        self._slot_free = threading.Condition(lock)
         self._running = False
         self._in_flight = 0
         self._thread: threading.Thread | None = None
@@ -195,7 +199,7 @@ class BatchScheduler:
         """
         with self._cond:
             while wait and self._running and self._former.holds(frame.camera_id):
-                self._cond.wait()
+                self._slot_free.wait()
             if not self._running:
                 raise RuntimeError(f"{self.name} is not running; call start() first")
             self._stats.submitted += 1
@@ -203,9 +207,7 @@ class BatchScheduler:
             if replaced is not None:
                 self._stats.dropped += 1
                 self._stats.dropped_by_camera[frame.camera_id] += 1
-            # notify_all: the worker thread and submit(wait=True) callers share this condition,
-            # and a single notify could wake a waiting submitter instead of the worker
-            self._cond.notify_all()
+            self._cond.notify_all()  # the batch thread (held decoders wait on _slot_free)
 
     def add_source(self, camera_id: str) -> None:
         """Declare a camera that feeds this model, so a batch holding all of them goes without waiting."""
@@ -239,6 +241,7 @@ class BatchScheduler:
                     self._stats.dropped += 1
                     self._stats.dropped_by_camera[frame.camera_id] += 1
             self._cond.notify_all()
+            self._slot_free.notify_all()  # held decoders see that it stopped
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -276,7 +279,7 @@ class BatchScheduler:
                 batch = self._former.take(now, force=not self._running)
                 if batch:
                     self._in_flight = len(batch)
-                    self._cond.notify_all()  # cameras waiting in submit(wait=True) may go on
+                    self._slot_free.notify_all()  # cameras waiting in submit(wait=True) may go on
                     return batch
                 if not self._running:
                     return []

@@ -1,0 +1,33 @@
+"""Snapshot JPEG encoding on the GPU with nvImageCodec (the ``gpu`` extra).
+
+Same contract as :func:`worker.snapshot._encode`: a BGR frame in, JPEG bytes
+out, at the same quality. ``benchmarks/device.sh`` measures it against
+OpenCV's encoder; the worker's sink still encodes on the CPU (a snapshot is
+taken once per incident, not per frame, so it is rarely the bottleneck).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+JPEG_QUALITY = 85
+
+
+class GpuJpegEncoder:
+    """nvImageCodec JPEG encoder bound to one GPU."""
+
+    def __init__(self, gpu: int = 0, quality: int = JPEG_QUALITY) -> None:
+        try:
+            from nvidia import nvimgcodec
+        except ImportError as exc:
+            raise RuntimeError("GPU JPEG encoding needs the gpu extra: pip install 'kuzet[gpu]'") from exc
+        self._nv: Any = nvimgcodec
+        self._encoder = nvimgcodec.Encoder(device_id=gpu)
+        self._params = nvimgcodec.EncodeParams(quality_type=nvimgcodec.QualityType.QUALITY, quality_value=quality)
+
+    def encode(self, bgr: npt.NDArray[np.uint8]) -> bytes:
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        return bytes(self._encoder.encode(rgb, "jpeg", params=self._params))
