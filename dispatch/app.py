@@ -131,7 +131,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.console = ctx
-    evidence = ctx.extra["evidence"] = evidence_service(settings, ctx.snapshots)
+    evidence = ctx.extra["evidence"] = evidence_service(settings, ctx.snapshots, ctx.link_key)
     if evidence is not None and evidence.audit is not None:  # evidence views are anchored like plate searches
         evidence.audit = anchored(evidence.audit, settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

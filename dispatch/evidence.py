@@ -26,7 +26,6 @@ import hmac
 import io
 import json
 import logging
-import secrets
 import threading
 import time
 import uuid
@@ -71,7 +70,7 @@ class EvidenceService:
     audit: AuditLog | None
     store: SnapshotStore | None
     cache_dir: Path
-    key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    key: bytes  # signs play links; derived from the console's link_key, so every replica accepts them
     _clips: OrderedDict[tuple[str, str], bytes] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -167,8 +166,12 @@ class EvidenceService:
         return data
 
 
-def evidence_service(settings: Any, store: SnapshotStore | None) -> EvidenceService | None:
-    """The console's evidence service on its databases; None (evidence routes answer 503) when they cannot open."""
+def evidence_service(settings: Any, store: SnapshotStore | None, link_key: bytes) -> EvidenceService | None:
+    """The console's evidence service on its databases; None (evidence routes answer 503) when they cannot open.
+
+    Play links are signed with a key derived from the console's ``link_key`` (a secret reference shared by the
+    replicas), so a play request and the media requests behind it may reach different replicas.
+    """
     url = str(settings.plates_database or settings.database)  # the same hash-chained log as plate searches
     try:
         index = EvidenceIndex(settings.database)
@@ -179,7 +182,8 @@ def evidence_service(settings: Any, store: SnapshotStore | None) -> EvidenceServ
         return None
     db_path = settings.database_path()
     base = db_path.parent if db_path is not None else Path("var")
-    return EvidenceService(index, audit, store, base / "clip-cache")
+    key = hashlib.sha256(b"kuzet-clip-links\n" + link_key).digest()  # not the snapshot links' key itself
+    return EvidenceService(index, audit, store, base / "clip-cache", key)
 
 
 def service_of(request: Request) -> EvidenceService:

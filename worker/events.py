@@ -23,7 +23,7 @@ from core.config import CameraConfig
 from core.snapshot import SnapshotRef
 from event_bus.events import Incident, IncidentState, LineCount, PlateCandidate, PlateRead, new_event_id
 from event_bus.topics import INCIDENTS, LINE_COUNTS, PLATES
-from ingest.masking import mask_image
+from ingest.masking import Polygon, mask_image
 from plate_reader.reader import PlatePass
 from worker.rules import IncidentChange
 from worker.snapshot import render_plate_snapshot, render_snapshot
@@ -49,6 +49,7 @@ class PlateDraft:
 
     result: PlatePass
     model_versions: dict[str, str] = field(default_factory=dict)
+    masks: tuple[Polygon, ...] = ()  # the camera's privacy masks: burned in like an incident snapshot's
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,8 @@ class EventBuilder:
         ref: SnapshotRef | None = None
         if r.frame is not None and self._snapshot_ref is not None:
             text = r.best.best.text if r.best.best is not None else r.best.read.text
-            jpeg = render_plate_snapshot(r.frame.image, r.best.plate_xyxy, text, r.vehicle_box)
+            image = mask_image(r.frame.image, draft.masks)  # before it leaves the worker
+            jpeg = render_plate_snapshot(image, r.best.plate_xyxy, text, r.vehicle_box)
             ref = self._snapshot(r.camera_id, event_id, r.observed_at, jpeg)
         event = PlateRead(
             event_id=event_id,

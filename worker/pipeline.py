@@ -51,6 +51,7 @@ from core.detections import Detections
 from core.frame import Frame
 from detectors.batcher import BatchScheduler, BatchStats
 from detectors.registry import Detector
+from ingest.masking import Polygon
 from worker.analysis import CameraAnalysis
 from worker.events import Draft, EventBuilder, Outgoing, PlateDraft
 from worker.plate_stage import PlateStage, PlateTask
@@ -95,6 +96,11 @@ class _PlateItem:
     ticket: int
     task: PlateTask
     done: threading.Event | None = None
+
+
+def _masks_of(analysis: CameraAnalysis) -> tuple[Polygon, ...]:
+    """The camera's privacy masks, carried with its plate frames so plate-read snapshots are masked too."""
+    return tuple(m.polygon for m in analysis.camera.privacy_masks)
 
 
 @dataclass
@@ -287,7 +293,7 @@ class Pipeline:
         if out.incidents:
             self.sink_q.put(camera_id, SinkItem(self._ticket(camera_id), camera_id, list(out.incidents)))
         if out.plate is not None:
-            task = PlateTask(camera_id, item.model, analysis.model_versions, out.plate)
+            task = PlateTask(camera_id, item.model, analysis.model_versions, out.plate, _masks_of(analysis))
             policy = Overflow.DROP_OLDEST if cam.realtime else Overflow.HOLD
             self.plate_q.put(camera_id, _PlateItem(self._ticket(camera_id), task), policy)
 
@@ -302,7 +308,7 @@ class Pipeline:
         self.sink_q.put(item.camera_id, SinkItem(self._ticket(item.camera_id), item.camera_id, drafts,
                                                  item.done if last < 0 else None))  # fmt: skip
         for i, (model, analysis) in enumerate(plate_models):
-            task = PlateTask(item.camera_id, model, analysis.model_versions, None)
+            task = PlateTask(item.camera_id, model, analysis.model_versions, None, _masks_of(analysis))
             done = item.done if i == last else None
             self.plate_q.put(item.camera_id, _PlateItem(self._ticket(item.camera_id), task, done), Overflow.HOLD)
 
@@ -318,7 +324,7 @@ class Pipeline:
             log.exception("plate round of %d frames failed", len(items))
             results = [([], {}, []) for _ in items]
         for item, (passes, versions, offences) in zip(items, results, strict=True):
-            drafts: list[Draft] = [*offences, *(PlateDraft(p, versions) for p in passes)]
+            drafts: list[Draft] = [*offences, *(PlateDraft(p, versions, item.task.masks) for p in passes)]
             self.sink_q.put(item.task.camera_id, SinkItem(item.ticket, item.task.camera_id, drafts, item.done))
 
     def _write(self, items: list[SinkItem]) -> None:

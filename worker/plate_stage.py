@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ingest.masking import Polygon
 from plate_reader.ocr import OcrRead
 from plate_reader.pipeline import PlateOcr
 from plate_reader.reader import PlateJob, PlatePass, PlateReader
@@ -39,6 +40,7 @@ class PlateTask:
     model: str
     model_versions: dict[str, str]
     work: PlateWork | None
+    masks: tuple[Polygon, ...] = ()  # the camera's privacy masks, burned into its plate-read snapshots
 
 
 class PlateStage:

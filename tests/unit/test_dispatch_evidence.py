@@ -196,3 +196,21 @@ def test_views_are_audited_and_refused_when_the_audit_log_fails(console: dict[st
     assert r.status_code == 503 and "fail closed" in r.json()["detail"]
     inv = login(console["url"], "investigator")
     assert inv.post(f"/api/incidents/{iid}/bundle", json={"reason": "case 1"}).status_code == 503
+
+
+def test_play_links_signed_by_one_replica_verify_on_another(tmp_path: Path) -> None:
+    from fastapi import HTTPException
+
+    from dispatch.evidence import evidence_service
+
+    settings = ConsoleSettings(database=str(tmp_path / "console.sqlite3"), cookie_secure=False)
+    shared = hashlib.sha256(b"the console's link_key secret").digest()
+    a, b = evidence_service(settings, None, shared), evidence_service(settings, None, shared)
+    other = evidence_service(settings, None, hashlib.sha256(b"another key").digest())
+    assert a is not None and b is not None and other is not None
+    now = time.time()
+    token = a.token("dispatcher", "iid-1", "masked", now)
+    assert b.check(token, "dispatcher", now) == ("iid-1", "masked")
+    with pytest.raises(HTTPException):
+        other.check(token, "dispatcher", now)
+    assert a.key != shared, "clip links are signed with a key derived from link_key, not link_key itself"
