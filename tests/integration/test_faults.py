@@ -310,3 +310,89 @@ def test_damaged_spool_at_start(tmp_path: Path) -> None:
         )
     finally:
         reopened.close()
+
+
+def test_postgres_down_30s_under_the_console(kafka_bootstrap: str, _postgres_session: Any, postgres_dsn: str) -> None:
+    from dispatch.bus_ingest import BusIngestor
+    from dispatch.feed import FeedHub
+    from storage.workflow import open_workflow_store
+
+    store = open_workflow_store(postgres_dsn)
+    tag = uuid4().hex[:6]
+    camera_id = f"pgc-{tag}"
+    pub = KafkaPublisher(KafkaConfig(bootstrap_servers=kafka_bootstrap, client_id="pg-console-fault"))
+    group = f"kuzet-console-pgfault-{tag}"
+    ingestor = BusIngestor(
+        lambda: KafkaSubscriber(kafka_bootstrap, [topics.INCIDENTS], group, from_beginning=True),
+        pub,
+        store,
+        FeedHub(store),
+    )
+    incidents: list[Incident] = []
+
+    def produce(n: int) -> None:
+        now = datetime.now(UTC)
+        batch = [
+            Incident(
+                incident_id=uuid4(),
+                type="person_in_zone",
+                state="start",
+                camera_id=camera_id,
+                severity="medium",
+                started_at=now,
+                observed_at=now,
+                confidence=0.9,
+                worker_id="w-pg",
+                seq=0,
+                boxes=[[1, 2, 3, 4]],
+            )
+            for _ in range(n)
+        ]
+        incidents.extend(batch)
+        out = [OutRecord(topics.INCIDENTS, camera_id, i.model_dump_json().encode()) for i in batch]
+        assert all(e is None for e in pub.publish(out))
+
+    def missing() -> int:
+        try:
+            return sum(1 for i in incidents if store.get(str(i.incident_id)) is None)
+        except Exception:  # the database is still coming back
+            return len(incidents)
+
+    ingestor.start()
+    try:
+        produce(20)
+        deadline = time.monotonic() + 60
+        while missing() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert missing() == 0
+        _postgres_session.stop()
+        for _ in range(6):
+            produce(10)
+            time.sleep(5)
+        saw: dict[str, Any] = {"console_bus_errors": ingestor.errors, "console_bus_last_error": ingestor.last_error}
+        _postgres_session.start()
+        back = time.monotonic()
+        while missing() and time.monotonic() < back + 300:
+            time.sleep(0.3)
+        recovery_s = time.monotonic() - back
+        lost = missing()
+        saw["after"] = {"errors": ingestor.errors, "last_error": ingestor.last_error, "ingested": ingestor.ingested}
+        records = [store.get(str(i.incident_id)) for i in incidents]
+    finally:
+        ingestor.stop()
+        pub.close()
+    assert lost == 0, f"{lost} of {len(incidents)} incidents never reached the console"
+    dup = sum(max(0, r.events - 1) for r in records if r is not None)
+    assert dup == 0, "an incident event was counted twice"
+    assert saw["console_bus_errors"] > 0, "the outage was not visible"
+    fault_figures.record(
+        "postgres_down_30s_console",
+        {
+            "incidents": len(incidents),
+            "produced_while_down": 60,
+            "lost": lost,
+            "duplicated_after_dedupe": dup,
+            "recovery_s_after_postgres_back": round(recovery_s, 1),
+            "operator_saw": saw,
+        },
+    )
