@@ -40,6 +40,22 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 PROBE = """
+// Every incident message on the wire, before the page's own dedupe: [incident_id, seq, rev] (delivery ledger).
+window.__ledger = []; window.__resets = 0;
+const __addListener = EventSource.prototype.addEventListener;
+EventSource.prototype.addEventListener = function (type, fn, opts) {
+  if (type === 'incident') {
+    const inner = fn;
+    fn = function (e) {
+      try { const d = JSON.parse(e.data); window.__ledger.push([d.incident_id, d.seq, d.rev]); } catch (x) {}
+      return inner.call(this, e);
+    };
+  } else if (type === 'reset') {
+    const inner = fn;
+    fn = function (e) { window.__resets += 1; return inner.call(this, e); };
+  }
+  return __addListener.call(this, type, fn, opts);
+};
 window.__probe = {maxLag: 0, last: performance.now()};
 setInterval(() => {
   const now = performance.now();
@@ -63,6 +79,15 @@ SAMPLE = """
 """
 
 
+DRAINED = """
+async () => {
+  const page = await (await fetch('/api/incidents?limit=1')).json();
+  const seen = window.__ledger.reduce((m, e) => Math.max(m, e[2]), 0);
+  return [page.rev, seen];
+}
+"""
+
+
 def serve(args: argparse.Namespace) -> None:
     """The console server process (so its memory is measured alone)."""
     import uvicorn
@@ -77,6 +102,45 @@ def serve(args: argparse.Namespace) -> None:
         database=args.db, bus=bus, consumer_group=args.group, max_cards=args.max_cards, cookie_secure=False
     )
     uvicorn.run(create_app(settings), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+def _end_of(inc: Any) -> Any:
+    from dispatch.testing import make_incident
+
+    return make_incident(incident_id=inc.incident_id, camera_id=inc.camera_id, state="end", seq=1,
+                         started_at=inc.started_at, severity=inc.severity)  # fmt: skip
+
+
+def account(sent: list[tuple[str, str, int]], ledger: list[list[Any]]) -> dict[str, Any]:
+    """Every sent event by id: delivered once, superseded (the page got a newer state of the same incident
+    instead), duplicated, or missing. A card carries the seq of the newest event it reflects."""
+    got: dict[tuple[str, int], int] = {}
+    newest: dict[str, int] = {}
+    for iid, seq, _rev in ledger:
+        got[(iid, int(seq))] = got.get((iid, int(seq)), 0) + 1
+        newest[iid] = max(newest.get(iid, -1), int(seq))
+    once = superseded = duplicated = 0
+    missing: list[str] = []
+    for event_id, iid, seq in sent:
+        n = got.get((iid, seq), 0)
+        if n == 1:
+            once += 1
+        elif n > 1:
+            duplicated += 1
+        elif newest.get(iid, -1) > seq:
+            superseded += 1
+        else:
+            missing.append(event_id)
+    return {
+        "events_sent": len(sent),
+        "distinct_event_ids": len({e for e, _, _ in sent}),
+        "delivered_once": once,
+        "superseded_by_newer_state": superseded,
+        "duplicated": duplicated,
+        "missing": len(missing),
+        "missing_event_ids_first": missing[:20],
+        "updates_on_the_wire": len(ledger),
+    }
 
 
 def rss_kb(pid: int) -> int:
@@ -154,7 +218,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             page.wait_for_url(f"{url}/feed")
             page.wait_for_selector('#conn[data-state="live"]')
             time.sleep(2 if not args.kafka else 6)  # let a Kafka consumer group settle
-            counter = {"produced": 0}
+            counter = {"produced": 0, "ends_pending_at_stop": 0}
+            sent: list[tuple[str, str, int]] = []  # (event_id, incident_id, seq) of every acknowledged record
             stop = threading.Event()
             failure: list[BaseException] = []
             t0 = time.monotonic()
@@ -178,16 +243,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             counter["produced"] = n + 1
                         while pending_end and pending_end[0][0] <= now:
                             _, inc = pending_end.popleft()
-                            end = make_incident(incident_id=inc.incident_id, camera_id=inc.camera_id, state="end",
-                                                seq=1, started_at=inc.started_at, severity=inc.severity)  # fmt: skip
-                            batch.append(record_of(end))
-                        if batch:
-                            errors = [r for r in publisher.publish(batch) if r is not None]
-                            if errors:
-                                raise RuntimeError(f"publish failed: {errors[0]}")
+                            batch.append(record_of(_end_of(inc)))
+                        send(batch)
                         time.sleep(max(0.0, tick - (time.monotonic() - now)))
+                    # The old run stopped here and still counted the ends of the last 2 s as sent (~400 of the
+                    # "401 missing" updates): those incidents' ends are sent now, so every incident ends.
+                    counter["ends_pending_at_stop"] = len(pending_end)
+                    send([record_of(_end_of(inc)) for _, inc in pending_end])
                 except BaseException as exc:
                     failure.append(exc)
+
+            def send(batch: list[Any]) -> None:
+                if not batch:
+                    return
+                errors = [r for r in publisher.publish(batch) if r is not None]
+                if errors:
+                    raise RuntimeError(f"publish failed: {errors[0]}")
+                for rec in batch:
+                    doc = json.loads(rec.value)
+                    sent.append((doc["event_id"], doc["incident_id"], int(doc["seq"])))
 
             producer = threading.Thread(target=produce, daemon=True)
             producer.start()
@@ -209,8 +283,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if failure:
                 raise failure[0]
             produced = counter["produced"]
-            time.sleep(3)
+            drain_until = time.monotonic() + 300
+            last, still = None, 0
+            while still < 5 and time.monotonic() < drain_until:
+                # drained: the store's revision is stable for 5 s and the page has seen it (a loaded box can be
+                # tens of seconds behind when the producer stops)
+                time.sleep(1)
+                state = page.evaluate(DRAINED)
+                still = still + 1 if state == last and state[0] == state[1] else 0
+                last = state
             final = page.evaluate(SAMPLE)
+            final["ledger"] = page.evaluate("() => window.__ledger")
+            final["resets"] = page.evaluate("() => window.__resets")
+            final["delivery"] = account(sent, final["ledger"])
+            final["ends_pending_at_stop"] = counter["ends_pending_at_stop"]
             browser.close()
     finally:
         publisher.close()
@@ -231,8 +317,11 @@ def summarise(args: argparse.Namespace, samples: list[dict[str, Any]], produced:
         "seconds": args.seconds,
         "bus": "kafka" if args.kafka else "local",
         "incidents_produced": produced,
-        "events_produced": produced * 2,
+        "events_produced": final["delivery"]["events_sent"],
         "updates_received_by_browser": final["received"],
+        "delivery": final["delivery"],
+        "ends_pending_at_stop": final["ends_pending_at_stop"],
+        "resets": final["resets"],
         "max_cards": args.max_cards,
         "cards_max": max(s["cards"] for s in samples),
         "dom_elements_max": max(s["dom"] for s in samples),
@@ -257,6 +346,7 @@ def summarise(args: argparse.Namespace, samples: list[dict[str, Any]], produced:
     result["dom_bounded"] = result["cards_max"] <= args.max_cards
     result["responsive"] = result["event_loop_stall_ms_p95"] < 250
     result["memory_flat"] = result["server_rss_growth_pct"] < 15
+    result["every_event_accounted"] = result["delivery"]["missing"] == 0 and result["delivery"]["duplicated"] == 0
     return result
 
 
@@ -265,6 +355,9 @@ def print_table(r: dict[str, Any]) -> None:
         ("bus", r["bus"]),
         ("incidents produced (events)", f"{r['incidents_produced']} ({r['events_produced']}) in {r['seconds']} s"),
         ("updates received by the page", r["updates_received_by_browser"]),
+        ("events: once / superseded / duplicated / missing", "{delivered_once} / {superseded_by_newer_state} / "
+         "{duplicated} / {missing}".format(**r["delivery"])),
+        ("ends that the old run never sent (now sent)", r["ends_pending_at_stop"]),
         ("cards shown, max (limit)", f"{r['cards_max']} ({r['max_cards']})"),
         ("DOM elements first / max / last", f"{r['dom_elements_first']} / {r['dom_elements_max']} / {r['dom_elements_last']}"),  # noqa: E501
         ("event-loop stall p50 / p95 / max", f"{r['event_loop_stall_ms_p50']} / {r['event_loop_stall_ms_p95']} / {r['event_loop_stall_ms_max']} ms"),  # noqa: E501
@@ -303,7 +396,9 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2))
     print_table(result)
     print(f"wrote {args.out}")
-    if not (result["dom_bounded"] and result["responsive"] and result["memory_flat"]):
+    if not (
+        result["dom_bounded"] and result["responsive"] and result["memory_flat"] and result["every_event_accounted"]
+    ):
         sys.exit(1)
 
 

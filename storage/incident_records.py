@@ -76,6 +76,7 @@ class IncidentRecord:
             "location": self.location,
             "zone": self.zone,
             "detection_state": self.detection_state,
+            "seq": self.seq,  # the newest detection event this card reflects (delivery accounting)
             "started_at_ms": self.started_at_ms,
             "observed_at_ms": self.observed_at_ms,
             "ended_at_ms": self.ended_at_ms,
