@@ -85,6 +85,24 @@ class PrivacyMask(Strict):
         return pts
 
 
+class TilingConfig(Strict):
+    """Full frame plus overlapping tiles for one camera and model: finds small people at one inference per tile."""
+
+    rows: int = Field(default=2, ge=1, le=8)
+    cols: int = Field(default=2, ge=1, le=8)
+    overlap: float = Field(default=0.25, ge=0.0, lt=0.9, description="share of a tile its neighbour also covers")
+    full_frame: bool = Field(default=True, description="also run the whole frame (people larger than a tile)")
+    nms_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="merging tile and full-frame boxes")
+
+
+class CameraDetection(Strict):
+    """Per-camera detection settings for one model, on top of the model's own."""
+
+    tiling: TilingConfig | None = Field(default=None, description="tiled inference; unset: the full frame only")
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0, description="raises the model's score threshold")
+    min_height_px: float = Field(default=0.0, ge=0.0, le=4096.0, description="drops shorter boxes (frame pixels)")
+
+
 class CameraConfig(Strict):
     """One camera this worker analyses (on one box; at scale they come from the registry topic)."""
 
@@ -106,6 +124,9 @@ class CameraConfig(Strict):
     zones: list[Zone] = Field(default_factory=list, max_length=32)
     privacy_masks: list[PrivacyMask] = Field(default_factory=list, max_length=32)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig, description="lines, crowding, traffic rules")
+    detection: dict[str, CameraDetection] = Field(
+        default_factory=dict, description="model name -> this camera's tiling, threshold, minimum box size"
+    )
     loop: bool = Field(default=False, description="replay a file source forever (demo, benchmarks)")
     realtime: bool = Field(default=True, description="pace a file source at its frame rate")
     enabled: bool = True
@@ -138,6 +159,9 @@ class CameraConfig(Strict):
         if len(names) != len(set(names)):
             raise ValueError("zone names must be unique per camera")
         self.analytics.check_zones(set(names))
+        unused = sorted(set(self.detection) - set(self.detectors))
+        if unused:
+            raise ValueError(f"detection settings for model(s) {unused} this camera does not run")
         return self
 
 
@@ -195,6 +219,15 @@ class RulesConfig(Strict):
     fire_confirm_n: int = Field(default=3, ge=1, le=100, description="fire/smoke seen in N ...")
     fire_window_m: int = Field(default=5, ge=1, le=100, description="... of the last M analysed frames")
     fire_min_confidence: float = Field(default=0.35, ge=0.0, le=1.0)
+    fire_min_flicker: float = Field(
+        default=0.05, ge=0.0, le=2.0, description="flames' texture must keep changing (median over the window); 0: off"
+    )
+    fire_max_luma_swing: float = Field(
+        default=0.35, gt=0.0, le=10.0, description="(max - min) / mean brightness in the box over the window"
+    )
+    fire_max_drift: float = Field(
+        default=0.3, gt=0.0, le=100.0, description="how far (in box heights) any box edge may travel over the window"
+    )
 
     @model_validator(mode="after")
     def _n_le_m(self) -> RulesConfig:

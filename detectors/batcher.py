@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from core.clock import Clock, SystemClock
 from core.detections import Detections
 from core.frame import Frame
+from detectors.per_camera import FrameDetector
 from detectors.registry import Detector
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class BatchStats:
     batches: int = 0
     batch_sizes: Counter[int] = field(default_factory=Counter)
     inference_s: float = 0.0
+    model_inputs: int = 0  # images sent to the model: frames plus tiles (tiled cameras cost more than one)
     errors: int = 0  # detector calls that raised
     callback_errors: int = 0  # on_result / on_failure calls that raised
 
@@ -69,6 +71,7 @@ class BatchStats:
             batches=self.batches,
             batch_sizes=Counter(self.batch_sizes),
             inference_s=self.inference_s,
+            model_inputs=self.model_inputs,
             errors=self.errors,
             callback_errors=self.callback_errors,
         )
@@ -164,7 +167,7 @@ class BatchScheduler:
 
     def __init__(
         self,
-        detector: Detector,
+        detector: Detector | FrameDetector,
         max_batch: int,
         max_wait_s: float,
         on_result: ResultCallback,
@@ -302,7 +305,10 @@ class BatchScheduler:
     def _process(self, batch: list[Frame]) -> None:
         started = time.perf_counter()
         try:
-            results = self.detector.detect([f.image for f in batch])
+            if isinstance(self.detector, FrameDetector):  # per-camera tiling and filters
+                results, inputs = self.detector.detect_frames(batch)
+            else:
+                results, inputs = self.detector.detect([f.image for f in batch]), len(batch)
             if len(results) != len(batch):
                 raise RuntimeError(f"detector returned {len(results)} results for {len(batch)} frames")
         except Exception as exc:
@@ -321,6 +327,7 @@ class BatchScheduler:
         elapsed = time.perf_counter() - started
         with self._cond:
             self._stats.analysed += len(batch)
+            self._stats.model_inputs += inputs
             self._stats.batches += 1
             self._stats.batch_sizes[len(batch)] += 1
             self._stats.inference_s += elapsed

@@ -23,6 +23,7 @@ from event_bus.events import LineCount
 from plate_reader.reader import PlateReader
 from worker.analytics import AnalyticsStats, CameraAnalytics
 from worker.events import CountDraft, IncidentDraft
+from worker.fire_flicker import FlickerMeter
 from worker.rules import FireRule, IncidentChange, PersonZoneRule
 from worker.zones import PixelZone, scale_zones
 
@@ -84,6 +85,7 @@ class CameraAnalysis:
         self._tracking_cfg = settings.tracking
         self._tracks_people = Label.PERSON in labels
         self._fire_rules = [FireRule(lbl, settings.rules) for lbl in (Label.FIRE, Label.SMOKE) if lbl in labels]
+        self._flicker = FlickerMeter() if self._fire_rules else None
         self.reads_plates = Label.LICENSE_PLATE in labels
         self._zones: list[PixelZone] | None = None
         self._person_rule: PersonZoneRule | None = None
@@ -131,8 +133,10 @@ class CameraAnalysis:
             if self._analytics is not None:
                 more, counts = self._analytics.on_people(t, frame.captured_at, people)
                 changes += more
-        for rule in self._fire_rules:
-            changes += rule.update(t, frame.captured_at, detections)
+        if self._flicker is not None:  # what the fire rule's temporal check needs from the pixels
+            fire = self._flicker.annotate(frame.image, detections)
+            for rule in self._fire_rules:
+                changes += rule.update(t, frame.captured_at, fire)
         out = AnalysisOut([self._draft(change, frame) for change in changes])
         out.incidents += [CountDraft(c) for c in counts]
         if self.reads_plates:

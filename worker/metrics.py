@@ -295,6 +295,11 @@ class WorkerCollector(Collector):
             "kuzet_frames_dropped", "Frames dropped before inference (overload: newest frame wins)", labels=["model"]
         )
         failed = CounterMetricFamily("kuzet_frames_failed", "Frames whose inference raised", labels=["model"])
+        inputs = CounterMetricFamily(
+            "kuzet_model_inputs",
+            "Images sent to the model: frames plus tiles (over kuzet_frames_analysed: inferences per frame)",
+            labels=["model"],
+        )
         queue = GaugeMetricFamily("kuzet_batch_queue_depth", "Frames waiting for or in inference", labels=["model"])
         batches = HistogramMetricFamily("kuzet_batch_size", "Frames per inference batch", labels=["model"])
         loaded = GaugeMetricFamily("kuzet_models_loaded", "Models loaded by this worker")
@@ -303,6 +308,7 @@ class WorkerCollector(Collector):
             analysed.add_metric([model], n_an)
             dropped.add_metric([model], n_drop)
             failed.add_metric([model], n_fail)
+            inputs.add_metric([model], _get(s, "model_inputs"))
             queue.add_metric([model], max(0.0, _get(s, "submitted") - n_an - n_drop - n_fail))
             sizes: Mapping[int, int] = getattr(s, "batch_sizes", {}) or {}
             buckets: list[tuple[str, float]] = []
@@ -311,7 +317,7 @@ class WorkerCollector(Collector):
             buckets.append(("+Inf", float(sum(sizes.values()))))
             batches.add_metric([model], buckets, sum_value=float(sum(size * c for size, c in sizes.items())))
         loaded.add_metric([], len(self.worker.models_loaded()))
-        yield from (analysed, dropped, failed, queue, batches, loaded)
+        yield from (analysed, dropped, failed, inputs, queue, batches, loaded)
 
     def _stages(self) -> Iterable[Metric]:
         """The stages after inference (worker/pipeline.py): drops per stage and camera, queue depths."""

@@ -217,6 +217,16 @@ class _Region:
     last_hit_t: float
     confidence: float
     incident: _Open | None = None
+    # per hit in the window: texture flicker, mean brightness and box (see worker.fire_flicker)
+    looks: deque[tuple[float, float, Box]] = field(default_factory=deque)
+
+
+@dataclass(frozen=True)
+class _Hit:
+    box: Box
+    confidence: float
+    flicker: float  # NaN: not measured
+    luma: float
 
 
 def _near(a: Box, b: Box) -> bool:
@@ -229,7 +239,15 @@ def _near(a: Box, b: Box) -> bool:
 
 
 class FireRule:
-    """Fire or smoke confirmed in N of the last M analysed frames, per region of the frame."""
+    """Fire or smoke confirmed in N of the last M analysed frames, per region of the frame.
+
+    With the temporal check on (``fire_min_flicker`` > 0) and detections that carry
+    ``flicker``/``luma`` (:class:`worker.fire_flicker.FlickerMeter`, which the worker always runs),
+    confirmation also needs the region to look like flames over its window: texture that keeps
+    changing (median flicker), brightness that does not jump on and off (flashing lights), and a box
+    that stays put (headlights drive through). Detections without those values (callers that do not
+    measure them) are judged on N-of-M alone.
+    """
 
     def __init__(self, label: Label, cfg: RulesConfig) -> None:
         if label not in (Label.FIRE, Label.SMOKE):
@@ -246,12 +264,16 @@ class FireRule:
         keep = (detections.class_id == int(self._label)) & (detections.confidence >= cfg.fire_min_confidence)
         hits = detections[keep]
         matched = self._match(hits)
-        for region, (box, conf) in matched.items():
-            region.box, region.confidence, region.last_hit_t = box, conf, t
+        for region, hit in matched.items():
+            region.box, region.confidence, region.last_hit_t = hit.box, hit.confidence, t
         out: list[IncidentChange] = []
         for region in self._regions:
             region.window.append(region in matched)
-            confirmed = sum(region.window) >= cfg.fire_confirm_n
+            seen = matched.get(region)
+            region.looks.append((seen.flicker, seen.luma, seen.box) if seen else (float("nan"), float("nan"), []))
+            while len(region.looks) > cfg.fire_window_m:
+                region.looks.popleft()
+            confirmed = sum(region.window) >= cfg.fire_confirm_n and self._looks_like_flames(region)
             if region.incident is None and confirmed and not self._cooling(region.box, t):
                 region.incident = _open(self._type, self._severity, at, None, None)
                 out.append(self._emit(region, IncidentState.START, t, at))
@@ -264,24 +286,50 @@ class FireRule:
         out += self._expire(t, at)
         return out
 
-    def _match(self, hits: Detections) -> dict[_Region, tuple[Box, float]]:
-        matched: dict[_Region, tuple[Box, float]] = {}
+    def _match(self, hits: Detections) -> dict[_Region, _Hit]:
+        matched: dict[_Region, _Hit] = {}
+        flicker = hits.data.get("flicker")
+        luma = hits.data.get("luma")
         for i in np.argsort(-hits.confidence):
-            box = [round(float(v), 1) for v in hits.xyxy[i]]
-            conf = float(hits.confidence[i])
-            candidates = [r for r in self._regions if _near(r.box, box)]
+            hit = _Hit(
+                [round(float(v), 1) for v in hits.xyxy[i]],
+                float(hits.confidence[i]),
+                float(flicker[i]) if flicker is not None else float("nan"),
+                float(luma[i]) if luma is not None else float("nan"),
+            )
+            candidates = [r for r in self._regions if _near(r.box, hit.box)]
             if candidates:
-                region = max(candidates, key=lambda r: iou(r.box, box))
-                if region in matched:  # a second box of the same region: grow it
-                    prev, pconf = matched[region]
-                    box = [min(prev[0], box[0]), min(prev[1], box[1]), max(prev[2], box[2]), max(prev[3], box[3])]
-                    conf = max(conf, pconf)
-                matched[region] = (box, conf)
+                region = max(candidates, key=lambda r: iou(r.box, hit.box))
+                if region in matched:  # a second box of the same region: grow it, keep the best box's looks
+                    prev = matched[region]
+                    b = [min(prev.box[0], hit.box[0]), min(prev.box[1], hit.box[1]),
+                         max(prev.box[2], hit.box[2]), max(prev.box[3], hit.box[3])]  # fmt: skip
+                    hit = _Hit(b, prev.confidence, prev.flicker, prev.luma)
+                matched[region] = hit
             else:
-                region = _Region(box, deque(maxlen=self._cfg.fire_window_m), -1.0, conf)
+                region = _Region(hit.box, deque(maxlen=self._cfg.fire_window_m), -1.0, hit.confidence)
                 self._regions.append(region)
-                matched[region] = (box, conf)
+                matched[region] = hit
         return matched
+
+    def _looks_like_flames(self, region: _Region) -> bool:
+        """The temporal check over the region's window (True when off or when nothing was measured)."""
+        cfg = self._cfg
+        hits = [(f, lu, b) for f, lu, b in region.looks if b]
+        lumas = [lu for _, lu, _ in hits if np.isfinite(lu)]
+        if cfg.fire_min_flicker <= 0 or not lumas:
+            return True
+        flickers = [f for f, _, _ in hits if np.isfinite(f)]
+        if not flickers or float(np.median(flickers)) < cfg.fire_min_flicker:
+            return False
+        if (max(lumas) - min(lumas)) / max(float(np.mean(lumas)), 1.0) > cfg.fire_max_luma_swing:
+            return False
+        # how far any edge of the box travelled (an edge, not the centre: a light entering the picture has
+        # one edge pinned to the frame border while the other moves)
+        first, last = hits[0][2], hits[-1][2]
+        height = max(float(np.mean([b[3] - b[1] for _, _, b in hits])), 1.0)
+        drift = max(abs(a - b) for a, b in zip(first, last, strict=True))
+        return drift / height <= cfg.fire_max_drift
 
     def _cooling(self, box: Box, t: float) -> bool:
         self._cooldown = [(b, until) for b, until in self._cooldown if until > t]

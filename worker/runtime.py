@@ -12,11 +12,12 @@ under overload (newest frame wins per camera) and every drop is counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from core.config import CameraConfig, KuzetConfig
 from core.frame import Frame
 from core.labels import Label
 from core.redact import redact_url
+from detectors.per_camera import CameraTuning, PerCameraDetector, tuning_from_config
 from detectors.registry import Detector, load_detector
 from event_bus.events import CameraStatus, Incident, LineCount, PlateRead
 from event_bus.interfaces import Publisher
@@ -70,6 +72,7 @@ class CameraHealth:
 class _Camera:
     config: CameraConfig
     runner: CameraRunner
+    tuning: dict[str, CameraTuning | None] = field(default_factory=dict)  # per model: tiling, threshold, min box
 
 
 class Worker:
@@ -187,7 +190,8 @@ class Worker:
             runner = CameraRunner(
                 camera, self.cfg.ingest, on_frame=self._on_frame, on_status=self._status_changed, packet_tap=tap
             )
-            self._cameras[camera.id] = _Camera(camera, runner)
+            tuning = {name: tuning_from_config(camera.detection.get(name)) for name in camera.detectors}
+            self._cameras[camera.id] = _Camera(camera, runner, tuning)
             self._pipeline.add_camera(camera.id, analyses, realtime=camera.realtime)
         runner.start()
 
@@ -278,7 +282,7 @@ class Worker:
         if self._detector_hook is not None:
             detector = self._detector_hook(model_name, detector)
         self._detectors[model_name] = detector
-        self._pipeline.add_model(model_name, detector)
+        self._pipeline.add_model(model_name, PerCameraDetector(detector, functools.partial(self._tuning, model_name)))
 
     def _plate_ocr(self) -> PlateOcr:
         from plate_reader.ocr import create_recognizer
@@ -294,6 +298,10 @@ class Worker:
             end_after_s=p.end_after_s,
         )
         return PlateReader(camera_id, config, ocr=ocr, worker_id=self.worker_id, model_versions=versions)
+
+    def _tuning(self, model_name: str, camera_id: str) -> CameraTuning | None:
+        cam = self._cameras.get(camera_id)
+        return cam.tuning.get(model_name) if cam is not None else None
 
     # -- data path ---------------------------------------------------------------------------------------------
 
