@@ -126,31 +126,31 @@ def detect(raw: RawCache, index: int, s: Setting) -> tuple[Detections, int]:
     return det, len(windows)
 
 
-def match(pred: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], truth: npt.NDArray[np.float32]) -> int:
-    """True positives: greedy one-to-one matching at IoU >= MATCH_IOU, highest score first."""
-    if len(pred) == 0 or len(truth) == 0:
-        return 0
-    iou = box_iou_matrix(pred, truth)
+def match(pred: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], truth: npt.NDArray[np.float32]) -> set[int]:
+    """The labels found: greedy one-to-one matching at IoU >= MATCH_IOU, highest score first."""
     used: set[int] = set()
-    tp = 0
+    if len(pred) == 0 or len(truth) == 0:
+        return used
+    iou = box_iou_matrix(pred, truth)
     for i in np.argsort(-scores):
         cand = [(iou[i, j], j) for j in range(len(truth)) if j not in used and iou[i, j] >= MATCH_IOU]
         if cand:
             used.add(max(cand)[1])
-            tp += 1
-    return tp
+    return used
 
 
 def evaluate(raw: RawCache, labels: dict[str, Any], s: Setting) -> dict[str, Any]:
-    tp = fp = fn = inputs = 0
+    tp = fp = fn = inputs = fn_hand = 0
     abs_err, signed = [], []
     for item in labels["frames"]:
         idx = int(item["frame"])
         truth = np.asarray(item["boxes"], np.float32).reshape(-1, 4)
         det, n_in = detect(raw, idx, s)
         inputs += n_in
-        k = match(det.xyxy, det.confidence, truth)
+        found = match(det.xyxy, det.confidence, truth)
+        k = len(found)
         tp, fp, fn = tp + k, fp + len(det) - k, fn + len(truth) - k
+        fn_hand += len(set(item.get("hand_boxed", [])) - found)
         abs_err.append(abs(len(det) - len(truth)))
         signed.append(len(det) - len(truth))
     n = len(labels["frames"])
@@ -164,6 +164,7 @@ def evaluate(raw: RawCache, labels: dict[str, Any], s: Setting) -> dict[str, Any
         "tp": tp,
         "fp": fp,
         "fn": fn,
+        "fn_hidden_or_overlapped": fn_hand,
         "recall": round(tp / max(1, tp + fn), 4),
         "precision": round(tp / max(1, tp + fp), 4),
         "count_mae": round(float(np.mean(abs_err)), 3),
@@ -173,19 +174,24 @@ def evaluate(raw: RawCache, labels: dict[str, Any], s: Setting) -> dict[str, Any
 
 
 def settings(model_score: float, model_nms: float) -> list[Setting]:
+    """The configured full frame, the second-NMS and threshold variants, and tilings (2x2, 3x3)."""
     g22 = TileGrid(2, 2, 0.25)
     g33 = TileGrid(3, 3, 0.25)
+    g33w = TileGrid(3, 3, 0.4)
     return [
         Setting("full frame (configured)", None, model_score, model_nms),
         Setting("full frame, second NMS 0.6", None, model_score, 0.6),
         Setting("full frame, no second NMS", None, model_score, 1.0),
         Setting("full frame, score 0.2", None, 0.2, model_nms),
-        Setting("tiled 2x2 + full", g22, model_score, model_nms),
-        Setting("tiled 2x2 + full, score 0.4", g22, 0.4, model_nms),
-        Setting("tiled 2x2 + full, score 0.5", g22, 0.5, model_nms),
-        Setting("tiled 3x3 + full", g33, model_score, model_nms),
-        Setting("tiled 3x3 + full, score 0.4", g33, 0.4, model_nms),
-        Setting("tiled 3x3 + full, score 0.5", g33, 0.5, model_nms),
+        Setting("full frame, min height 30 px", None, model_score, model_nms, 30.0),
+        Setting("tiled 2x2 ov.25 + full", g22, model_score, model_nms),
+        Setting("tiled 2x2 ov.25 + full, s.35", g22, 0.35, model_nms),
+        Setting("tiled 3x3 ov.25 + full", g33, model_score, model_nms),
+        Setting("tiled 3x3 ov.25 + full, s.35", g33, 0.35, model_nms),
+        Setting("tiled 3x3 ov.4 + full", g33w, model_score, model_nms),
+        Setting("tiled 3x3 ov.4 + full, s.35", g33w, 0.35, model_nms),
+        Setting("tiled 3x3 ov.4 + full, s.35, h30", g33w, 0.35, model_nms, 30.0),
+        Setting("tiled 3x3 ov.4 + full, s.2", g33w, 0.2, model_nms),
     ]
 
 
@@ -234,13 +240,13 @@ def print_table(res: dict[str, Any]) -> None:
     print(f"\nPERSONS: {res['labels']['frames']} vtest frames labelled by eye; {res['labels']['how']}")
     print(f"match: IoU >= {res['match_iou']}, greedy one-to-one")
     head = f"{'setting':<32} {'recall':>7} {'prec':>6} {'TP':>4} {'FP':>4} {'FN':>4} {'cnt MAE':>7} {'bias':>6}"
-    head += f" {'inputs':>6} {'cost':>5}"
+    head += f" {'inputs':>6} {'cost':>5} {'FN hidden':>9}"
     print(head)
     for r in res["settings"]:
         print(
             f"{r['setting']:<32} {r['recall']:>7.3f} {r['precision']:>6.3f} {r['tp']:>4} {r['fp']:>4} {r['fn']:>4} "
             f"{r['count_mae']:>7.2f} {r['count_bias']:>+6.2f} {r['inputs_per_frame']:>6.1f} "
-            f"{r['cost_ratio_inputs']:>4.1f}x"
+            f"{r['cost_ratio_inputs']:>4.1f}x {r['fn_hidden_or_overlapped']:>9}"
         )
     print(
         "measured inference (8 frames, one batch, best of 2): "
