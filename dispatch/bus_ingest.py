@@ -57,6 +57,7 @@ def detection_update(inc: Incident) -> DetectionUpdate:
         confidence=inc.confidence,
         snapshot=inc.snapshot.model_dump() if inc.snapshot else None,
         worker_id=inc.worker_id,
+        analytics=inc.analytics.model_dump(mode="json", exclude_none=True) if inc.analytics else None,
     )
 
 

@@ -33,6 +33,8 @@ class DetectionUpdate:
     confidence: float
     snapshot: dict[str, Any] | None
     worker_id: str
+    analytics: dict[str, Any] | None = None
+    """Rule specifics (line and direction, crowd count, plate and speed ...), as the event carries them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,7 @@ class IncidentRecord:
     notes: int
     version: int
     rev: int
+    analytics: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The card the console and the API show (snapshot reduced to whether there is one)."""
@@ -94,6 +97,7 @@ class IncidentRecord:
             "notes": self.notes,
             "version": self.version,
             "rev": self.rev,
+            "analytics": self.analytics,
         }
 
 

@@ -78,6 +78,10 @@ CREATE INDEX IF NOT EXISTS wf_incidents_started ON wf_incidents (started_at_ms D
 CREATE INDEX IF NOT EXISTS wf_incidents_rev ON wf_incidents (rev);
 CREATE INDEX IF NOT EXISTS wf_incidents_camera ON wf_incidents (camera_id, started_at_ms);
 CREATE INDEX IF NOT EXISTS wf_incidents_status ON wf_incidents (status, started_at_ms);
+CREATE TABLE IF NOT EXISTS wf_incident_analytics (
+    incident_id TEXT PRIMARY KEY,
+    analytics   TEXT NOT NULL
+);
 """
 _DDL_ACTIONS = {
     "sqlite": "CREATE TABLE IF NOT EXISTS wf_actions (id INTEGER PRIMARY KEY AUTOINCREMENT, ",
@@ -102,12 +106,18 @@ _INCIDENT_COLS = (
     "observed_at_ms, ended_at_ms, confidence, snapshot, worker_id, status, assignee, acknowledged_by, "
     "acknowledged_at_ms, closed_by, closed_at_ms, created_at_ms, updated_at_ms, events, notes, version, rev"
 )
+_SELECT_COLS = (
+    _INCIDENT_COLS + ", (SELECT analytics FROM wf_incident_analytics a WHERE a.incident_id = wf_incidents.incident_id)"  # noqa: S608
+)
+"""What an incident row reads as: its columns, then the rule specifics of its latest event (a table of their own,
+so databases made before analytics existed need no column added)."""
 _ACTION_COLS = "id, incident_id, action, actor, role, at_ms, from_status, to_status, note, assignee"
 
 
 def _incident(row: Sequence[Any]) -> IncidentRecord:
     (iid, typ, sev, cam, cam_name, loc, zone, dstate, seq, started, observed, ended, conf, snap, worker, status,
-     assignee, ack_by, ack_at, closed_by, closed_at, created, updated, events, notes, version, rev) = row  # fmt: skip
+     assignee, ack_by, ack_at, closed_by, closed_at, created, updated, events, notes, version, rev,
+     analytics) = row  # fmt: skip
     return IncidentRecord(
         incident_id=iid,
         type=typ,
@@ -136,6 +146,7 @@ def _incident(row: Sequence[Any]) -> IncidentRecord:
         notes=int(notes),
         version=int(version),
         rev=int(rev),
+        analytics=json.loads(analytics) if analytics else None,
     )
 
 
@@ -187,7 +198,7 @@ class IncidentStore(Store):
         with self._db.tx() as c:
             for u in updates:
                 row = c.execute(
-                    f"SELECT {_INCIDENT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
+                    f"SELECT {_SELECT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
                     (u.incident_id,),
                 ).fetchone()
                 snap = json.dumps(u.snapshot, sort_keys=True) if u.snapshot is not None else None
@@ -215,14 +226,24 @@ class IncidentStore(Store):
                          u.incident_id),
                     )  # fmt: skip
                 new = c.execute(
-                    f"SELECT {_INCIDENT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
+                    f"SELECT {_SELECT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
                     (u.incident_id,),
                 ).fetchone()
+                if u.analytics is not None:
+                    c.execute(
+                        "INSERT INTO wf_incident_analytics (incident_id, analytics) VALUES (?, ?) "
+                        "ON CONFLICT (incident_id) DO UPDATE SET analytics = excluded.analytics",
+                        (u.incident_id, json.dumps(u.analytics, sort_keys=True)),
+                    )
+                    new = c.execute(
+                        f"SELECT {_SELECT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
+                        (u.incident_id,),
+                    ).fetchone()
                 changed[u.incident_id] = _incident(new)
         return sorted(changed.values(), key=lambda r: r.rev)
 
     def get(self, incident_id: str) -> IncidentRecord | None:
-        rows = self._db.read(f"SELECT {_INCIDENT_COLS} FROM wf_incidents WHERE incident_id = ?", (incident_id,))  # noqa: S608
+        rows = self._db.read(f"SELECT {_SELECT_COLS} FROM wf_incidents WHERE incident_id = ?", (incident_id,))  # noqa: S608
         return _incident(rows[0]) if rows else None
 
     def list_incidents(self, flt: IncidentFilter) -> list[IncidentRecord]:
@@ -259,7 +280,7 @@ class IncidentStore(Store):
         if flt.before is not None:
             where.append("(started_at_ms < ? OR (started_at_ms = ? AND incident_id < ?))")
             params.extend([flt.before[0], flt.before[0], flt.before[1]])
-        sql = f"SELECT {_INCIDENT_COLS} FROM wf_incidents"  # noqa: S608 - only fixed fragments, values are bound
+        sql = f"SELECT {_SELECT_COLS} FROM wf_incidents"  # noqa: S608 - only fixed fragments, values are bound
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at_ms DESC, incident_id DESC LIMIT ?"
@@ -269,7 +290,7 @@ class IncidentStore(Store):
     def changes_since(self, rev: int, limit: int) -> list[IncidentRecord]:
         """Incidents whose latest change is after ``rev``, oldest change first (the SSE replay)."""
         rows = self._db.read(
-            f"SELECT {_INCIDENT_COLS} FROM wf_incidents WHERE rev > ? ORDER BY rev LIMIT ?",  # noqa: S608
+            f"SELECT {_SELECT_COLS} FROM wf_incidents WHERE rev > ? ORDER BY rev LIMIT ?",  # noqa: S608
             (rev, limit),
         )
         return [_incident(r) for r in rows]
@@ -294,7 +315,7 @@ class IncidentStore(Store):
         now = self._now_ms()
         with self._db.tx() as c:
             row = c.execute(
-                f"SELECT {_INCIDENT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
+                f"SELECT {_SELECT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
                 (incident_id,),
             ).fetchone()
             if row is None:
@@ -338,7 +359,7 @@ class IncidentStore(Store):
                  note, assignee),
             ).fetchone()  # fmt: skip
             new = c.execute(
-                f"SELECT {_INCIDENT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
+                f"SELECT {_SELECT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
                 (incident_id,),
             ).fetchone()
         return _incident(new), _action(arow)

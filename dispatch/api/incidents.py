@@ -23,7 +23,18 @@ from storage.incident_rules import Action, WorkflowStatus
 
 router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
-IncidentType = Literal["person_in_zone", "loitering", "line_crossing", "crowd", "fire", "smoke", "watchlist_hit"]
+IncidentType = Literal[
+    "person_in_zone",
+    "loitering",
+    "line_crossing",
+    "crowding",
+    "fire",
+    "smoke",
+    "watchlist_hit",
+    "stopped_vehicle",
+    "wrong_way",
+    "speeding",
+]
 Severity = Literal["low", "medium", "high", "critical"]
 
 

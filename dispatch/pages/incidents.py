@@ -18,7 +18,18 @@ from storage.incident_rules import WorkflowStatus
 
 router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
-INCIDENT_TYPES = ["person_in_zone", "loitering", "line_crossing", "crowd", "fire", "smoke", "watchlist_hit"]
+INCIDENT_TYPES = [
+    "person_in_zone",
+    "loitering",
+    "line_crossing",
+    "crowding",
+    "fire",
+    "smoke",
+    "watchlist_hit",
+    "stopped_vehicle",
+    "wrong_way",
+    "speeding",
+]
 SEVERITIES = ["critical", "high", "medium", "low"]
 
 

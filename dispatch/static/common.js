@@ -45,6 +45,23 @@ const K = (() => {
   }
   const label = (s) => String(s || "").replace(/_/g, " ");
 
+  /* The rule specifics of an incident (its `analytics`), as short facts: line and direction, crowd size,
+     plate and speed. Shared by the feed cards and the detail page. */
+  function facts(a) {
+    if (!a) return [];
+    const out = [];
+    const lc = a.line_crossing, cr = a.crowd, tr = a.traffic;
+    if (lc) out.push(`${lc.direction === "in" ? "→ in" : "← out"} over ${lc.line}`, `${lc.label}`, `#${lc.count} this period`);
+    if (cr) out.push(`${cr.count} people`, `peak ${cr.peak}`, `limit ${cr.limit}`);
+    if (tr) {
+      out.push(tr.plate ? `plate ${tr.plate}` + (tr.plate_confidence != null ? ` (${Math.round(tr.plate_confidence * 100)} %)` : "") : "plate unread");
+      if (tr.speed_kmh != null) out.push(`${tr.speed_kmh.toFixed(1)} km/h (limit ${tr.limit_kmh})`, `${tr.distance_m} m`);
+      if (tr.stopped_s != null) out.push(`stopped ${Math.round(tr.stopped_s)} s`);
+      if (tr.lane) out.push(`against lane ${tr.lane}`);
+    }
+    return out;
+  }
+
   async function api(method, url, body) {
     const headers = { Accept: "application/json" };
     if (method !== "GET") headers["X-CSRF-Token"] = csrf();
@@ -160,5 +177,5 @@ const K = (() => {
   }
   document.addEventListener("DOMContentLoaded", () => localTimes());
 
-  return { el, api, boot, csrf, fmtTime, fmtDateTime, fmtAge, label, Feed, setConn, localTimes };
+  return { el, api, boot, csrf, fmtTime, fmtDateTime, fmtAge, label, facts, Feed, setConn, localTimes };
 })();

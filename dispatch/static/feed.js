@@ -70,6 +70,7 @@
           K.el("span", { class: `status status-${d.status}`, "data-testid": "card-status" }, K.label(d.status))),
         K.el("div", { class: "camera" }, d.camera_name || d.camera_id),
         K.el("div", { class: "where muted" }, [d.location, d.zone ? `zone ${d.zone}` : ""].filter(Boolean).join(" · ") || "\u00a0"),
+        d.analytics ? K.el("div", { class: "facts-line", "data-testid": "card-facts" }, K.facts(d.analytics).join(" · ")) : "",
         K.el("div", { class: "meta" },
           K.el("time", { title: K.fmtDateTime(d.started_at_ms) }, K.fmtTime(d.started_at_ms)),
           ` · ${Math.round(d.confidence * 100)} % · `,

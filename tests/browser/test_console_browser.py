@@ -266,7 +266,7 @@ def seed_operations_room(console: Console) -> str:
         ("park-3", "Park east", "Central Park, east path"),
     ]
     kinds = [("person_in_zone", "high"), ("loitering", "medium"), ("fire", "critical"), ("smoke", "high"),
-             ("crowd", "medium"), ("line_crossing", "low")]  # fmt: skip
+             ("crowding", "medium"), ("line_crossing", "low")]  # fmt: skip
     ids = []
     for i in range(12):
         cam, name, loc = places[i % len(places)]
