@@ -1,5 +1,5 @@
 """Detection quality you measure: persons on labelled vtest frames, fire on rendered flames and hard
-negatives, plates on two independent test sets, tripwires.
+negatives, plates on two independent test sets, tripwire counts on a rendered clip.
 
     python -m benchmarks.detection_quality [--only persons,fire,plates,tripwire] [--threads 2]
 
@@ -23,15 +23,6 @@ from core.config import KuzetConfig
 OUT = Path("artifacts/benchmarks/detection_quality.json")
 CACHE = Path("~/.cache/kuzet/quality").expanduser()
 PARTS = ("persons", "fire", "plates", "tripwire")
-
-
-def tripwire_status() -> dict[str, Any]:
-    """Line crossing is another issue's work (i15); until its rule lands there is nothing to count."""
-    try:
-        import worker.lines  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        return {"status": "pending: no line-crossing rule in this tree yet (issue #15), nothing to measure"}
-    return {"status": "line-crossing rule present but its benchmark is not written yet"}
 
 
 def main() -> None:
@@ -69,8 +60,10 @@ def main() -> None:
         res["plates"] = plates.run(cfg, CACHE, args.threads, args.plate_frames, args.plate_passes, args.original_plates)
         plates.print_table(res["plates"])
     if "tripwire" in parts:
-        res["tripwire"] = tripwire_status()
-        print(f"\nTRIPWIRES: {res['tripwire']['status']}")
+        from benchmarks.quality import tripwire
+
+        res["tripwire"] = tripwire.run(cfg, args.threads)
+        tripwire.print_table(res["tripwire"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"\nwrote {args.out}")
