@@ -144,12 +144,13 @@ def bare_model(cfg: KuzetConfig, model: str, frames: list[npt.NDArray[np.uint8]]
     detector = load_detector(cfg.model(model), cfg.model_cache.expanduser())
     batches = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
     detector.detect(batches[0])  # warm-up: session init, first allocations
-    done = 0
+    done, i = 0, 0
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for b in batches:
-            detector.detect(b)
-            done += len(b)
+    while time.perf_counter() - t0 < seconds or done < 2 * batch:  # at least two batches, however slow
+        b = batches[i % len(batches)]
+        detector.detect(b)
+        done += len(b)
+        i += 1
     return (time.perf_counter() - t0) / done
 
 
@@ -162,12 +163,12 @@ def ocr_cost(cfg: KuzetConfig, frames: list[npt.NDArray[np.uint8]], seconds: flo
     ocr.recognizer.read([j.crop for j in jobs[0]])  # warm-up
     done, crops = 0, 0
     t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for img, b in zip(frames[:16], boxes, strict=True):
-            js = ocr.crop_jobs(img, b)  # rectification is part of the unavoidable plate work
-            ocr.recognizer.read([j.crop for j in js])
-            done += 1
-            crops += len(js)
+    while time.perf_counter() - t0 < seconds or done < 4:
+        img, b = frames[done % 16], boxes[done % 16]
+        js = ocr.crop_jobs(img, b)  # rectification is part of the unavoidable plate work
+        ocr.recognizer.read([j.crop for j in js])
+        done += 1
+        crops += len(js)
     return (time.perf_counter() - t0) / done, crops / max(done, 1)
 
 
@@ -361,7 +362,7 @@ def main() -> None:
     print(f"load average at start: {result['load_at_start']:.1f} on {os.cpu_count()} CPUs")
 
     if "worker" not in args.skip:
-        frames = load_frames(busy, 64)
+        frames = load_frames(busy, 32)
         decode_s = decode_cost(busy)
         bare = {m: {b: bare_model(cfg, m, frames, b, seconds=3.0) for b in args.batches} for m in MODELS}
         ocr_s, crops = ocr_cost(cfg, frames, seconds=3.0)
