@@ -11,7 +11,8 @@ how a lost connection comes back) is decided here and nowhere else.
 * A PostgreSQL connection that was closed or broke (server restart, network)
   is opened again at the start of the next transaction; the failed one was
   rolled back and its error reached the caller, so nothing is retried behind
-  the caller's back.
+  the caller's back. Reconnects back off (capped, jittered): while the server
+  is down, requests fail at once instead of each waiting for a connect timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from core.backoff import Backoff
 from core.sqlite_tx import rollback
 
 Dialect = Literal["sqlite", "postgres"]
@@ -46,6 +48,8 @@ class Database:
         self.dialect: Dialect = "postgres" if is_postgres_url(self.url) else "sqlite"
         self._timeout = connect_timeout_s
         self._lock = threading.RLock()
+        self._backoff = Backoff(0.2, 5.0)  # short cap: recovery within seconds of the server coming back
+        self._retry_at = 0.0
         self._conn: Any = self._connect()
 
     def _connect(self) -> Any:
@@ -61,6 +65,22 @@ class Database:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         return db
+
+    def _reconnect(self) -> None:
+        """Open the lost PostgreSQL connection again, at most once per back-off delay (capped, jittered):
+        while the server is down, callers fail at once instead of each waiting out a connect timeout."""
+        import psycopg
+
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise psycopg.OperationalError(f"database unavailable; next reconnect in {self._retry_at - now:.1f} s")
+        try:
+            self._conn = self._connect()
+        except Exception:
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            raise
+        self._backoff.reset()
+        self._retry_at = 0.0
 
     def q(self, sql: str) -> str:
         """``sql`` in this dialect's placeholder style (stores write ``?``)."""
@@ -80,7 +100,7 @@ class Database:
                     raise
                 return
             if self._conn.closed or self._conn.broken:
-                self._conn = self._connect()
+                self._reconnect()
             with self._conn.transaction():
                 yield Cursor(self)
 

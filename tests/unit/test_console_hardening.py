@@ -596,3 +596,31 @@ def test_console_settings_read_the_deploy_files_environment_names(monkeypatch: p
     assert s.database == "postgresql://kuzet@db/kuzet"
     assert s.bus.kind == "kafka" and s.bus.kafka.bootstrap_servers == "kafka-0:9092"
     assert s.storage.kind == "s3" and s.storage.s3.endpoint == "s3:8333"
+
+
+# -- finding 6: PostgreSQL reconnect with back-off (pure unit test of the db layer, with a fake connection) --------
+
+
+def test_postgres_reconnect_backs_off_while_the_server_is_down(tmp_path: Path) -> None:
+    import psycopg
+
+    from storage.db import Database
+
+    db = Database(tmp_path / "x.sqlite3")
+    db.dialect = "postgres"
+
+    class Broken:
+        closed, broken = True, True
+
+    attempts: list[float] = []
+
+    def connect() -> Any:
+        attempts.append(time.monotonic())
+        raise psycopg.OperationalError("connection refused")
+
+    db._conn = Broken()
+    db._connect = connect  # type: ignore[method-assign]
+    for _ in range(5):
+        with pytest.raises(psycopg.OperationalError), db.tx():
+            pass
+    assert len(attempts) == 1  # the other four failed at once, without a connect attempt
