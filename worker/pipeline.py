@@ -215,14 +215,22 @@ class Pipeline:
             if all(s.pending() == 0 for s in self._schedulers.values()) and all(q.idle() for q in self._queues()):
                 return True
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Drain and stop every stage, upstream first."""
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Drain and stop every stage, upstream first.
+
+        A stage's queue is closed only once every stage before it has finished, so nothing that is
+        still being worked on upstream meets a closed queue. A stage still busy after ``timeout_s``
+        (OCR on a starved CPU) is left to finish on its own thread, and so are the stages after it.
+        """
         for scheduler in self._schedulers.values():
             scheduler.stop()
         for q, thread in zip(self._queues(), self._threads, strict=True):
-            q.join(timeout_s)
-            q.close()
+            q.close()  # its producers have stopped; the stage drains what is queued, then its thread ends
             thread.join(timeout_s)
+            if thread.is_alive():
+                log.warning("stage %s still busy after %.0f s; it and the stages after it finish on their own",
+                            q.name, timeout_s)  # fmt: skip
+                return
 
     def _queues(self) -> list[StageQueue[Any]]:
         return [self.analysis_q, self.plate_q, self.sink_q]
