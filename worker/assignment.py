@@ -7,7 +7,10 @@ worker's camera set, then followed for changes. No scheduler of our own: a dead
 worker stops heart-beating, the coordinator expels it after
 ``session_timeout_ms`` and its partitions go to the survivors.
 
-Why a custom assignor (:class:`CameraBalancedAssignor`): the built-in ones
+The Kafka side (the group member, the assignor, following the registry) is
+:mod:`event_bus.kafka_group`; this module decides what the worker runs.
+
+Why a custom assignor (:class:`~event_bus.kafka_group.WeightedAssignor`): the built-in ones
 balance *partitions*, and with 24 cameras hashed over 64 partitions that leaves
 one worker with twice the cameras of another. Ours weighs each partition by the
 cameras it holds (the leader keeps a live count of the whole registry in a
@@ -34,21 +37,15 @@ camera keeps its last valid definition.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor, RebalanceProtocol
-from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, ConsumerProtocolSubscription
 
 from core.camera_policy import CameraPolicy
 from core.config import CameraConfig
@@ -57,7 +54,8 @@ from core.redact import redact_text
 from event_bus import topics
 from event_bus.consume import dead_letter
 from event_bus.interfaces import InRecord, OutRecord
-from event_bus.kafka_security import env_settings
+from event_bus.kafka_admin import RawRecord
+from event_bus.kafka_group import GroupConsumer, WeightedAssignor, follow_topic
 from event_bus.records import to_record
 from ingest.camera import StatusChange
 from worker.camera_status import camera_status
@@ -68,208 +66,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GROUP = "kuzet-workers"
 PENDING_REASON = "unassigned-capacity"
 """Reason prefix of the status event of a camera its worker has no room for (``kuzet status`` shows it)."""
-
-
-# -- the assignment plan (pure, unit-tested) ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    """What a member tells the leader when it joins: its capacity and the partitions it owns now."""
-
-    capacity: int
-    owned: frozenset[int] = frozenset()
-    worker_id: str = ""
-
-
-def plan_assignment(
-    partitions: Sequence[int], members: Mapping[str, MemberInfo], weights: Mapping[int, int]
-) -> dict[str, list[int]]:
-    """Partitions per member, balancing cameras (``weights``) relative to capacity, sticky to current owners.
-
-    1. Every partition keeps its current owner if that owner is still a member
-       (first claimant wins a double claim).
-    2. Unowned partitions go, heaviest first, to the member with the lowest
-       load / capacity (empty partitions to the member with fewest partitions,
-       so future cameras spread too).
-    3. While moving one partition from the most to the least loaded member
-       lowers the larger of their two loads, move the best such partition.
-    """
-    if not members:
-        return {}
-    ids = sorted(members)
-    cap = {m: max(1, members[m].capacity) for m in ids}
-    owner: dict[int, str] = {}
-    for m in ids:
-        for p in sorted(members[m].owned):
-            if p in partitions and p not in owner:
-                owner[p] = m
-    load = dict.fromkeys(ids, 0)
-    count = dict.fromkeys(ids, 0)
-    for p, m in owner.items():
-        load[m] += weights.get(p, 0)
-        count[m] += 1
-    unowned = sorted((p for p in partitions if p not in owner), key=lambda p: (-weights.get(p, 0), p))
-    for p in unowned:
-        w = weights.get(p, 0)
-        m = (
-            min(ids, key=lambda x: ((load[x] + w) / cap[x], count[x], x))
-            if w
-            else min(ids, key=lambda x: (count[x] / cap[x], x))
-        )
-        owner[p] = m
-        load[m] += w
-        count[m] += 1
-    for _ in range(4 * len(partitions) + 16):
-        hi = max(ids, key=lambda x: (load[x] / cap[x], x))
-        lo = min(ids, key=lambda x: (load[x] / cap[x], x))
-        if hi == lo:
-            break
-        worst = load[hi] / cap[hi]
-        best: tuple[float, int] | None = None
-        for p, m in owner.items():
-            w = weights.get(p, 0)
-            if m != hi or w == 0:
-                continue
-            after = max((load[hi] - w) / cap[hi], (load[lo] + w) / cap[lo])
-            if after < worst - 1e-9 and (best is None or after < best[0]):
-                best = (after, p)
-        if best is None:
-            break
-        p = best[1]
-        w = weights.get(p, 0)
-        owner[p] = lo
-        load[hi] -= w
-        load[lo] += w
-        count[hi] -= 1
-        count[lo] += 1
-    # spread empty partitions evenly too (they receive future cameras); moving them costs nothing
-    for _ in range(len(partitions)):
-        hi = max(ids, key=lambda x: (count[x] / cap[x], x))
-        lo = min(ids, key=lambda x: (count[x] / cap[x], x))
-        if count[hi] - count[lo] <= 1:
-            break
-        empties = [p for p, m in owner.items() if m == hi and weights.get(p, 0) == 0]
-        if not empties:
-            break
-        owner[max(empties)] = lo
-        count[hi] -= 1
-        count[lo] += 1
-    out: dict[str, list[int]] = {m: [] for m in ids}
-    for p, m in owner.items():
-        out[m].append(p)
-    return {m: sorted(ps) for m, ps in out.items()}
-
-
-def cooperative_round(plan: Mapping[str, list[int]], members: Mapping[str, MemberInfo]) -> dict[str, list[int]]:
-    """KIP-429 first round: hold back every partition that still belongs to another member.
-
-    Its owner sees it missing, revokes it (stopping those cameras) and rejoins;
-    the next round hands it to its new owner. So no partition, and no camera,
-    is ever owned by two members at once.
-    """
-    current: dict[int, str] = {}
-    for m in sorted(members):
-        for p in members[m].owned:
-            current.setdefault(p, m)
-    return {m: [p for p in ps if current.get(p, m) == m] for m, ps in plan.items()}
-
-
-# -- the Kafka assignor ---------------------------------------------------------------------------------------------
-
-
-class CameraBalancedAssignor(AbstractPartitionAssignor):  # type: ignore[misc]  # kafka-python is untyped
-    """Cooperative assignor balancing cameras, not partitions (see the module docstring).
-
-    ``weights`` returns the number of enabled cameras per registry partition;
-    only the group leader's answer is used. When it returns None (the leader's
-    registry view is not loaded yet) every partition weighs 1.
-    """
-
-    name = "kuzet-camera-balanced"
-    version = 1  # ConsumerProtocolSubscription v1 carries owned_partitions (KIP-429)
-
-    def __init__(self, weights: Callable[[], Mapping[int, int] | None], capacity: int, worker_id: str) -> None:
-        self._weights = weights
-        self.capacity = capacity
-        self.worker_id = worker_id
-        self._owned: list[TopicPartition] = []
-        self.last_plan: dict[str, list[int]] = {}
-        self.assignments = 0
-
-    def supported_protocols(self) -> list[RebalanceProtocol]:
-        return [RebalanceProtocol.COOPERATIVE]
-
-    def metadata(self, topics_: set[str]) -> ConsumerProtocolSubscription:
-        sub_tp = ConsumerProtocolSubscription.TopicPartition
-        by_topic: dict[str, list[int]] = {}
-        for tp in self._owned:
-            by_topic.setdefault(tp.topic, []).append(tp.partition)
-        user = json.dumps({"worker_id": self.worker_id, "capacity": self.capacity}).encode()
-        return ConsumerProtocolSubscription(
-            version=self.version,
-            topics=sorted(topics_),
-            user_data=user,
-            owned_partitions=[sub_tp(topic=t, partitions=sorted(ps)) for t, ps in sorted(by_topic.items())],
-        )
-
-    def on_assignment(self, assignment: ConsumerProtocolAssignment, generation: int) -> None:
-        self._owned = list(assignment.partitions())
-
-    def assign(self, cluster: Any, members: Sequence[Any]) -> dict[str, ConsumerProtocolAssignment]:
-        infos: dict[str, _ParsedMember] = {}
-        subscribed: set[str] = set()
-        for member in members:
-            meta = member.metadata
-            subscribed.update(meta.topics)
-            infos[member.member_id] = parse_member(meta)
-        weights = self._weights() or {}
-        result: dict[str, ConsumerProtocolAssignment] = {}
-        per_topic: dict[str, dict[str, list[int]]] = {}
-        for topic in sorted(subscribed):
-            parts = sorted(cluster.partitions_for_topic(topic) or [])
-            topic_infos = {
-                m: MemberInfo(i.capacity, frozenset(i.owned_by_topic.get(topic, ())), i.worker_id)
-                for m, i in infos.items()
-            }
-            w = weights if weights else dict.fromkeys(parts, 1)
-            plan = plan_assignment(parts, topic_infos, w)
-            per_topic[topic] = cooperative_round(plan, topic_infos)
-            if topic == topics.CAMERAS:
-                self.last_plan = plan
-        for member in members:
-            mid = member.member_id
-            assigned = [(t, per_topic[t].get(mid, [])) for t in sorted(per_topic) if per_topic[t].get(mid)]
-            result[mid] = ConsumerProtocolAssignment(self.version, assigned, b"")
-        self.assignments += 1
-        log.info(
-            "assignment computed for %d member(s): cameras per member %s",
-            len(members),
-            {infos[m].worker_id or m: sum(weights.get(p, 0) for p in ps) for m, ps in self.last_plan.items()},
-        )
-        return result
-
-
-@dataclass(frozen=True, slots=True)
-class _ParsedMember:
-    capacity: int
-    worker_id: str
-    owned_by_topic: dict[str, list[int]]
-
-
-def parse_member(meta: Any) -> _ParsedMember:
-    """Capacity and worker id from a member's user data (defaults when absent or garbled), and what it owns."""
-    capacity, worker_id = 1_000_000, ""
-    try:
-        doc = json.loads(bytes(meta.user_data or b"{}"))
-        capacity = max(1, int(doc.get("capacity", capacity)))
-        worker_id = str(doc.get("worker_id", ""))[:64]
-    except (ValueError, TypeError, AttributeError):
-        pass
-    owned: dict[str, list[int]] = {}
-    for tp in getattr(meta, "owned_partitions", None) or ():
-        owned.setdefault(tp.topic, []).extend(tp.partitions)
-    return _ParsedMember(capacity, worker_id, owned)
 
 
 # -- a live count of the whole registry -----------------------------------------------------------------------------
@@ -333,44 +129,24 @@ class RegistryView:
                 self._stop.wait(2.0)
 
     def _follow(self) -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap.split(","),
-            client_id=self.client_id,
-            group_id=None,
-            enable_auto_commit=False,
-            **env_settings(),
-        )
-        try:
-            parts: set[int] | None = None
-            while not parts and not self._stop.is_set():
-                parts = consumer.partitions_for_topic(topics.CAMERAS)
-                if not parts:
-                    self._stop.wait(1.0)
-            if self._stop.is_set() or not parts:
-                return
-            tps = [TopicPartition(topics.CAMERAS, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            ends = consumer.end_offsets(tps)
+        first = True
+        for batch in follow_topic(self.bootstrap, topics.CAMERAS, client_id=self.client_id, stop=self._stop):
             with self._lock:
-                self._where.clear()
-            while not self._stop.is_set():
-                for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
-                    with self._lock:
-                        for r in records:
-                            try:
-                                entry = decode_record(r.key, r.value)
-                            except InvalidCameraRecord:
-                                continue
-                            if entry.camera is None:
-                                self._where.pop(entry.camera_id, None)
-                            else:
-                                self._where[entry.camera_id] = (tp.partition, entry.camera.enabled)
-                if not self._loaded.is_set() and all(consumer.position(tp) >= ends[tp] for tp in tps):
-                    self._loaded.set()
-                self.lag = sum(max(0, (consumer.highwater(tp) or 0) - consumer.position(tp)) for tp in tps)
-        finally:
-            consumer.close(autocommit=False)
+                if first:
+                    self._where.clear()
+                    first = False
+                for r in batch.records:
+                    try:
+                        entry = decode_record(r.key, r.value)
+                    except InvalidCameraRecord:
+                        continue
+                    if entry.camera is None:
+                        self._where.pop(entry.camera_id, None)
+                    else:
+                        self._where[entry.camera_id] = (r.partition, entry.camera.enabled)
+            if batch.caught_up and not self._loaded.is_set():
+                self._loaded.set()
+            self.lag = batch.lag
 
 
 # -- the assignment loop --------------------------------------------------------------------------------------------
@@ -469,8 +245,8 @@ class CameraAssignment:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._consumer: KafkaConsumer | None = None
-        self.assignor = CameraBalancedAssignor(self.view.weights, settings.capacity, worker.worker_id)
+        self._group: GroupConsumer | None = None
+        self.assignor = WeightedAssignor(self.view.weights, settings.capacity, worker.worker_id, topics.CAMERAS)
         self.invalid_records = 0
         self.start_failures = 0
         self.rebalances = 0
@@ -545,38 +321,36 @@ class CameraAssignment:
 
     def _consume(self) -> None:
         s = self.settings
-        consumer = KafkaConsumer(
-            bootstrap_servers=s.bootstrap.split(","),
-            group_id=s.group_id,
+        group = GroupConsumer(
+            s.bootstrap,
+            topics.CAMERAS,
+            s.group_id,
             client_id=s.client_id,
-            enable_auto_commit=False,  # the registry is re-read from the beginning on every assignment
-            auto_offset_reset="earliest",
+            assignor=self.assignor,
+            on_assigned=self._assigned,
+            on_revoked=self._revoked,
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
-            partition_assignment_strategy=[self.assignor],
-            **env_settings(),
         )
-        self._consumer = consumer
-        consumer.subscribe([topics.CAMERAS], listener=_Listener(self, consumer))
+        self._group = group
         try:
             while not self._stop.is_set():
-                batches = consumer.poll(timeout_ms=s.poll_timeout_ms, max_records=2000)
+                records = group.poll(timeout_ms=s.poll_timeout_ms, max_records=2000)
                 self._last_poll = time.monotonic()
-                for tp, records in batches.items():
-                    for r in records:
-                        self._apply(tp.partition, r)
-                self._check_loaded(consumer)
+                for r in records:
+                    self._apply(r.partition, r)
+                self._check_loaded(group)
                 self._reconcile()
-                self._lag = self._group_lag(consumer)
+                self._lag = self._group_lag(group)
         finally:
             # stop cameras before leaving: the partitions' next owners must not start them while they run here
             self._release(list(self._parts))
             self._member = False
-            consumer.close(autocommit=False)
-            self._consumer = None
+            group.close()
+            self._group = None
 
-    def _apply(self, partition: int, r: Any) -> None:
+    def _apply(self, partition: int, r: RawRecord) -> None:
         part = self._parts.get(partition)
         if part is None:
             return
@@ -598,7 +372,7 @@ class CameraAssignment:
             else:
                 part.cameras[entry.camera_id] = entry.camera
 
-    def _invalid(self, partition: int, r: Any, reason: str) -> None:
+    def _invalid(self, partition: int, r: RawRecord, reason: str) -> None:
         if (partition, r.offset) in self._reported:
             return  # re-read after a rebalance: reported once per process
         self._reported.add((partition, r.offset))
@@ -612,42 +386,40 @@ class CameraAssignment:
                 offset=r.offset,
                 key=r.key.decode("utf-8", errors="replace") if r.key is not None else None,
                 value=_redacted(bytes(r.value)) if r.value is not None else b"",
-                timestamp_ms=int(r.timestamp),
+                timestamp_ms=r.timestamp_ms,
             )
             try:
                 self._sink([dead_letter(rec, reason, consumer=self.settings.group_id)])
             except Exception as exc:
                 log.error("could not dead-letter an invalid camera record: %s", redact_text(str(exc)))
 
-    def _group_lag(self, consumer: KafkaConsumer) -> int:
+    def _group_lag(self, group: GroupConsumer) -> int:
         """Records between our positions and the ends of our partitions (high-water marks the fetcher already has)."""
         lag = 0
         for p, st in list(self._parts.items()):
-            tp = TopicPartition(topics.CAMERAS, p)
-            high = consumer.highwater(tp)
+            high = group.highwater(p)
             if high is None:
                 high = st.end_offset
             if high is None:
                 continue
             try:
-                lag += max(0, high - consumer.position(tp))
+                lag += max(0, high - group.position(p))
             except Exception:  # noqa: S112  # no position yet
                 continue
         return lag
 
-    def _check_loaded(self, consumer: KafkaConsumer) -> None:
+    def _check_loaded(self, group: GroupConsumer) -> None:
         loading = [p for p, st in self._parts.items() if not st.loaded]
         if not loading:
             return
-        tps = [TopicPartition(topics.CAMERAS, p) for p in loading]
-        need_end = [tp for tp in tps if self._parts[tp.partition].end_offset is None]
+        need_end = [p for p in loading if self._parts[p].end_offset is None]
         if need_end:
-            for tp, end in consumer.end_offsets(need_end).items():
-                if tp.partition in self._parts:
-                    self._parts[tp.partition].end_offset = end
-        for tp in tps:
-            st = self._parts.get(tp.partition)
-            if st is not None and st.end_offset is not None and consumer.position(tp) >= st.end_offset:
+            for p, end in group.end_offsets(need_end).items():
+                if p in self._parts:
+                    self._parts[p].end_offset = end
+        for p in loading:
+            st = self._parts.get(p)
+            if st is not None and st.end_offset is not None and group.position(p) >= st.end_offset:
                 st.loaded = True
 
     # -- keeping the worker in step -----------------------------------------------------------------------------
@@ -773,22 +545,20 @@ class CameraAssignment:
 
     # -- listener callbacks (on the consumer's thread, inside poll) ---------------------------------------------
 
-    def _assigned(self, consumer: KafkaConsumer, tps: Iterable[TopicPartition]) -> None:
-        mine = [tp for tp in tps if tp.topic == topics.CAMERAS]
+    def _assigned(self, partitions: list[int]) -> None:
         self.rebalances += 1
         self._member = True
         with self._lock:
-            for tp in mine:
-                self._parts[tp.partition] = _Partition()
-        if mine:
-            consumer.seek_to_beginning(*mine)  # the camera set is the whole partition, never a committed offset
-        self._event("assigned", "", {"partitions": sorted(tp.partition for tp in mine)})
+            for p in partitions:
+                self._parts[p] = _Partition()
+        if partitions and self._group is not None:
+            self._group.seek_to_beginning(partitions)  # the camera set is the whole partition, never an offset
+        self._event("assigned", "", {"partitions": partitions})
 
-    def _revoked(self, tps: Iterable[TopicPartition], lost: bool = False) -> None:
-        parts = sorted(tp.partition for tp in tps if tp.topic == topics.CAMERAS)
+    def _revoked(self, partitions: list[int], lost: bool = False) -> None:
         self.rebalances += 1
-        self._release(parts)
-        self._event("lost" if lost else "revoked", "", {"partitions": parts})
+        self._release(partitions)
+        self._event("lost" if lost else "revoked", "", {"partitions": partitions})
 
 
 def _redacted(value: bytes) -> bytes:
@@ -797,18 +567,3 @@ def _redacted(value: bytes) -> bytes:
         return redact_text(value.decode("utf-8")).encode("utf-8")
     except UnicodeDecodeError:
         return value
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
-    def __init__(self, owner: CameraAssignment, consumer: KafkaConsumer) -> None:
-        self.owner = owner
-        self.consumer = consumer
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.owner._revoked(revoked)
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.owner._assigned(self.consumer, assigned)
-
-    def on_partitions_lost(self, lost: Any) -> None:
-        self.owner._revoked(lost, lost=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.assignment import MemberInfo, cooperative_round, plan_assignment
+from event_bus.kafka_group import MemberInfo, cooperative_round, plan_assignment
 from worker.registry import (
     InvalidCameraRecord,
     decode_record,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from core.config import CameraConfig
 from event_bus import topics
 from event_bus.interfaces import OutRecord
+from event_bus.kafka_admin import RawRecord
 from worker.assignment import PENDING_REASON, AssignmentSettings, CameraAssignment, _Partition
 from worker.registry import encode_camera
 
@@ -51,12 +51,9 @@ class FakeView:
     def stop(self) -> None: ...
 
 
-@dataclass
-class Rec:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    timestamp: int = 0
+def Rec(key: bytes | None, value: bytes | None, offset: int) -> RawRecord:
+    """A registry record as the group consumer hands it over (partition is the caller's argument to _apply)."""
+    return RawRecord(0, offset, key, value, 0)
 
 
 def _cam(cid: str, **kw: Any) -> CameraConfig:
