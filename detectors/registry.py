@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from core.config import ModelConfig
 from core.detections import Detections
+from detectors.device import Device
 from detectors.errors import DetectorError
 
 
@@ -46,6 +47,8 @@ _BACKENDS: dict[str, str] = {
     "onnxruntime": "detectors.backends.onnxruntime_backend",
     "ultralytics": "detectors.backends.ultralytics_backend",
 }
+# Backends with a separate module for CUDA devices (the GPU one builds on the CPU one, never the reverse).
+_CUDA_BACKENDS: dict[str, str] = {"onnxruntime": "detectors.backends.onnxruntime_gpu_backend"}
 
 
 def register_backend(name: str, module: str) -> None:
@@ -68,6 +71,8 @@ def load_detector(model_cfg: ModelConfig, cache_dir: Path) -> Detector:
     module_name = _BACKENDS.get(model_cfg.backend)
     if module_name is None:
         raise DetectorError(f"model {model_cfg.name!r}: unknown backend {model_cfg.backend!r}; known: {backends()}")
+    if model_cfg.backend in _CUDA_BACKENDS and Device.parse(model_cfg.device).is_cuda:
+        module_name = _CUDA_BACKENDS[model_cfg.backend]
     module = importlib.import_module(module_name)
     factory = cast(BackendFactory, module.create)
     return factory(model_cfg, Path(cache_dir).expanduser())

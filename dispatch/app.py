@@ -33,7 +33,8 @@ from dispatch.plates import PlateService
 from dispatch.plates_adapter import anchored, open_plate_service
 from dispatch.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 from dispatch.settings import ConsoleSettings
-from storage.snapshots import SnapshotStore, open_snapshot_store
+from storage.snapshot_stores import open_snapshot_store
+from storage.snapshots import SnapshotStore
 from storage.workflow import WorkflowStore, open_workflow_store
 
 log = logging.getLogger(__name__)

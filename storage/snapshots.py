@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
-from core.config import StorageConfig
 from core.snapshot import SnapshotRef
 
 __all__ = [
@@ -23,7 +22,6 @@ __all__ = [
     "SnapshotRef",
     "SnapshotStore",
     "key_for",
-    "open_snapshot_store",
     "sha256_hex",
     "upload_hook",
 ]
@@ -124,14 +122,3 @@ def make_ref(kind: str, bucket: str, key: str, jpeg: bytes) -> SnapshotRef:
     if not jpeg:
         raise ValueError("empty snapshot")
     return SnapshotRef(store=kind, bucket=bucket, key=key, sha256=sha256_hex(jpeg), size=len(jpeg))  # type: ignore[arg-type]
-
-
-def open_snapshot_store(cfg: StorageConfig) -> SnapshotStore:
-    """The store a configuration names: S3 (any S3 service, through ``minio``) or a local directory."""
-    if cfg.kind == "s3":
-        from storage.s3_store import S3SnapshotStore
-
-        return S3SnapshotStore(cfg.s3)
-    from storage.local_store import LocalSnapshotStore
-
-    return LocalSnapshotStore(cfg.local_dir)

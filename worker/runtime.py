@@ -38,7 +38,8 @@ from plate_reader.pipeline import PlateOcr
 from plate_reader.reader import PlateReader, PlateReaderConfig
 from storage.manifests import evidence_upload_hook
 from storage.retention import install_retention
-from storage.snapshots import SnapshotStore, open_snapshot_store
+from storage.snapshot_stores import open_snapshot_store
+from storage.snapshots import SnapshotStore
 from worker.analysis import AnalysisSettings, CameraAnalysis
 from worker.analytics import AnalyticsStats
 from worker.camera_status import camera_status

@@ -26,7 +26,6 @@ import onnxruntime as ort
 from core.config import ModelConfig
 from core.detections import Detections
 from detectors.classmap import ClassMap
-from detectors.device import Device, require_providers
 from detectors.errors import DetectorError
 from detectors.manifest import InputSpec
 from detectors.model_cache import resolve_model
@@ -161,13 +160,8 @@ class OnnxDetector:
 
 
 def create(model_cfg: ModelConfig, cache_dir: Path) -> OnnxDetector:
-    """Backend entry point used by :func:`detectors.load_detector`; ``device: cuda[:N]`` loads the GPU module."""
-    device = Device.parse(model_cfg.device)
-    if device.is_cuda:
-        require_providers(device, model_cfg.name, ort.get_available_providers())  # fail before resolving files
-        from detectors.backends import onnxruntime_gpu_backend
-
-        return onnxruntime_gpu_backend.create(model_cfg, cache_dir)
+    """Backend entry point used by :func:`detectors.load_detector` for CPU devices (``device: cuda[:N]`` loads
+    :mod:`detectors.backends.onnxruntime_gpu_backend` instead)."""
     resolved = resolve_model(model_cfg, cache_dir, "onnx")
     entry = resolved.entry
     if entry is not None:

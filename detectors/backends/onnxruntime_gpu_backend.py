@@ -118,7 +118,9 @@ class GpuOnnxDetector(OnnxDetector):
 
 
 def create(model_cfg: ModelConfig, cache_dir: Path) -> GpuOnnxDetector:
-    """Backend entry point, reached from the onnxruntime module when the model's device is CUDA."""
+    """Backend entry point, chosen by :func:`detectors.load_detector` when an onnxruntime model's device is CUDA."""
+    device = Device.parse(model_cfg.device)
+    require_providers(device, model_cfg.name, ort.get_available_providers())  # fail before resolving files
     resolved = resolve_model(model_cfg, cache_dir, "onnx")
     entry = resolved.entry
     if entry is not None:

@@ -18,7 +18,8 @@ import typer
 from core.config import ConfigError, KuzetConfig, load_config
 from storage.evidence_verify import VerifyReport, verify_bundle, verify_camera_day
 from storage.retention import run_lifecycle
-from storage.snapshots import SnapshotError, open_snapshot_store
+from storage.snapshot_stores import open_snapshot_store
+from storage.snapshots import SnapshotError
 
 app = typer.Typer(help="Evidence clips and snapshots: chain-of-custody checks.", no_args_is_help=True)
 
