@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime
 from pathlib import Path
-from uuid import UUID
 
 from core.snapshot import SnapshotRef
-from storage.snapshots import SnapshotError, key_for, make_ref, sha256_hex
+from storage.snapshots import KeyedSnapshotStore, SnapshotError, sha256_hex
 
 
-class LocalSnapshotStore:
+class LocalSnapshotStore(KeyedSnapshotStore):
     kind = "local"
 
     def __init__(self, root: Path | str, bucket: str = "kuzet-snapshots") -> None:
@@ -31,16 +29,8 @@ class LocalSnapshotStore:
             raise SnapshotError(f"key {key!r} escapes the snapshot directory")
         return path
 
-    def ref_for(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
-        return make_ref(self.kind, self.bucket, key_for(camera_id, captured_at, event_id), jpeg)
-
-    def put(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
-        return self.put_key(key_for(camera_id, captured_at, event_id), jpeg)
-
-    def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
-        ref = make_ref(self.kind, self.bucket, key, jpeg)
+    def _write_object(self, key: str, jpeg: bytes, ref: SnapshotRef) -> None:
         self._write(key, jpeg, ref.sha256)
-        return ref
 
     def put_clip(self, key: str, data: bytes) -> None:
         self._write(key, data, sha256_hex(data))

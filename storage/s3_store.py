@@ -19,7 +19,6 @@ import io
 import re
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
-from uuid import UUID
 
 import urllib3
 from minio import Minio
@@ -30,7 +29,7 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from core.config import S3Config, resolve_secret
 from core.redact import MASK, redact_text
 from core.snapshot import SnapshotRef
-from storage.snapshots import SnapshotError, key_for, make_ref, sha256_hex
+from storage.snapshots import KeyedSnapshotStore, SnapshotError, sha256_hex
 
 _AMZ_PARAM = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.IGNORECASE)
 META_SHA256 = "sha256"
@@ -42,7 +41,7 @@ MULTIPART_PART_SIZE = 5 * 1024 * 1024
 """S3's smallest part: a clip larger than this goes up as a multipart upload, one part retried at a time."""
 
 
-class S3SnapshotStore:
+class S3SnapshotStore(KeyedSnapshotStore):
     kind = "s3"
 
     def __init__(
@@ -189,16 +188,8 @@ class S3SnapshotStore:
 
     # -- SnapshotStore ------------------------------------------------------------------------------------------
 
-    def ref_for(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
-        return make_ref(self.kind, self.bucket, key_for(camera_id, captured_at, event_id), jpeg)
-
-    def put(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
-        return self.put_key(key_for(camera_id, captured_at, event_id), jpeg)
-
-    def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
-        ref = make_ref(self.kind, self.bucket, key, jpeg)
+    def _write_object(self, key: str, jpeg: bytes, ref: SnapshotRef) -> None:
         self._put(key, jpeg, ref.content_type, ref.sha256)
-        return ref
 
     def put_clip(self, key: str, data: bytes) -> None:
         self._put(key, data, "video/mp4", sha256_hex(data))

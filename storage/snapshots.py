@@ -18,6 +18,7 @@ from core.snapshot import SnapshotRef
 
 __all__ = [
     "BlobCarrier",
+    "KeyedSnapshotStore",
     "SnapshotError",
     "SnapshotRef",
     "SnapshotStore",
@@ -122,3 +123,25 @@ def make_ref(kind: str, bucket: str, key: str, jpeg: bytes) -> SnapshotRef:
     if not jpeg:
         raise ValueError("empty snapshot")
     return SnapshotRef(store=kind, bucket=bucket, key=key, sha256=sha256_hex(jpeg), size=len(jpeg))  # type: ignore[arg-type]
+
+
+class KeyedSnapshotStore:
+    """What every snapshot store does the same way: the reference (key layout, sha256, size) is computed here,
+    once, and a store only writes the bytes under the key (:meth:`_write_object`)."""
+
+    kind: str
+    bucket: str
+
+    def ref_for(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
+        return make_ref(self.kind, self.bucket, key_for(camera_id, captured_at, event_id), jpeg)
+
+    def put(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
+        return self.put_key(key_for(camera_id, captured_at, event_id), jpeg)
+
+    def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
+        ref = make_ref(self.kind, self.bucket, key, jpeg)
+        self._write_object(key, jpeg, ref)
+        return ref
+
+    def _write_object(self, key: str, jpeg: bytes, ref: SnapshotRef) -> None:
+        raise NotImplementedError
