@@ -30,6 +30,7 @@ from core.redact import redact_text
 from event_bus import topics
 from event_bus.consume import dead_letter, decode, publish_dead_letters
 from event_bus.interfaces import InRecord, OutRecord, Publisher, Subscriber
+from services.loop import run_until_stopped
 from storage.plates.store import HistoryStore, PlateReadRecord, RecordError, StoreError, record_from_document
 
 log = logging.getLogger(__name__)
@@ -139,22 +140,22 @@ def run_forever(
     """Run an indexer; after a failure, close the subscriber and open a new one so the uncommitted batch is
     re-delivered from the group's committed offset (the only way to rewind that works for every transport)."""
     stats = stats if stats is not None else IndexerStats()  # the caller's, so metrics can read it live
-    backoff = Backoff(backoff_s, max_backoff_s)
-    while not stop.is_set():
+
+    def open_indexer() -> PlateIndexer:
         indexer = PlateIndexer(make_subscriber(), store, dlq, batch_size=batch_size, max_wait_s=max_wait_s)
         indexer.stats = stats
-        try:
-            while not stop.is_set():
-                indexer.step()
-                if on_step is not None:  # same thread as the poll: e.g. consumer-lag metrics
-                    on_step(indexer.subscriber)
-                backoff.reset()
-        except Exception as exc:  # IndexerError, or the transport failing: reopen and re-read, never exit
-            reason = str(exc) if isinstance(exc, IndexerError) else f"{type(exc).__name__}: {exc}"
-            stats.last_error = redact_text(reason)
-            delay = backoff.next_delay()
-            log.error("plate indexer: %s (retrying in %.1fs)", stats.last_error, delay)
-            stop.wait(delay)
-        finally:
-            indexer.close()
+        return indexer
+
+    def failed(exc: Exception) -> str:
+        stats.last_error = redact_text(str(exc) if isinstance(exc, IndexerError) else f"{type(exc).__name__}: {exc}")
+        return stats.last_error
+
+    run_until_stopped(
+        "plate indexer",
+        open_indexer,
+        stop,
+        backoff=Backoff(backoff_s, max_backoff_s),
+        after_step=(lambda ix: on_step(ix.subscriber)) if on_step is not None else None,  # same thread as the poll
+        on_error=failed,
+    )
     return stats

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from core.backoff import Backoff
-from core.redact import redact_text
 from event_bus.consume import dead_letter, decode, publish_dead_letters
 from event_bus.events import Incident, IncidentState, IncidentType, PlateRead, WatchlistMatchRef
 from event_bus.interfaces import DeliveryError, OutRecord, Publisher, Subscriber
 from event_bus.records import to_record
+from services.loop import run_until_stopped
 from services.plate_indexer import PLATE_TOPIC_TYPES
 from storage.watchlist import WatchlistMatch, WatchlistMatcher
 
@@ -177,20 +177,11 @@ def run_forever(
     for every transport; the derived incident ids make the re-published hits duplicates dispatch drops.
     """
     stats = stats if stats is not None else WatchStats()
-    backoff = Backoff(backoff_s, max_backoff_s)
-    while not stop.is_set():
-        consumer: WatchlistConsumer | None = None
-        try:
-            consumer = WatchlistConsumer(make_subscriber(), publisher, matcher)
-            consumer.stats = stats
-            while not stop.is_set():
-                consumer.step()
-                backoff.reset()
-        except Exception as exc:  # publishing or the transport failing: reopen and re-read, never exit
-            delay = backoff.next_delay()
-            log.error("watchlist matcher: %s (retrying in %.1fs)", redact_text(f"{type(exc).__name__}: {exc}"), delay)
-            stop.wait(delay)
-        finally:
-            if consumer is not None:
-                consumer.close()
+
+    def open_matcher() -> WatchlistConsumer:
+        consumer = WatchlistConsumer(make_subscriber(), publisher, matcher)
+        consumer.stats = stats
+        return consumer
+
+    run_until_stopped("watchlist matcher", open_matcher, stop, backoff=Backoff(backoff_s, max_backoff_s))
     return stats
