@@ -26,6 +26,10 @@ of the time since the last frame. Either way the camera is reported down and
 the connection is re-opened after a capped, jittered back-off
 (:mod:`core.backoff`), whose attempt counter resets once a connection has
 delivered frames again.
+
+Why one module over 400 lines: :class:`CameraRunner` is one thread's state machine (connect, read,
+sample, stall watchdog, back-off, status, packet tap); its parts share the runner's state and lock, and
+the pieces that stand alone (back-off, sampling, sources) already live in their own modules.
 """
 
 from __future__ import annotations

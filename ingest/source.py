@@ -17,6 +17,10 @@ Credentials: :class:`PyAVSource` builds the real URL (``user:password@``) from
 raises goes through :func:`core.redact.redact_text` plus an explicit scrub of
 the secret's raw and URL-encoded forms (a password containing ``@`` or ``/``
 could defeat a pattern-based redactor on its own).
+
+Why one module over 400 lines: :class:`PyAVSource` wraps one PyAV container end to end (open with
+timeouts, demux, key-frame-only decode, stall detection, error wording); the helpers around it are small
+and used only by it.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ stay near 40,000 camera series in total.
 
 Each process uses its own :class:`prometheus_client.CollectorRegistry`, never
 the global default, so tests can run several in one interpreter.
+
+Why one module over 400 lines: every metric a worker exports is declared here, once, with its help
+text and labels, so the dashboard, the alert rules and the scrape test read one list.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ Control API (HTTP, JSON, loopback only):
   DELETE /streams/<name>
   POST   /streams/<name>/stall      -> stop sending, keep connections open
   POST   /streams/<name>/resume     -> send again (from the next key frame)
+
+Why one file over 400 lines: it is a stand-alone script run by the RTSP launcher in its own process
+(outside the packages), so it carries its own probing, H.264 framing and HTTP control handler.
 """
 
 from __future__ import annotations

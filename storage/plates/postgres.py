@@ -32,6 +32,10 @@ the ``(plate, observed_at)`` index.
 Needs the ``pg_trgm`` and ``fuzzystrmatch`` extensions (contrib, shipped with
 PostgreSQL); :meth:`PostgresHistoryStore.migrate` creates them when the role
 may, else an administrator runs ``CREATE EXTENSION`` once.
+
+Why one module over 400 lines: the PostgreSQL plate history is one schema (daily partitions, trigram
+indexes) and the SQL that depends on it (COPY ingest, exact / wildcard / fuzzy search, retention);
+keeping the DDL beside every query that relies on it is what makes a schema change safe.
 """
 
 from __future__ import annotations
