@@ -32,8 +32,8 @@ class LocalSnapshotStore(KeyedSnapshotStore):
     def _write_object(self, key: str, jpeg: bytes, ref: SnapshotRef) -> None:
         self._write(key, jpeg, ref.sha256)
 
-    def put_clip(self, key: str, data: bytes) -> None:
-        self._write(key, data, sha256_hex(data))
+    def put_clip(self, key: str, data: bytes, sha256: str | None = None) -> None:
+        self._write(key, data, sha256 if sha256 is not None else sha256_hex(data))
 
     def put_object(self, key: str, data: bytes, content_type: str) -> None:
         del content_type  # a file has none; the key's suffix says what it is

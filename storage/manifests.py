@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from storage.clips import MANIFEST_SUFFIX, manifest_key_for
-from storage.snapshots import BlobCarrier, SnapshotStore, upload_hook
+from storage.snapshots import BlobCarrier, SnapshotStore, artifact_sha256, upload_blob
 
 FORMAT = "kuzet-evidence-manifest/1"
 CHAIN_PREFIX = "_chain/"
@@ -44,9 +44,15 @@ def is_manifest(key: str) -> bool:
 
 
 def build_manifest(
-    key: str, blob: bytes, event: dict[str, Any], source: str, previous: dict[str, str] | None
+    key: str,
+    blob: bytes,
+    event: dict[str, Any],
+    source: str,
+    previous: dict[str, str] | None,
+    sha256: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest of one artifact, from the event that references it (the event JSON as spooled)."""
+    """The manifest of one artifact, from the event that references it (the event JSON as spooled);
+    ``sha256`` of the artifact when the caller already has it."""
     clip = event.get("clip") or {}
     is_clip = bool(clip) and clip.get("key") == key
     if is_clip:
@@ -67,7 +73,7 @@ def build_manifest(
         "artifact": {
             "key": key,
             "kind": "clip" if is_clip else "snapshot",
-            "sha256": hashlib.sha256(blob).hexdigest(),
+            "sha256": sha256 if sha256 is not None else hashlib.sha256(blob).hexdigest(),
             "size": len(blob),
             "status": clip.get("status", "complete") if is_clip else "complete",
         },
@@ -90,12 +96,14 @@ class ManifestChain:
         raw = self.store.read_object(chain_head_key(camera_id))
         return json.loads(raw) if raw else None
 
-    def seal(self, key: str, blob: bytes, event: dict[str, Any], source: str) -> str:
-        """Store the manifest of ``key`` (idempotent) and make it the camera's head; returns the manifest key."""
+    def seal(self, key: str, blob: bytes, event: dict[str, Any], source: str, sha256: str | None = None) -> str:
+        """Store the manifest of ``key`` (idempotent) and make it the camera's head; returns the manifest key.
+
+        ``sha256``: the artifact's, when the event already holds it (not computed again)."""
         camera_id = str(event.get("camera_id") or "")
         mkey = manifest_key_for(key)
         existing = self.store.read_object(mkey)
-        sha = hashlib.sha256(blob).hexdigest()
+        sha = sha256 if sha256 is not None else hashlib.sha256(blob).hexdigest()
         head = self.head(camera_id)
         if existing is not None and json.loads(existing).get("artifact", {}).get("sha256") == sha:
             manifest_bytes = existing  # written by an earlier attempt: never rewrite a link others may hold
@@ -106,7 +114,7 @@ class ManifestChain:
                 previous = {"key": head["key"], "sha256": head["sha256"]}
             else:
                 previous = None
-            manifest_bytes = canonical(build_manifest(key, blob, event, source, previous))
+            manifest_bytes = canonical(build_manifest(key, blob, event, source, previous, sha))
             self.store.put_object(mkey, manifest_bytes, "application/json")
         mdoc = json.loads(manifest_bytes)
         if head is None or head.get("key") != mkey:
@@ -120,14 +128,14 @@ def evidence_upload_hook(store: SnapshotStore, source_of: Callable[[str], str]) 
 
     ``source_of(camera_id)`` gives the camera's source URL, already redacted.
     """
-    upload = upload_hook(store)
     chain = ManifestChain(store)
 
     def _upload(rec: _RecordCarrier) -> None:
-        upload(rec)
         if rec.blob is None or rec.blob_key is None:
             return
         event = json.loads(rec.record.value)
-        chain.seal(rec.blob_key, rec.blob, event, source_of(str(event.get("camera_id", ""))))
+        sha = artifact_sha256(event, rec.blob_key)  # hashed once, by the worker, into the event
+        upload_blob(store, rec.blob_key, rec.blob, sha)
+        chain.seal(rec.blob_key, rec.blob, event, source_of(str(event.get("camera_id", ""))), sha)
 
     return _upload

@@ -191,8 +191,8 @@ class S3SnapshotStore(KeyedSnapshotStore):
     def _write_object(self, key: str, jpeg: bytes, ref: SnapshotRef) -> None:
         self._put(key, jpeg, ref.content_type, ref.sha256)
 
-    def put_clip(self, key: str, data: bytes) -> None:
-        self._put(key, data, "video/mp4", sha256_hex(data))
+    def put_clip(self, key: str, data: bytes, sha256: str | None = None) -> None:
+        self._put(key, data, "video/mp4", sha256 if sha256 is not None else sha256_hex(data))
 
     def put_object(self, key: str, data: bytes, content_type: str) -> None:
         """Store any evidence object (manifests, chain heads) under an exact key."""

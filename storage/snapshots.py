@@ -9,9 +9,9 @@ prove the object is the one the event refers to.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from core.snapshot import SnapshotRef
@@ -22,8 +22,10 @@ __all__ = [
     "SnapshotError",
     "SnapshotRef",
     "SnapshotStore",
+    "artifact_sha256",
     "key_for",
     "sha256_hex",
+    "upload_blob",
     "upload_hook",
 ]
 
@@ -60,11 +62,11 @@ class SnapshotStore(Protocol):
         """Store a snapshot; idempotent for the same key and bytes."""
         ...
 
-    def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
+    def put_key(self, key: str, jpeg: bytes, sha256: str | None = None) -> SnapshotRef:
         """Store bytes under an exact key (the relay's upload of a spooled blob)."""
         ...
 
-    def put_clip(self, key: str, data: bytes) -> None:
+    def put_clip(self, key: str, data: bytes, sha256: str | None = None) -> None:
         """Store an evidence clip (MP4) under an exact key; multipart on S3; idempotent for the same bytes."""
         ...
 
@@ -111,18 +113,38 @@ def upload_hook(store: SnapshotStore) -> Callable[[BlobCarrier], None]:
 
     def _upload(rec: BlobCarrier) -> None:
         if rec.blob is not None and rec.blob_key is not None:
-            if rec.blob_key.endswith(".mp4"):
-                store.put_clip(rec.blob_key, rec.blob)
-            else:
-                store.put_key(rec.blob_key, rec.blob)
+            upload_blob(store, rec.blob_key, rec.blob)
 
     return _upload
 
 
-def make_ref(kind: str, bucket: str, key: str, jpeg: bytes) -> SnapshotRef:
+def upload_blob(store: SnapshotStore, key: str, blob: bytes, sha256: str | None = None) -> None:
+    """Store a spooled artifact (snapshot or clip) under its key; ``sha256``, when the event already holds it,
+    is not computed again."""
+    if key.endswith(".mp4"):
+        store.put_clip(key, blob, sha256)
+    else:
+        store.put_key(key, blob, sha256)
+
+
+def artifact_sha256(event: Mapping[str, Any], key: str) -> str | None:
+    """The sha256 the event records for the artifact stored under ``key`` (its snapshot or its clip), if any.
+
+    The worker hashes each artifact once, when it builds the event; the upload and the manifest reuse it.
+    """
+    for field in ("snapshot", "clip"):
+        ref = event.get(field)
+        if isinstance(ref, Mapping) and ref.get("key") == key and isinstance(ref.get("sha256"), str):
+            return str(ref["sha256"])
+    return None
+
+
+def make_ref(kind: str, bucket: str, key: str, jpeg: bytes, sha256: str | None = None) -> SnapshotRef:
+    """The reference of ``jpeg`` under ``key``; ``sha256`` when the caller already has it (else computed here)."""
     if not jpeg:
         raise ValueError("empty snapshot")
-    return SnapshotRef(store=kind, bucket=bucket, key=key, sha256=sha256_hex(jpeg), size=len(jpeg))  # type: ignore[arg-type]
+    digest = sha256 if sha256 is not None else sha256_hex(jpeg)
+    return SnapshotRef(store=kind, bucket=bucket, key=key, sha256=digest, size=len(jpeg))  # type: ignore[arg-type]
 
 
 class KeyedSnapshotStore:
@@ -138,8 +160,8 @@ class KeyedSnapshotStore:
     def put(self, camera_id: str, event_id: UUID | str, captured_at: datetime, jpeg: bytes) -> SnapshotRef:
         return self.put_key(key_for(camera_id, captured_at, event_id), jpeg)
 
-    def put_key(self, key: str, jpeg: bytes) -> SnapshotRef:
-        ref = make_ref(self.kind, self.bucket, key, jpeg)
+    def put_key(self, key: str, jpeg: bytes, sha256: str | None = None) -> SnapshotRef:
+        ref = make_ref(self.kind, self.bucket, key, jpeg, sha256)
         self._write_object(key, jpeg, ref)
         return ref
 

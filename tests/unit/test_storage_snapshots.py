@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -70,3 +71,52 @@ def test_s3_down_fails_fast_and_redacts() -> None:
     url = store.presigned_url(store.ref_for("cam-1", EID, datetime(2026, 1, 1, tzinfo=UTC), b"jpeg"))
     assert "X-Amz-Signature" in url  # presigning is local, no round trip
     assert "AKIASECRETACCESS" not in store._redact(url)
+
+
+def test_the_snapshot_sha256_is_computed_once_per_incident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker hashes the JPEG when it builds the event; the upload and the chained manifest reuse that hash."""
+    import hashlib
+    import json
+    from dataclasses import dataclass
+
+    import storage.local_store as local_store_mod
+    import storage.manifests as manifests_mod
+    import storage.snapshots as snapshots_mod
+    from event_bus.interfaces import OutRecord
+    from storage.local_store import LocalSnapshotStore
+    from storage.manifests import evidence_upload_hook
+
+    jpeg = b"\xff\xd8 a snapshot \xff\xd9"
+    hashed: list[int] = []
+    real_sha256 = hashlib.sha256
+
+    def counting_hex(data: bytes) -> str:
+        if data == jpeg:
+            hashed.append(len(data))
+        return real_sha256(data).hexdigest()
+
+    class CountingHashlib:
+        @staticmethod
+        def sha256(data: bytes = b"") -> Any:
+            if data == jpeg:
+                hashed.append(len(data))
+            return real_sha256(data)
+
+    monkeypatch.setattr(snapshots_mod, "sha256_hex", counting_hex)
+    monkeypatch.setattr(local_store_mod, "sha256_hex", counting_hex)
+    monkeypatch.setattr(manifests_mod, "hashlib", CountingHashlib)
+    store = LocalSnapshotStore(tmp_path)
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    ref = store.ref_for("cam-1", "0190f0a0-0000-7000-8000-000000000001", at, jpeg)  # the worker's event builder
+    event = {"camera_id": "cam-1", "event_id": "e", "observed_at": at.isoformat(), "snapshot": ref.model_dump()}
+
+    @dataclass
+    class Spooled:
+        record: OutRecord
+        blob: bytes | None
+        blob_key: str | None
+
+    hook = evidence_upload_hook(store, lambda _cam: "rtsp://cam-1/stream")
+    hook(Spooled(OutRecord("kuzet.incidents.v1", "cam-1", json.dumps(event).encode()), jpeg, ref.key))
+    assert len(hashed) == 1, f"the snapshot was hashed {len(hashed)} times"
+    assert store.get(ref) == jpeg  # stored, and it matches the event's hash on read
