@@ -70,3 +70,24 @@ def test_tampered_cache_file_is_refused(tmp_path: Path) -> None:
 def test_status_of_empty_cache_is_missing(tmp_path: Path) -> None:
     states = {s.id: s.state for s in cache_status(tmp_path)}
     assert states["ssdlite-person"] == "missing" and states["yolov8-fire-smoke"] == "missing"
+
+
+@pytest.mark.parametrize(
+    ("model_id", "missing", "extra"),
+    [("yolov8-fire-smoke", "torch", "ultralytics"), ("ssdlite-person", "tf2onnx", "convert")],
+)
+def test_model_build_without_its_extra_says_which_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_id: str, missing: str, extra: str
+) -> None:
+    """torch/ultralytics and TensorFlow are extras: a build without them stops before converting, naming the extra."""
+    import importlib.util
+
+    from detectors import model_cache
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        model_cache.importlib.util, "find_spec", lambda name, *a: None if name == missing else real_find_spec(name, *a)
+    )
+    entry = next(e for e in load_manifest().models if e.id == model_id)
+    with pytest.raises(DetectorError, match=rf"kuzet\[{extra}\]"):
+        model_cache.build_model(entry, tmp_path / "cache")
