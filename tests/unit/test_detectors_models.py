@@ -86,7 +86,7 @@ def test_model_build_without_its_extra_says_which_to_install(
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        model_cache.importlib.util, "find_spec", lambda name, *a: None if name == missing else real_find_spec(name, *a)
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real_find_spec(name, *a)
     )
     entry = next(e for e in load_manifest().models if e.id == model_id)
     with pytest.raises(DetectorError, match=rf"kuzet\[{extra}\]"):
