@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from dispatch.api.common import valid_incident_id
-from dispatch.api.incidents import incident_filter, next_cursor
+from dispatch.api.incidents import IncidentType, incident_filter, next_cursor
 from dispatch.context import ctx_of, error_page
 from dispatch.pages.common import datetime_local, render
 from dispatch.security import DISPATCH_PAGE, AuthFirstRoute
@@ -18,18 +18,7 @@ from storage.incident_rules import WorkflowStatus
 
 router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body is read
 
-INCIDENT_TYPES = [
-    "person_in_zone",
-    "loitering",
-    "line_crossing",
-    "crowding",
-    "fire",
-    "smoke",
-    "watchlist_hit",
-    "stopped_vehicle",
-    "wrong_way",
-    "speeding",
-]
+INCIDENT_TYPES = list(get_args(IncidentType))  # one list of incident types: the API's
 SEVERITIES = ["critical", "high", "medium", "low"]
 
 
