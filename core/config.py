@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.alerting import AlertPolicy
 from core.analytics_config import AnalyticsConfig
 from core.camera_policy import CameraPolicy
 from core.labels import Label
@@ -57,6 +58,9 @@ class Zone(Strict):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _.-]+$", description="shown to dispatchers")
     polygon: list[tuple[float, float]] = Field(min_length=3, max_length=64, description="vertices (x, y), 0..1")
     severity: Literal["low", "medium", "high", "critical"] = "medium"
+    alerting: AlertPolicy | None = Field(
+        default=None, description="schedule and per-rule review for this zone (default: rules.alerting)"
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -228,6 +232,12 @@ class RulesConfig(Strict):
     fire_max_drift: float = Field(
         default=0.3, gt=0.0, le=100.0, description="how far (in box heights) any box edge may travel over the window"
     )
+    alerting: AlertPolicy = Field(
+        default_factory=AlertPolicy, description="default schedule and per-rule review for every zone (core.alerting)"
+    )
+    alert_budget_per_min: int = Field(
+        default=0, ge=0, le=100_000, description="alerts per camera per minute before one 'flooding' alert; 0: off"
+    )
 
     @model_validator(mode="after")
     def _n_le_m(self) -> RulesConfig:
@@ -320,6 +330,12 @@ class EvidenceConfig(Strict):
 class WorkerConfig(Strict):
     id: str = Field(default="worker-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     data_dir: Path = Path("var")
+    status_interval_s: float = Field(
+        default=30.0,
+        ge=0.2,
+        le=3600.0,
+        description="camera status heartbeat period; the console marks a camera stale after two missed heartbeats",
+    )
 
 
 def _default_models() -> list[ModelConfig]:
@@ -348,6 +364,12 @@ def _default_models() -> list[ModelConfig]:
     ]
 
 
+def default_model_cache() -> Path:
+    """``$KUZET_CACHE_DIR/models`` when set (the one cache root the service launchers use too), else ~/.cache."""
+    root = os.environ.get("KUZET_CACHE_DIR")
+    return Path(root) / "models" if root else Path("~/.cache/kuzet/models")
+
+
 class KuzetConfig(BaseSettings):
     """The whole configuration of one Kuzet process."""
 
@@ -356,7 +378,10 @@ class KuzetConfig(BaseSettings):
     worker: WorkerConfig = WorkerConfig()
     cameras: list[CameraConfig] = Field(default_factory=list, max_length=4096)
     models: list[ModelConfig] = Field(default_factory=_default_models, min_length=1)
-    model_cache: Path = Field(default=Path("~/.cache/kuzet/models"), description="where `kuzet models build` writes")
+    model_cache: Path = Field(
+        default_factory=default_model_cache,
+        description="where `kuzet models build` writes (default $KUZET_CACHE_DIR/models, else ~/.cache/kuzet/models)",
+    )
     batch: BatchConfig = BatchConfig()
     tracking: TrackingConfig = TrackingConfig()
     rules: RulesConfig = RulesConfig()
@@ -409,6 +434,17 @@ class KuzetConfig(BaseSettings):
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> KuzetConfig:
     """Load YAML (if given) plus environment; every problem becomes one readable ConfigError."""
+    data = read_config_file(path)
+    if overrides:
+        data = {**data, **overrides}
+    try:
+        return KuzetConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path) if path else "config")) from None
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    """The YAML mapping of a config file (empty without a file); unreadable or non-mapping YAML is a ConfigError."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -422,12 +458,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         data = loaded
-    if overrides:
-        data = {**data, **overrides}
-    try:
-        return KuzetConfig(**data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path) if path else "config")) from None
+    return data
 
 
 def format_validation_error(exc: ValidationError, where: str) -> str:
@@ -437,5 +468,7 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (not a Kuzet setting)"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         lines.append(f"  - {loc}: {msg}")
     return "\n".join(lines)

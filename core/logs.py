@@ -63,5 +63,10 @@ def setup_logging(level: str = "info", json_lines: bool = True, stream: Any = No
     )
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("kafka", "urllib3", "libav"):
+    for noisy in ("urllib3", "libav"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # kafka-python logs every failed connection attempt (several error lines a second while a broker is
+    # unreachable) and "Topic ... not found in cluster metadata" while a topic is being auto-created on a
+    # healthy first start. Kuzet's own lines (the relay's one per back-off step) say what matters; at
+    # log_level debug kafka-python's come back.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)

@@ -28,6 +28,7 @@ from dispatch.errors import install_error_handlers
 from dispatch.evidence import evidence_service
 from dispatch.evidence import router as evidence_router
 from dispatch.feed import FeedHub
+from dispatch.feed_cards import router as feed_cards_router
 from dispatch.login_guard import LoginGuard, slots_for_budget
 from dispatch.plates import PlateService
 from dispatch.plates_adapter import anchored, open_plate_service
@@ -140,6 +141,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(evidence_router, prefix=API_PREFIX)
+    app.include_router(feed_cards_router, prefix=API_PREFIX)
     app.include_router(pages.router)
     return app
 

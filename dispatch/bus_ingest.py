@@ -58,6 +58,8 @@ def detection_update(inc: Incident) -> DetectionUpdate:
         snapshot=inc.snapshot.model_dump() if inc.snapshot else None,
         worker_id=inc.worker_id,
         analytics=inc.analytics.model_dump(mode="json", exclude_none=True) if inc.analytics else None,
+        review=inc.review,
+        object_count=inc.object_count,
     )
 
 

@@ -10,6 +10,7 @@ Every field is bounded, unknown keys are errors, and environment variables
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,6 +27,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def default_database() -> str:
+    """One fixed place per user, not the current folder: `kuzet console users add` run from another directory
+    must reach the same database as `kuzet console serve` (``$KUZET_DATA_DIR``, else the XDG data home)."""
+    root = os.environ.get("KUZET_DATA_DIR")
+    if root:
+        return str(Path(root).expanduser() / "console.sqlite3")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(data_home) / "kuzet" / "console.sqlite3")
 
 
 class AuditAnchorSettings(BaseModel):
@@ -57,9 +68,10 @@ class ConsoleSettings(BaseSettings):
     )
 
     database: str = Field(
-        default="var/console.sqlite3",
+        default_factory=default_database,
         validation_alias=AliasChoices("database", "KUZET_CONSOLE_DB", "KUZET_CONSOLE_DATABASE"),
-        description="workflow/users database: a SQLite path, or a postgresql:// URL (password via PGPASSWORD/.pgpass)",
+        description="workflow/users database: a SQLite path, or a postgresql:// URL (password via PGPASSWORD/.pgpass);"
+        " default $KUZET_DATA_DIR/console.sqlite3, else ~/.local/share/kuzet/console.sqlite3",
     )
     plates_database: str | None = Field(
         default=None,
@@ -100,7 +112,19 @@ class ConsoleSettings(BaseSettings):
     session_recheck_s: float = Field(
         default=5.0, gt=0.0, le=60.0, description="an open SSE stream re-checks its session this often"
     )
+    camera_stale_after_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=86400.0,
+        description="a camera with no status this long is shown stale: twice the workers' worker.status_interval_s",
+    )
     max_cards: int = Field(default=150, ge=10, le=2000, description="incident cards kept in a browser's feed")
+    feed_group_window_s: float = Field(
+        default=300.0,
+        ge=0.0,
+        le=86400.0,
+        description="alerts of one camera, type and zone starting within this of each other share a feed card",
+    )
     camera_groups: dict[str, list[str]] = Field(
         default_factory=dict, description="group name -> camera id glob patterns (e.g. {'north': ['n-*']})"
     )

@@ -51,6 +51,7 @@ class IncidentType(StrEnum):
     STOPPED_VEHICLE = "stopped_vehicle"
     WRONG_WAY = "wrong_way"
     SPEEDING = "speeding"
+    CAMERA_FLOODING = "camera_flooding"  # one alert instead of many when a camera exceeds its alert budget
 
 
 class IncidentState(StrEnum):
@@ -79,8 +80,10 @@ class Incident(Event):
     """One state change of one incident. All events of an incident share ``incident_id``.
 
     v2 adds ``clip`` (the evidence clip, on the event published once it is
-    stored) and ``watchlist`` (for ``watchlist_hit``); both optional, so v1
-    documents lift to v2 unchanged (:mod:`event_bus.versions`).
+    stored) and ``watchlist`` (for ``watchlist_hit``), and the alert review
+    fields ``review``, ``review_reason``, ``object_count`` and ``track_ids``
+    (:mod:`core.alerting`); all optional, so v1 documents lift to v2 unchanged
+    (:mod:`event_bus.versions`).
     """
 
     schema_version: Literal[2] = 2
@@ -106,6 +109,16 @@ class Incident(Event):
     clip: ClipRef | None = Field(default=None, description="evidence clip (v2): pre-roll to post-roll, sha256")
     watchlist: WatchlistMatchRef | None = Field(default=None, description="the plate match of a watchlist_hit (v2)")
     analytics: AnalyticsDetails | None = Field(default=None, description="line, crowd or traffic specifics")
+    review: Literal["alert", "detection"] = Field(
+        default="alert", description="alert: a card for dispatchers; detection: recorded only (core.alerting)"
+    )
+    review_reason: str | None = Field(default=None, max_length=200, description="why it is a detection")
+    object_count: int | None = Field(
+        default=None, ge=0, description="zone episodes: objects inside now (at end: the most at once)"
+    )
+    track_ids: list[int] | None = Field(
+        default=None, max_length=256, description="zone episodes: every track seen in the episode"
+    )
 
 
 class CameraStatus(Event):

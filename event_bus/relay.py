@@ -78,6 +78,7 @@ class Relay:
         idle_wait_s: float = 0.5,
         rng: random.Random | None = None,
         name: str = "kuzet-relay",
+        target: str = "the bus",
     ) -> None:
         if backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
@@ -97,6 +98,7 @@ class Relay:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._name = name
+        self.target = target  # named in the back-off line, e.g. "Kafka at h:9092 (bus.kafka.bootstrap_servers)"
 
     # -- one step (deterministic; used by tests and by the thread) ---------------------------------------------
 
@@ -167,7 +169,16 @@ class Relay:
             last_error=msg,
             depth=self.spool.depth(),
         )
-        log.warning("relay: delivery failed, backing off", extra={"error": msg, "backoff_s": round(delay, 3)})
+        depth = self.spool.depth()
+        # One line per back-off step, readable without the extras: where, why, what waits, when next.
+        log.warning(
+            "cannot deliver to %s: %s; %d event(s) waiting in the outbox, next try in %.1f s",
+            self.target,
+            msg,
+            depth,
+            delay,
+            extra={"error": msg, "backoff_s": round(delay, 3), "outbox_depth": depth},
+        )
         return len(acked)
 
     def _park(self, rec: SpooledRecord, error: DeliveryError) -> None:
@@ -237,13 +248,19 @@ class Relay:
             return self.spool.depth() == 0
         return self.spool.wait_empty(timeout_s)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the thread after its current batch; undelivered records stay in the spool."""
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Stop the thread after its current batch; undelivered records stay in the spool.
+
+        Returns False when the thread is still inside a publish call after ``timeout_s`` (a broker that does
+        not answer): it is a daemon thread, and the records it holds are still in the spool.
+        """
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        thread.join(timeout_s)
+        return not thread.is_alive()
 
     def stats(self) -> RelayStats:
         with self._stats_lock:

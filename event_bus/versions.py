@@ -18,8 +18,9 @@ Doc = dict[str, Any]
 
 
 def _incident_v1_to_v2(doc: Doc) -> Doc:
-    """v2 only added optional fields (``clip``, ``watchlist``, ``analytics``): a v1 incident is a v2 incident
-    without them. v2 renamed the never-produced v1 type ``crowd`` to ``crowding``."""
+    """v2 only added optional fields (``clip``, ``watchlist``, ``analytics``, the alert review fields): a v1
+    incident is a v2 incident without them (an alert, as every v1 incident was). v2 renamed the never-produced
+    v1 type ``crowd`` to ``crowding``."""
     kind = "crowding" if doc.get("type") == "crowd" else doc.get("type")
     return {**doc, "schema_version": 2, "type": kind}
 

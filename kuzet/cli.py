@@ -37,12 +37,13 @@ def _mount() -> None:
     app.add_typer(console_app, name="console")
 
     from kuzet.commands.cameras import app as cameras_app
-    from kuzet.commands.scaleout import app as scaleout_app
-    from kuzet.commands.status import app as status_app
+    from kuzet.commands.scaleout import scale_worker
+    from kuzet.commands.status import status
 
     app.add_typer(cameras_app, name="cameras")
-    app.add_typer(status_app, name="status")
-    app.add_typer(scaleout_app, name="scale-worker")
+    # plain commands, not groups: neither has subcommands, so help must not show `COMMAND [ARGS]...`
+    app.command("status")(status)
+    app.command("scale-worker")(scale_worker)
 
     from kuzet.commands.evidence import app as evidence_app
 
@@ -87,15 +88,22 @@ def demo(
 
 @app.command()
 def worker(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML configuration file (check it with kuzet check-config)")
+    ] = None,
     journal: Annotated[
         Path | None, typer.Option(help="also append every incident event to this JSON-lines file once it is spooled")
     ] = None,
+    summary_minutes: Annotated[
+        float, typer.Option(min=0.0, max=1440.0, help="print a progress line every N minutes (0: only start/stop)")
+    ] = 5.0,
 ) -> None:
     """Run a worker until SIGTERM or Ctrl-C; open incidents are ended and the outbox flushed on the way out."""
     from detectors.errors import DetectorError
+    from event_bus.events import Incident
+    from kuzet.summaries import WorkerSummary
     from worker.journal import Journal
-    from worker.runtime import Worker
+    from worker.runtime import Worker, bus_target
 
     try:
         cfg = load_config(config)
@@ -106,28 +114,43 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    summary = WorkerSummary(cfg.worker.id, summary_minutes * 60.0)
     with Journal.open(journal) as jrnl:
-        w = Worker(cfg, on_incident=jrnl.write if jrnl else None)
+
+        def on_incident(incident: Incident) -> None:
+            summary.on_incident(incident)
+            if jrnl is not None:
+                jrnl.write(incident)
+
+        w = Worker(cfg, on_incident=on_incident)
         try:
             w.start()
         except DetectorError as exc:
             w.stop()
             err.print(f"[red]cannot start the worker:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
+        summary.started(w, bus_target(cfg))
         try:
             stop.wait()
         finally:
-            w.stop()
+            summary.say("stopping: ending open incidents, flushing the outbox")
+            flushed = w.stop()
+            summary.stopped(flushed, w.left_in_outbox, str(cfg.bus.spool_path))
 
 
 @app.command("check-config")
 def check_config(config: Annotated[Path, typer.Argument(help="YAML configuration file")]) -> None:
-    """Validate a configuration file and print every problem in it."""
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        err.print(f"[red]invalid[/red]\n{escape(str(exc))}")
-        raise typer.Exit(2) from None
+    """Validate a configuration file and print every problem in it, unset secrets included (values never shown)."""
+    from core.config_check import check_config_file
+
+    result = check_config_file(config)
+    if not result.ok or result.config is None:
+        # plain lines, never wrapped: operators grep them and copy setting paths out of them
+        typer.echo(f"invalid\n{config}: {len(result.problems)} problem(s)", err=True)
+        for problem in result.problems:
+            typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(2)
+    cfg = result.config
     typer.echo(f"ok: {len(cfg.cameras)} camera(s), models {[m.name for m in cfg.models]}")
 
 

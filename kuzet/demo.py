@@ -81,6 +81,7 @@ class _Recorder:
         self._journal = journal
         self._lock = threading.Lock()
         self.recent: list[Incident] = []
+        self._all: list[Incident] = []
         self.result = DemoResult()
 
     def incident(self, inc: Incident) -> None:
@@ -90,23 +91,40 @@ class _Recorder:
             if inc.state is IncidentState.START:
                 self.result.starts[inc.type.value] += 1
             self.recent = [*self.recent[-9:], inc]
+            self._all.append(inc)
+
+    def since(self, n: int) -> list[Incident]:
+        """Events after the first ``n`` (the plain, non-terminal output prints each once)."""
+        with self._lock:
+            return self._all[n:]
 
 
 def _table(recent: list[Incident]) -> Table:
-    table = Table(title="Incidents (latest)", expand=True)
-    for col in ("time", "type", "state", "zone", "track", "conf", "snapshot"):
-        table.add_column(col)
+    """The live table; short columns so it fits 80 (snapshot paths are in incidents.jsonl and the summary)."""
+    table = Table(title="Incidents (latest)")
+    for col in ("time", "type", "state", "zone", "track", "conf", "snap"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis")
     for inc in reversed(recent):
-        table.add_row(
-            inc.observed_at.strftime("%H:%M:%S.%f")[:-3],
-            inc.type.value,
-            inc.state.value,
-            inc.zone or "-",
-            "-" if inc.track_id is None else str(inc.track_id),
-            f"{inc.confidence:.2f}",
-            inc.snapshot.key if inc.snapshot else "-",
-        )
+        table.add_row(*_fields(inc))
     return table
+
+
+def _fields(inc: Incident) -> tuple[str, ...]:
+    return (
+        inc.observed_at.strftime("%H:%M:%S"),
+        inc.type.value,
+        inc.state.value,
+        (inc.zone or "-")[:16],
+        "-" if inc.track_id is None else str(inc.track_id),
+        f"{inc.confidence:.2f}",
+        "yes" if inc.snapshot else "-",
+    )
+
+
+def plain_line(inc: Incident) -> str:
+    """One line per incident event when the output is not a terminal (a pipe, a log file, CI)."""
+    time_, kind, state, zone, track, conf, snap = _fields(inc)
+    return f"{time_}  {kind:<15} {state:<6} zone={zone:<10} track={track:<4} conf={conf} snapshot={snap}"
 
 
 def run_demo(
@@ -152,17 +170,28 @@ def run_demo(
         worker = Worker(cfg, on_incident=rec.incident)
         t0 = time.monotonic()
         worker.start()
+        shown = 0  # events printed so far (plain output)
         try:
-            with Live(Group(progress, _table([])), console=console, refresh_per_second=4) as live:
+            if console.is_terminal:
+                with Live(Group(progress, _table([])), console=console, refresh_per_second=4) as live:
+                    while worker.camera_running(camera.id):
+                        stats = worker.camera_stats().get(camera.id)
+                        progress.update(task, completed=min(stats.frames_analysed if stats else 0, expected))
+                        live.update(Group(progress, _table(rec.recent)))
+                        time.sleep(0.25)
+            else:  # no redraws in a pipe: one plain line per incident event, in order
                 while True:
-                    stats = worker.camera_stats().get(camera.id)
-                    analysed = stats.frames_analysed if stats else 0
-                    progress.update(task, completed=min(analysed, expected))
-                    live.update(Group(progress, _table(rec.recent)))
-                    if not worker.camera_running(camera.id):
+                    running = worker.camera_running(camera.id)
+                    for inc in rec.since(shown):
+                        console.print(plain_line(inc), markup=False, highlight=False, soft_wrap=True)
+                        shown += 1
+                    if not running:
                         break
                     time.sleep(0.25)
-                worker.drain()
+            worker.drain()
+            if not console.is_terminal:
+                for inc in rec.since(shown):
+                    console.print(plain_line(inc), markup=False, highlight=False, soft_wrap=True)
                 rec.result.frames_analysed = worker.camera_stats()[camera.id].frames_analysed
                 rec.result.seconds = time.monotonic() - t0
         finally:

@@ -35,6 +35,8 @@ class DetectionUpdate:
     worker_id: str
     analytics: dict[str, Any] | None = None
     """Rule specifics (line and direction, crowd count, plate and speed ...), as the event carries them."""
+    review: str = "alert"  # alert: a feed card; detection: history only (core.alerting)
+    object_count: int | None = None  # zone episodes: objects inside
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +69,14 @@ class IncidentRecord:
     version: int
     rev: int
     analytics: dict[str, Any] | None = None
+    review: str = "alert"
+    object_count: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The card the console and the API show (snapshot reduced to whether there is one)."""
         return {
+            "review": self.review,
+            "object_count": self.object_count,
             "incident_id": self.incident_id,
             "type": self.type,
             "severity": self.severity,
@@ -143,3 +149,4 @@ class IncidentFilter:
     assignee: str | None = None
     before: tuple[int, str] | None = None  # page cursor: (started_at_ms, incident_id) of the last row seen
     limit: int = 100
+    reviews: Sequence[str] = ()  # alert / detection

@@ -72,7 +72,9 @@ CREATE TABLE IF NOT EXISTS wf_incidents (
     events             BIGINT NOT NULL,
     notes              BIGINT NOT NULL,
     version            BIGINT NOT NULL,
-    rev                BIGINT NOT NULL
+    rev                BIGINT NOT NULL,
+    review             TEXT NOT NULL DEFAULT 'alert',
+    object_count       BIGINT
 );
 CREATE INDEX IF NOT EXISTS wf_incidents_started ON wf_incidents (started_at_ms DESC, incident_id DESC);
 CREATE INDEX IF NOT EXISTS wf_incidents_rev ON wf_incidents (rev);
@@ -104,20 +106,27 @@ CREATE INDEX IF NOT EXISTS wf_actions_incident ON wf_actions (incident_id, id);
 _INCIDENT_COLS = (
     "incident_id, type, severity, camera_id, camera_name, location, zone, detection_state, seq, started_at_ms, "
     "observed_at_ms, ended_at_ms, confidence, snapshot, worker_id, status, assignee, acknowledged_by, "
-    "acknowledged_at_ms, closed_by, closed_at_ms, created_at_ms, updated_at_ms, events, notes, version, rev"
+    "acknowledged_at_ms, closed_by, closed_at_ms, created_at_ms, updated_at_ms, events, notes, version, rev, "
+    "review, object_count"
 )
 _SELECT_COLS = (
     _INCIDENT_COLS + ", (SELECT analytics FROM wf_incident_analytics a WHERE a.incident_id = wf_incidents.incident_id)"  # noqa: S608
 )
 """What an incident row reads as: its columns, then the rule specifics of its latest event (a table of their own,
 so databases made before analytics existed need no column added)."""
+# Columns added after the first release, with their DDL, and how each dialect lists a table's columns.
+_ADDED_INCIDENT_COLUMNS = {"review": "TEXT NOT NULL DEFAULT 'alert'", "object_count": "BIGINT"}
+_COLUMNS_SQL = {
+    "sqlite": "SELECT name FROM pragma_table_info(?)",
+    "postgres": "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+}
 _ACTION_COLS = "id, incident_id, action, actor, role, at_ms, from_status, to_status, note, assignee"
 
 
 def _incident(row: Sequence[Any]) -> IncidentRecord:
     (iid, typ, sev, cam, cam_name, loc, zone, dstate, seq, started, observed, ended, conf, snap, worker, status,
-     assignee, ack_by, ack_at, closed_by, closed_at, created, updated, events, notes, version, rev,
-     analytics) = row  # fmt: skip
+     assignee, ack_by, ack_at, closed_by, closed_at, created, updated, events, notes, version, rev, review,
+     object_count, analytics) = row  # fmt: skip
     return IncidentRecord(
         incident_id=iid,
         type=typ,
@@ -147,6 +156,8 @@ def _incident(row: Sequence[Any]) -> IncidentRecord:
         version=int(version),
         rev=int(rev),
         analytics=json.loads(analytics) if analytics else None,
+        review=review,
+        object_count=None if object_count is None else int(object_count),
     )
 
 
@@ -171,6 +182,10 @@ class IncidentStore(Store):
     def _migrate(self, c: Cursor) -> None:
         super()._migrate(c)
         c.script(_DDL + _DDL_ACTIONS[self._db.dialect] + _DDL_ACTIONS_TAIL)
+        have = {r[0] for r in c.execute(_COLUMNS_SQL[self._db.dialect], ("wf_incidents",)).fetchall()}
+        for column, ddl in _ADDED_INCIDENT_COLUMNS.items():
+            if column not in have:  # a database from before the column: add it (defaults fill old rows)
+                c.execute(f"ALTER TABLE wf_incidents ADD COLUMN {column} {ddl}")
         row = c.one("SELECT value FROM wf_meta WHERE name = 'store_uid'")
         if row is None:
             c.execute("INSERT INTO wf_meta (name, value) VALUES ('store_uid', ?)", (uuid.uuid4().hex[:12],))
@@ -206,10 +221,11 @@ class IncidentStore(Store):
                     rev = self._next_rev(c)
                     c.execute(
                         f"INSERT INTO wf_incidents ({_INCIDENT_COLS}) VALUES "  # noqa: S608
-                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (u.incident_id, u.type, u.severity, u.camera_id, u.camera_name, u.location, u.zone, u.state,
                          u.seq, u.started_at_ms, u.observed_at_ms, u.ended_at_ms, u.confidence, snap, u.worker_id,
-                         WorkflowStatus.NEW.value, None, None, None, None, None, now, now, 1, 0, 1, rev),
+                         WorkflowStatus.NEW.value, None, None, None, None, None, now, now, 1, 0, 1, rev, u.review,
+                         u.object_count),
                     )  # fmt: skip
                 else:
                     current = _incident(row)
@@ -220,10 +236,11 @@ class IncidentStore(Store):
                         "UPDATE wf_incidents SET severity = ?, camera_name = ?, location = ?, zone = ?, "
                             "detection_state = ?, seq = ?, observed_at_ms = ?, ended_at_ms = ?, confidence = ?, "
                             "snapshot = COALESCE(?, snapshot), worker_id = ?, updated_at_ms = ?, events = events + 1, "
-                            "version = version + 1, rev = ? WHERE incident_id = ?",
+                            "version = version + 1, rev = ?, object_count = COALESCE(?, object_count) "
+                            "WHERE incident_id = ?",
                         (u.severity, u.camera_name, u.location, u.zone, u.state, u.seq, u.observed_at_ms,
                          u.ended_at_ms, max(u.confidence, current.confidence), snap, u.worker_id, now, rev,
-                         u.incident_id),
+                         u.object_count, u.incident_id),
                     )  # fmt: skip
                 new = c.execute(
                     f"SELECT {_SELECT_COLS} FROM wf_incidents WHERE incident_id = ?",  # noqa: S608
@@ -259,6 +276,7 @@ class IncidentStore(Store):
         any_of("type", flt.types)
         any_of("severity", flt.severities)
         any_of("status", flt.statuses)
+        any_of("review", flt.reviews)
         cams: list[str] = []
         if flt.camera_ids:
             cams.append(f"camera_id IN ({', '.join('?' for _ in flt.camera_ids)})")

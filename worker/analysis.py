@@ -21,6 +21,7 @@ from core.labels import Label
 from detectors.tracking import CameraTracker
 from event_bus.events import LineCount
 from plate_reader.reader import PlateReader
+from worker.alerting import AlertGate, Reviewed
 from worker.analytics import AnalyticsStats, CameraAnalytics
 from worker.events import CountDraft, IncidentDraft
 from worker.fire_flicker import FlickerMeter
@@ -74,9 +75,16 @@ class CameraAnalysis:
     """Tracking, zone and fire rules for one camera and one model; plate frames are passed on."""
 
     def __init__(
-        self, camera: CameraConfig, model_name: str, model_version: str, labels: set[Label], settings: AnalysisSettings
+        self,
+        camera: CameraConfig,
+        model_name: str,
+        model_version: str,
+        labels: set[Label],
+        settings: AnalysisSettings,
+        alerts: AlertGate | None = None,
     ) -> None:
         self.camera = camera
+        self._alerts = alerts  # alert / detection review: schedule, cool-down, aggregation, budget
         self.model_versions = {model_name: model_version}
         self._settings = settings
         self._analytics: CameraAnalytics | None = None
@@ -120,7 +128,8 @@ class CameraAnalysis:
                 self.camera, self._zones, *size, self._rules_cfg, s.worker_id, s.analytics, people=self._tracks_people
             )
             if self.reads_plates and self._analytics.traffic is not None:
-                self._traffic = TrafficHook(self._analytics, self._draft)
+                # traffic offences from the plate stage are alerts as they are (no zone review)
+                self._traffic = TrafficHook(self._analytics, lambda c, f: self._draft(Reviewed(c), f))
 
     def process(self, frame: Frame, detections: Detections) -> AnalysisOut:
         self._ensure_geometry(frame)
@@ -137,7 +146,7 @@ class CameraAnalysis:
             fire = self._flicker.annotate(frame.image, detections)
             for rule in self._fire_rules:
                 changes += rule.update(t, frame.captured_at, fire)
-        out = AnalysisOut([self._draft(change, frame) for change in changes])
+        out = AnalysisOut([self._draft(r, frame) for r in self._review(t, frame.captured_at, changes)])
         out.incidents += [CountDraft(c) for c in counts]
         if self.reads_plates:
             out.plate = PlateWork(frame, detections, t, self._traffic)
@@ -157,10 +166,19 @@ class CameraAnalysis:
         if self._analytics is not None:
             more, counts = self._analytics.close_people(at)
             changes += more
-        drafts: list[IncidentDraft | CountDraft] = [self._draft(c, None) for c in changes]
+        reviewed = self._review(self._last_t, at, changes)
+        if self._alerts is not None:
+            reviewed += self._alerts.close(at)
+        drafts: list[IncidentDraft | CountDraft] = [self._draft(r, None) for r in reviewed]
         return drafts + [CountDraft(c) for c in counts]
 
-    def _draft(self, change: IncidentChange, frame: Frame | None) -> IncidentDraft:
+    def _review(self, t: float, at: datetime, changes: list[IncidentChange]) -> list[Reviewed]:
+        if self._alerts is None:
+            return [Reviewed(c) for c in changes]
+        return self._alerts.apply(t, at, changes)
+
+    def _draft(self, reviewed: Reviewed, frame: Frame | None) -> IncidentDraft:
+        change = reviewed.change
         zone = next((z for z in self._zones or [] if z.name == change.zone), None)
         return IncidentDraft(
             camera=self.camera,
@@ -168,4 +186,8 @@ class CameraAnalysis:
             model_versions=self.model_versions,
             image=frame.image if frame is not None else None,
             zone_points=zone.points if zone is not None else None,
+            review=reviewed.review,
+            review_reason=reviewed.review_reason,
+            object_count=reviewed.object_count,
+            track_ids=reviewed.track_ids,
         )

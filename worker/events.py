@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 import numpy as np
@@ -41,6 +42,10 @@ class IncidentDraft:
     model_versions: dict[str, str]
     image: npt.NDArray[np.uint8] | None = None
     zone_points: npt.NDArray[np.int32] | None = None
+    review: Literal["alert", "detection"] = "alert"  # worker.alerting: a feed card, or recorded only
+    review_reason: str | None = None
+    object_count: int | None = None
+    track_ids: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,10 @@ class EventBuilder:
             worker_id=self._worker_id,
             seq=change.seq,
             analytics=change.analytics,
+            review=draft.review,
+            review_reason=draft.review_reason,
+            object_count=draft.object_count,
+            track_ids=draft.track_ids,
         )
         return Outgoing(INCIDENTS, incident, jpeg)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from core.config import CameraConfig, KuzetConfig
 from core.frame import Frame
+from core.health import CameraState
 from core.labels import Label
 from core.redact import redact_url
 from detectors.per_camera import CameraTuning, PerCameraDetector, tuning_from_config
@@ -40,11 +41,13 @@ from storage.manifests import evidence_upload_hook
 from storage.retention import install_retention
 from storage.snapshot_stores import open_snapshot_store
 from storage.snapshots import SnapshotStore
+from worker.alerting import gate_factory
 from worker.analysis import AnalysisSettings, CameraAnalysis
 from worker.analytics import AnalyticsStats
 from worker.camera_status import camera_status
 from worker.clips import ClipRecorder
 from worker.events import EventBuilder, Outgoing
+from worker.heartbeat import StatusHeartbeat
 from worker.outbox import OutboxGuard
 from worker.pipeline import Pipeline, PipelineStats
 from worker.plate_stage import PlateStage
@@ -74,6 +77,13 @@ class _Camera:
     config: CameraConfig
     runner: CameraRunner
     tuning: dict[str, CameraTuning | None] = field(default_factory=dict)  # per model: tiling, threshold, min box
+
+
+def bus_target(cfg: KuzetConfig) -> str:
+    """Where the outbox delivers, as an operator finds it in the configuration (named in relay warnings)."""
+    if cfg.bus.kind == "kafka":
+        return f"Kafka at {cfg.bus.kafka.bootstrap_servers} (setting bus.kafka.bootstrap_servers)"
+    return f"the local bus {cfg.bus.local_path} (setting bus.local_path)"
 
 
 class Worker:
@@ -110,7 +120,7 @@ class Worker:
         self.spool = Spool(cfg.bus.spool_path)
         self.outbox = OutboxGuard(self.spool)
         upload = evidence_upload_hook(self._store, self._source_of)  # artifact, then its chained manifest
-        self.relay = Relay(self.spool, self._publisher, before_publish=upload)
+        self.relay = Relay(self.spool, self._publisher, before_publish=upload, target=bus_target(cfg))
         self.analytics = AnalyticsStats()
         self._analysis_settings = AnalysisSettings(
             rules=cfg.rules, tracking=cfg.tracking, worker_id=self.worker_id, analytics=self.analytics
@@ -121,6 +131,7 @@ class Worker:
             self.clips = ClipRecorder(
                 cfg.evidence, clip_dir, self._spool_clip, store_kind=self._store.kind, bucket=self._store.bucket
             )
+        self._alert_gate = gate_factory(cfg.rules)
         self._detectors: dict[str, Detector] = {}
         self._pipeline = Pipeline(
             cfg.batch,
@@ -129,6 +140,8 @@ class Worker:
             self._emit,
             on_inferred=self._analysed,
         )
+        self._heartbeat: StatusHeartbeat | None = None
+        self.left_in_outbox = 0  # events still in the spool after stop (delivered by the next start)
         self._started = False
         self._stopped = False
         self._flushed = False
@@ -149,6 +162,7 @@ class Worker:
         self._started = True
         for camera in cameras:
             self.add_camera(camera)
+        self._heartbeat = StatusHeartbeat(self, self.cfg.worker.status_interval_s, self._publish_statuses).start()
         return self
 
     def stop(self, flush_timeout_s: float = 10.0) -> bool:
@@ -160,16 +174,25 @@ class Worker:
         if self._stopped:
             return self._flushed
         self._stopped = True
+        if self._heartbeat is not None:  # the board shows these cameras down at once, not stale later
+            self._heartbeat.stop()
+            self._publish_statuses(self._heartbeat.beat(state=CameraState.DOWN, reason="worker stopped"))
         for camera_id in list(self._cameras):
             self.remove_camera(camera_id)
         self._pipeline.stop()
         if self.clips is not None and self._started:
             self.clips.stop(flush_timeout_s)
         self.outbox.stop()  # waiting events into the spool first, so the flush below carries them
+        relay_stopped = True
         if self._started:
-            self._flushed = self.relay.flush(flush_timeout_s)
-            self.relay.stop()
-        self._publisher.close()
+            # A broker that is failing now will not take the backlog in the next seconds: stop promptly,
+            # the spool keeps every event for the next start.
+            failing = self.relay.stats().consecutive_failures > 0
+            self._flushed = self.relay.flush(min(flush_timeout_s, 1.0) if failing else flush_timeout_s)
+            relay_stopped = self.relay.stop(timeout_s=1.0 if failing else 10.0)
+        if relay_stopped:  # else the relay is blocked inside the publisher, which close() would wait for
+            self._publisher.close()
+        self.left_in_outbox = self.spool.depth()
         self.spool.close()
         return self._flushed
 
@@ -274,7 +297,7 @@ class Worker:
         self._model(model_name)  # loads the model on first use, so its version is known
         labels = {Label.parse(v) for v in self.cfg.model(model_name).labels.values()}
         version = self._detectors[model_name].version
-        return CameraAnalysis(camera, model_name, version, labels, self._analysis_settings)
+        return CameraAnalysis(camera, model_name, version, labels, self._analysis_settings, self._alert_gate(camera))
 
     def _model(self, model_name: str) -> None:
         if self._pipeline.has_model(model_name):
@@ -350,8 +373,13 @@ class Worker:
             self._on_incident(incident)
 
     def _status_changed(self, change: StatusChange) -> None:
-        status = camera_status(change, self.worker_id)
-        self.outbox.append(status.camera_id, to_record(status))
+        self._publish_statuses([camera_status(change, self.worker_id)])
+
+    def _publish_statuses(self, statuses: list[CameraStatus]) -> None:
+        """Status changes and heartbeats take the same path as incidents: the outbox first, then the bus."""
+        for s in statuses:
+            self.outbox.append(s.camera_id, to_record(s))  # False: held in its backlog, not lost
         self.relay.poke()
         if self._on_status is not None:
-            self._on_status(status)
+            for status in statuses:
+                self._on_status(status)

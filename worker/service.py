@@ -11,9 +11,10 @@ The journal (:class:`JsonJournal`) gets one JSON line per assignment event
 first analysed frame, with wall-clock times: failover and rebalance tests read
 it, and so can an operator reconstructing what moved where.
 
-Every ``status_interval_s`` each running camera's state goes out as a
-``CameraStatus`` heartbeat through the worker's outbox, so ``kuzet status``
-sees every camera without waiting for a change.
+Every ``worker.status_interval_s`` each running camera's state goes out as a
+``CameraStatus`` heartbeat (the worker's own :mod:`worker.heartbeat`, as for
+``kuzet worker``), so ``kuzet status`` sees every camera without waiting for a
+change.
 """
 
 from __future__ import annotations
@@ -23,24 +24,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from core.config import KuzetConfig
-from core.health import CameraState
 from core.redact import redact_text
 from event_bus.interfaces import OutRecord
-from event_bus.records import to_record
 from event_bus.transport import open_publisher
-from ingest.camera import StatusChange
 from worker.assignment import AssignmentSettings, CameraAssignment
-from worker.camera_status import camera_status
 from worker.http import HealthServer
 from worker.metrics import WorkerMetrics
 from worker.registry import CameraRegistry, RegistryError
-from worker.runtime import CameraHealth, Worker
+from worker.runtime import Worker
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +74,6 @@ def run_scale_worker(
     metrics_host: str,
     metrics_port: int,
     journal: JsonJournal,
-    status_interval_s: float = 30.0,
     session_timeout_ms: int = 8000,
 ) -> int:
     """The worker's life: metrics server, registry topic, models, group membership; returns the exit code.
@@ -127,7 +122,7 @@ def run_scale_worker(
     journal.write("models", details={"loaded": worker.models_loaded()})
     assignment.start()
     try:
-        _run_until_stopped(worker, stop, journal, sink, status_interval_s)
+        _run_until_stopped(worker, stop, journal)
     finally:
         assignment.stop()
         worker.stop(flush_timeout_s=10.0)
@@ -200,17 +195,9 @@ def _ensure_registry_topic(registry: CameraRegistry, stop: threading.Event) -> N
             stop.wait(2.0)
 
 
-def _run_until_stopped(
-    worker: Worker,
-    stop: threading.Event,
-    journal: JsonJournal,
-    sink: Callable[[Sequence[OutRecord]], None],
-    status_interval_s: float,
-) -> None:
-    """Journal each camera's first analysed frame and send heartbeats until ``stop`` is set."""
+def _run_until_stopped(worker: Worker, stop: threading.Event, journal: JsonJournal) -> None:
+    """Journal each camera's first analysed frame until ``stop`` is set."""
     reported_first: dict[str, float] = {}
-    frames_seen: dict[str, int] = {}
-    next_heartbeat = time.monotonic() + status_interval_s
     while not stop.wait(0.25):
         health = worker.camera_health()
         for cid, h in health.items():
@@ -220,35 +207,3 @@ def _run_until_stopped(
         for cid in list(reported_first):
             if cid not in health:
                 del reported_first[cid]
-        if time.monotonic() >= next_heartbeat:
-            next_heartbeat = time.monotonic() + status_interval_s
-            sink(heartbeats(worker, health, frames_seen, status_interval_s))
-
-
-def heartbeats(
-    worker: Worker, health: dict[str, CameraHealth], frames_seen: dict[str, int], interval_s: float
-) -> list[OutRecord]:
-    """A CameraStatus record per running camera, so `kuzet status` sees every camera's state without waiting for a
-    change. ``frames_seen`` carries each camera's analysed-frame count between calls (for the analysed fps)."""
-    stats = worker.camera_stats()
-    now = datetime.now(UTC)
-    out = []
-    for cid, h in health.items():
-        if h.state not in {s.value for s in CameraState}:
-            continue  # still starting: its first status event is on its way
-        s = stats.get(cid)
-        analysed = int(getattr(s, "frames_analysed", 0))
-        fps = max(0.0, (analysed - frames_seen.get(cid, analysed)) / interval_s)
-        frames_seen[cid] = analysed
-        change = StatusChange(
-            camera_id=cid,
-            state=CameraState(h.state),
-            reason=h.reason or "heartbeat",
-            input_fps=0.0,
-            analysed_fps=round(fps, 3),
-            last_frame_at=datetime.fromtimestamp(h.last_analysed_at, UTC) if h.last_analysed_at else None,
-            reconnects=int(getattr(s, "reconnects", 0)),
-            at=now,
-        )
-        out.append(to_record(camera_status(change, worker.worker_id)))
-    return out

@@ -34,6 +34,7 @@ IncidentType = Literal[
     "stopped_vehicle",
     "wrong_way",
     "speeding",
+    "camera_flooding",
 ]
 Severity = Literal["low", "medium", "high", "critical"]
 
@@ -63,6 +64,7 @@ def incident_filter(
     until: datetime | None,
     before: str | None,
     limit: int,
+    reviews: list[str] | None = None,
 ) -> IncidentFilter:
     patterns: list[str] = []
     for g in groups:
@@ -78,6 +80,7 @@ def incident_filter(
         until_ms=to_ms(until),
         before=cursor,
         limit=limit,
+        reviews=reviews or [],
     )
 
 
@@ -99,7 +102,7 @@ class IncidentPage(BaseModel):
 def list_incidents(
     request: Request,
     session: Annotated[Session, Depends(DISPATCH_API)],
-    type: Annotated[list[IncidentType], Query(max_length=7)] = [],  # noqa: B006 - FastAPI query lists
+    type: Annotated[list[IncidentType], Query(max_length=8)] = [],  # noqa: B006 - FastAPI query lists
     severity: Annotated[list[Severity], Query(max_length=4)] = [],  # noqa: B006
     status: Annotated[list[WorkflowStatus], Query(max_length=4)] = [],  # noqa: B006
     camera: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006
@@ -108,8 +111,9 @@ def list_incidents(
     until: datetime | None = None,
     before: Annotated[str | None, Query(max_length=80)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    review: Annotated[list[Literal["alert", "detection"]], Query(max_length=2)] = [],  # noqa: B006
 ) -> IncidentPage:
-    """Incidents newest first, filtered; page with `before`."""
+    """Incidents newest first, filtered (`review=alert`: what the feed shows; none: alerts and detections)."""
     ctx = ctx_of(request)
     rev = ctx.store.current_rev()
     flt = incident_filter(
@@ -123,6 +127,7 @@ def list_incidents(
         until=until,
         before=before,
         limit=limit,
+        reviews=list(review),
     )
     items = ctx.store.list_incidents(flt)
     return IncidentPage(

@@ -105,6 +105,7 @@ def home(session: Annotated[Session, Depends(ANY_PAGE)]) -> Response:
     return RedirectResponse("/plates" if session.user.role is Role.INVESTIGATOR else "/feed", status_code=303)
 
 
+@router.get("/docs")
 @router.get("/api-docs")
 def api_docs(request: Request, session: Annotated[Session, Depends(ANY_PAGE)]) -> Response:
     """A readable view of the OpenAPI document (rendered by our own JS; no CDN)."""

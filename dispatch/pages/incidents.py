@@ -28,6 +28,7 @@ def _boot(request: Request, session: Session) -> dict[str, Any]:
         "user": session.user.username,
         "role": session.user.role.value,
         "max_cards": ctx.settings.max_cards,
+        "fold_window_ms": int(ctx.settings.feed_group_window_s * 1000),
         "groups": ctx.settings.camera_groups,
         "types": INCIDENT_TYPES,
         "severities": SEVERITIES,

@@ -1,5 +1,7 @@
 /* Camera health board: one row per camera, updated live from camera-status events; sortable.
-   "Last frame" ticks every second for cameras that are not up (their last frame only gets older). */
+   "Last frame" ticks every second for cameras that are not up (their last frame only gets older).
+   Workers re-send every camera's status on a heartbeat; a camera with no status for two heartbeats
+   (stale_after_ms from the server) is shown "stale": its worker stopped or lost the bus. */
 "use strict";
 
 (() => {
@@ -8,18 +10,24 @@
   const emptyNote = document.getElementById("cam-empty");
   const cams = new Map();
   let skew = 0; // server clock - browser clock, ms
+  let staleAfter = 0; // ms without a status after which a camera is stale (0: never)
   let sortKey = "state";
   let sortDir = 1;
-  const STATE_ORDER = { down: 0, degraded: 1, up: 2 };
+  const STATE_ORDER = { down: 0, stale: 1, degraded: 2, up: 3 };
 
+  function shown(c) {
+    if (c.state !== "down" && staleAfter > 0 && Date.now() + skew - c.at_ms > staleAfter) return "stale";
+    return c.state;
+  }
   function age(c) {
-    if (c.state !== "down") return 0; // frames are flowing (degraded: too slowly)
+    const st = shown(c);
+    if (st === "up" || st === "degraded") return 0; // frames are flowing (degraded: too slowly)
     if (c.last_frame_at_ms === null || c.last_frame_at_ms === undefined) return Infinity;
     return (Date.now() + skew - c.last_frame_at_ms) / 1000;
   }
   function value(c, key) {
     if (key === "last_frame_age") return age(c);
-    if (key === "state") return STATE_ORDER[c.state] ?? 9;
+    if (key === "state") return STATE_ORDER[shown(c)] ?? 9;
     if (key === "groups") return (c.groups || []).join(",");
     return c[key];
   }
@@ -31,13 +39,15 @@
   }
 
   function row(c) {
-    const lastFrame = c.state !== "down" ? "live" : (c.last_frame_at_ms ? `${K.fmtAge(age(c))} ago` : "never");
-    return K.el("tr", { class: `state-${c.state}`, dataset: { camera: c.camera_id }, "data-testid": "camera-row" },
+    const st = shown(c);
+    const flowing = st === "up" || st === "degraded";
+    const lastFrame = flowing ? "live" : (c.last_frame_at_ms ? `${K.fmtAge(age(c))} ago` : "never");
+    return K.el("tr", { class: `state-${st}`, dataset: { camera: c.camera_id }, "data-testid": "camera-row" },
       K.el("td", { class: "mono" }, c.camera_id),
-      K.el("td", {}, K.el("span", { class: `pill pill-${c.state}`, "data-testid": "camera-state" }, c.state)),
+      K.el("td", {}, K.el("span", { class: `pill pill-${st}`, "data-testid": "camera-state" }, st)),
       K.el("td", { class: "age" }, lastFrame),
-      K.el("td", { class: "num" }, c.analysed_fps.toFixed(1)),
-      K.el("td", { class: "num" }, c.input_fps.toFixed(1)),
+      K.el("td", { class: "num" }, flowing ? c.analysed_fps.toFixed(1) : "—"),
+      K.el("td", { class: "num" }, flowing ? c.input_fps.toFixed(1) : "—"),
       K.el("td", { class: "num" }, String(c.reconnects)),
       K.el("td", { class: "mono" }, c.worker_id),
       K.el("td", {}, (c.groups || []).join(", ")),
@@ -49,9 +59,10 @@
     const list = [...cams.values()].sort(compare);
     body.replaceChildren(...list.map(row));
     emptyNote.hidden = list.length > 0;
-    const n = { up: 0, degraded: 0, down: 0 };
-    for (const c of list) n[c.state] = (n[c.state] || 0) + 1;
-    summary.textContent = `${list.length} cameras · ${n.up} up · ${n.degraded} degraded · ${n.down} down`;
+    const n = { up: 0, degraded: 0, stale: 0, down: 0 };
+    for (const c of list) n[shown(c)] = (n[shown(c)] || 0) + 1;
+    summary.textContent =
+      `${list.length} cameras · ${n.up} up · ${n.degraded} degraded · ${n.stale} stale · ${n.down} down`;
     for (const th of document.querySelectorAll("#cameras th")) {
       th.classList.toggle("sorted", th.dataset.key === sortKey);
       th.dataset.dir = th.dataset.key === sortKey ? (sortDir > 0 ? "asc" : "desc") : "";
@@ -68,6 +79,7 @@
   async function load() {
     const res = await K.api("GET", "/api/cameras");
     skew = res.server_now_ms - Date.now();
+    staleAfter = res.stale_after_ms || 0;
     cams.clear();
     for (const c of res.items) cams.set(c.camera_id, c);
     render();

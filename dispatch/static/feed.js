@@ -1,11 +1,15 @@
 /* Live feed page: cards keyed by incident id, updated in place; the DOM holds at most max_cards cards
    (older ones are paged out to the Incidents list), and updates are applied once per animation frame
-   so a burst of hundreds of events a second costs one layout, not hundreds. */
+   so a burst of hundreds of events a second costs one layout, not hundreds.
+   Only alerts are cards (detections stay in the Incidents list). Alerts of one camera, type and zone that
+   start within fold_window_ms of each other fold into one card: the newest one, with a count
+   (the same rule as dispatch/grouping.py, which serves /api/feed/cards). */
 "use strict";
 
 (() => {
   const boot = K.boot();
   const MAX_CARDS = boot.max_cards || 150;
+  const FOLD_MS = boot.fold_window_ms || 0;
   const MAX_KEPT = Math.max(1000, MAX_CARDS * 5); // incident states kept in memory for re-filtering
   const FLUSH_MS = 200;
   const root = document.getElementById("feed");
@@ -19,6 +23,8 @@
   };
   const incidents = new Map(); // id -> latest state
   const cards = new Map(); // id -> element in the DOM
+  const folds = new Map(); // camera|type|zone -> {ids: [newest first], last: started ms} of the open fold
+  const foldOf = new Map(); // incident id -> its fold
   let dirty = new Set();
   let frame = 0;
   let received = 0;
@@ -31,7 +37,30 @@
     const entry = groupPatterns.find(([n]) => n === group);
     return !!entry && entry[1].some((re) => re.test(cameraId));
   }
+  function groupKey(d) { return `${d.camera_id}|${d.type}|${d.zone || ""}`; }
+  function fold(d) {
+    // a new alert joins its camera's open fold when it starts within the window of the fold's newest
+    if (foldOf.has(d.incident_id) || (d.review || "alert") !== "alert") return;
+    const key = groupKey(d);
+    let f = folds.get(key);
+    if (!f || FOLD_MS <= 0 || Math.abs(d.started_at_ms - f.last) > FOLD_MS) {
+      f = { ids: [], last: d.started_at_ms };
+      folds.set(key, f);
+    }
+    const prev = f.ids[0];
+    f.ids.push(d.incident_id);
+    const startOf = (id) => (incidents.get(id) || { started_at_ms: 0 }).started_at_ms; // trimmed: oldest
+    f.ids.sort((a, b) => startOf(b) - startOf(a));
+    f.last = Math.max(f.last, d.started_at_ms);
+    foldOf.set(d.incident_id, f);
+    if (prev && prev !== f.ids[0]) dirty.add(prev); // the old card gives way to the newest
+  }
+  function folded(d) {
+    const f = foldOf.get(d.incident_id);
+    return !!f && f.ids[0] !== d.incident_id;
+  }
   function visible(d) {
+    if ((d.review || "alert") !== "alert" || folded(d)) return false;
     if (filters.type.value && d.type !== filters.type.value) return false;
     if (filters.severity.value && d.severity !== filters.severity.value) return false;
     if (filters.group.value && !inGroup(d.camera_id, filters.group.value)) return false;
@@ -61,15 +90,21 @@
     }
     actions.append(K.el("a", { href: `/incidents/${d.incident_id}`, class: "button" }, "Details"));
     const detection = d.detection_state === "end" ? "ended" : "ongoing";
+    const f = foldOf.get(d.incident_id);
+    const more = f && f.ids.length > 1 ? f.ids.length - 1 : 0;
+    card.dataset.groupCount = String(more + 1);
     card.replaceChildren(
       K.el("a", { href: `/incidents/${d.incident_id}`, class: "snap-link", tabindex: "-1" }, media),
       K.el("div", { class: "card-body" },
         K.el("div", { class: "card-head" },
           K.el("span", { class: `sev sev-${d.severity}` }, d.severity),
           K.el("span", { class: "type" }, K.label(d.type)),
-          K.el("span", { class: `status status-${d.status}`, "data-testid": "card-status" }, K.label(d.status))),
+          K.el("span", { class: `status status-${d.status}`, "data-testid": "card-status" }, K.label(d.status)),
+          more ? K.el("span", { class: "fold", "data-testid": "card-fold", title: "related alerts on this camera" },
+            `+${more}`) : ""),
         K.el("div", { class: "camera" }, d.camera_name || d.camera_id),
-        K.el("div", { class: "where muted" }, [d.location, d.zone ? `zone ${d.zone}` : ""].filter(Boolean).join(" · ") || "\u00a0"),
+        K.el("div", { class: "where muted" }, [d.location, d.zone ? `zone ${d.zone}` : "",
+          d.object_count ? `${d.object_count} inside` : ""].filter(Boolean).join(" · ") || "\u00a0"),
         d.analytics ? K.el("div", { class: "facts-line", "data-testid": "card-facts" }, K.facts(d.analytics).join(" · ")) : "",
         K.el("div", { class: "meta" },
           K.el("time", { title: K.fmtDateTime(d.started_at_ms) }, K.fmtTime(d.started_at_ms)),
@@ -146,14 +181,22 @@
     received += 1;
     d.rx_ms = Date.now(); // when this browser got it (latency diagnostics, benchmarks/console_load.py)
     incidents.set(d.incident_id, d);
+    fold(d);
     dirty.add(d.incident_id);
     // At most ~5 DOM updates a second: a burst of hundreds of events costs one layout, not hundreds.
     if (!frame) frame = setTimeout(() => requestAnimationFrame(flush), FLUSH_MS);
   }
 
+  function refold() {
+    folds.clear();
+    foldOf.clear();
+    for (const d of [...incidents.values()].sort((a, b) => a.started_at_ms - b.started_at_ms)) fold(d);
+  }
+
   function rebuild() {
     root.replaceChildren();
     cards.clear();
+    refold();
     const shown = [...incidents.values()].filter(visible).sort((a, b) => b.started_at_ms - a.started_at_ms || (a.incident_id < b.incident_id ? 1 : -1));
     for (const d of shown.slice(0, MAX_CARDS)) {
       const card = K.el("article", { class: "card", dataset: { id: d.incident_id }, "data-testid": "incident-card" });
@@ -165,7 +208,7 @@
   }
 
   async function load() {
-    const params = new URLSearchParams({ limit: String(MAX_CARDS) });
+    const params = new URLSearchParams({ limit: String(Math.min(500, MAX_KEPT)), review: "alert" });
     const page = await K.api("GET", `/api/incidents?${params}`);
     for (const d of page.items) {
       const known = incidents.get(d.incident_id);

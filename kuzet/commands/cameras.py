@@ -30,7 +30,9 @@ Bootstrap = Annotated[
         "--bootstrap",
         "-b",
         envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS",
-        help="Kafka bootstrap servers (default: $KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
+        show_envvar=False,  # a 35-character name cannot wrap in an 80-column help table; said in the text
+        help="Kafka bootstrap servers, host:port[,...] (default: the worker's environment variable, else "
+        "127.0.0.1:9092)",
     ),
 ]
 
@@ -109,7 +111,9 @@ def _detectors(detectors: str | None) -> list[str] | None:
 
 ZoneOpt = Annotated[
     list[str] | None,
-    typer.Option("--zone", help="NAME:x1,y1;x2,y2;x3,y3[:severity] in 0..1 frame coordinates (repeatable)"),
+    typer.Option(
+        "--zone", help="NAME:x1,y1;x2,y2;... [:severity], at least 3 points, 0..1 frame coordinates (repeatable)"
+    ),
 ]
 ZonesFileOpt = Annotated[Path | None, typer.Option("--zones-file", help="YAML/JSON list of zones")]
 

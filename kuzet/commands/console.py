@@ -30,7 +30,14 @@ tokens_app = typer.Typer(help="Bearer tokens for other systems calling the JSON 
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="console YAML (see dispatch/settings.py)")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="console YAML: database, bus, storage, host, port ... (see docs/console.md; env KUZET_CONSOLE_*)",
+    ),
+]
 
 
 def load_settings(path: Path | None, **overrides: Any) -> ConsoleSettings:
@@ -75,22 +82,43 @@ def serve(
         int, typer.Option(envvar="KUZET_METRICS_PORT", min=0, max=65535, help="/metrics /healthz /readyz; 0: off")
     ] = 9400,
     metrics_host: Annotated[str, typer.Option(help="address the metrics endpoints bind to")] = "127.0.0.1",
+    summary_minutes: Annotated[
+        float, typer.Option(min=0.0, max=1440.0, help="print a progress line every N minutes (0: only start/stop)")
+    ] = 5.0,
 ) -> None:
     """Serve the console until Ctrl-C; it consumes the incident and camera-status topics in its own group."""
+    import threading
+
     import uvicorn
 
     from core.logs import setup_logging
     from dispatch.app import create_app
     from kuzet.service_metrics import console_server
+    from kuzet.summaries import ConsoleSummary
 
     settings = load_settings(config, host=host, port=port)
     setup_logging("info")
     app = create_app(settings)
     # a port of its own, like every Kuzet process: probes answer even when the web app is saturated
     server = console_server(app.state.console, metrics_host, metrics_port) if metrics_port else None
+    web = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    )
+    summary = ConsoleSummary(app.state.console, summary_minutes * 60.0)
+    bus = f"Kafka at {settings.bus.kafka.bootstrap_servers}" if settings.bus.kind == "kafka" else "the local bus"
+
+    def announce() -> None:  # only once the socket is bound: "listening" must be true when printed
+        while not web.started and not web.should_exit:
+            threading.Event().wait(0.1)
+        if web.started:
+            where = f"http://{settings.host}:{settings.port}"
+            summary.started(where, settings.database, bus, f"{server.url}/metrics" if server else None)
+
+    threading.Thread(target=announce, name="console-announce", daemon=True).start()
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        web.run()
     finally:
+        summary.stopped()
         if server is not None:
             server.stop()
 
@@ -100,7 +128,7 @@ def users_add(
     username: Annotated[str, typer.Argument(help="login name: lower-case letters, digits, _ . -")],
     role: Annotated[Role, typer.Option(help="dispatcher, investigator or admin")],
     display_name: Annotated[str, typer.Option(help="name shown in the console")] = "",
-    password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
     generate: Annotated[bool, typer.Option(help="generate a password and print it once")] = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -119,7 +147,7 @@ def users_add(
 @users_app.command("passwd")
 def users_passwd(
     username: str,
-    password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
     generate: Annotated[bool, typer.Option(help="generate a password and print it once")] = False,
     config: ConfigOpt = None,
 ) -> None:

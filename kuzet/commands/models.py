@@ -73,17 +73,37 @@ def build_cmd(
 
 @app.command("list")
 def list_cmd(cache: CacheOpt = None, config: ConfigOpt = None) -> None:
-    """State of each manifest model in the cache: present / missing / sha-mismatch."""
+    """Each model's names (config name -> manifest id = cache file -> PyPI package) and its state in the cache."""
+    from core.config import ConfigError, load_config
+    from detectors.manifest import load_manifest
     from detectors.model_cache import cache_status
 
-    cache_dir = _cache_dir(cache, config)
-    table = Table(title=f"model cache {cache_dir}")
-    for col in ("model", "state", "version", "source", "file"):
-        table.add_column(col)
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    cache_dir = cache.expanduser() if cache is not None else cfg.model_cache.expanduser()
+    names: dict[str, list[str]] = {}
+    for m in cfg.models:
+        names.setdefault(m.manifest_id, []).append(m.name)
+    packages = {e.id: f"{e.source.package}=={e.source.version}" for e in load_manifest().models}
+    # Four short columns fit 80; the file is always <cache>/<id>.onnx, said once under the table.
+    table = Table(title=f"model cache {cache_dir}", title_justify="left")
+    table.add_column("config name", no_wrap=True)
+    table.add_column("manifest id", no_wrap=True)
+    table.add_column("state")
+    table.add_column("PyPI package", overflow="fold")
     colour = {"present": "green", "missing": "yellow", "sha-mismatch": "red"}
+    problems: list[str] = []
     for st in cache_status(cache_dir):
         state = f"[{colour[st.state]}]{st.state}[/{colour[st.state]}]"
         if st.detail and st.detail not in (st.state, "missing"):
-            state += f" ({st.detail})"
-        table.add_row(st.id, state, st.version, st.source, str(st.onnx))
+            problems.append(f"{st.id}: {st.detail}")
+        if st.source != "ok":
+            problems.append(f"{st.id}: source {st.source}")
+        table.add_row(", ".join(names.get(st.id, [])) or "-", st.id, state, packages.get(st.id, "?"))
     console.print(table)
+    console.print("config name: `models[].name` and camera `detectors`; file: <cache>/<manifest id>.onnx")
+    for line in problems:
+        console.print(f"  {line}", markup=False)

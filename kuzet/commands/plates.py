@@ -25,7 +25,7 @@ from core.clock import SystemClock
 from core.redact import redact_text
 from event_bus.interfaces import Publisher, Subscriber
 from kuzet.commands.identity import ConsoleDbOpt, NotAuthenticated, TokenOpt, authenticate
-from storage.plates.factory import PlateStores, default_url, open_stores
+from storage.plates.factory import PlateStores, is_postgres, open_stores, sqlite_path
 from storage.plates.query import QueryError, SearchMode, parse_query
 from storage.plates.search import Principal
 
@@ -43,7 +43,9 @@ def _audit_group() -> None:
 DbOpt = Annotated[
     str | None,
     typer.Option(
-        "--db", envvar="KUZET_PLATES_DB", help="postgresql://... or sqlite:///path (default var/plates.sqlite3)"
+        "--db",
+        envvar="KUZET_PLATES_DB",
+        help="plate database: postgresql://... or sqlite:///path (required; or set KUZET_PLATES_DB)",
     ),
 ]
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
@@ -71,15 +73,39 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _open(db: str | None, *, create: bool = False) -> PlateStores:
+    """The plate stores at ``--db``; no default, so a forgotten or mistyped database is an error, not a fresh
+    empty one that answers "0 hits" or "audit chain ok: 0 rows". Only commands that set a database up
+    (``migrate``, the indexer, the watcher) may create a missing SQLite file."""
+    if not db:
+        raise _fail("no plate database: pass --db postgresql://... or --db sqlite:///path, or set KUZET_PLATES_DB")
+    if not create and not is_postgres(db) and not sqlite_path(db).is_file():
+        raise _fail(
+            f"plate database {sqlite_path(db)} does not exist; check --db / KUZET_PLATES_DB "
+            "(`kuzet plates migrate --db ...` creates a new one)"
+        )
+    return open_stores(db)
+
+
 @app.command("search")
 def search_cmd(
-    text: Annotated[str, typer.Argument(help="plate (exact/fuzzy) or pattern (wildcard: * any run, ? one char)")],
+    text: Annotated[
+        str,
+        typer.Argument(metavar="PLATE", help="plate (exact/fuzzy) or pattern (wildcard: * any run, ? one char)"),
+    ],
     reason: Annotated[str | None, typer.Option("--reason", help="reason or case number (required, audited)")] = None,
     mode: Annotated[SearchMode, typer.Option(help="exact, wildcard or fuzzy")] = SearchMode.EXACT,
     since: Annotated[str | None, typer.Option(help="start: ISO time or age (7d); default until - 7 days")] = None,
     until: Annotated[str | None, typer.Option(help="end (exclusive): ISO time or age; default now")] = None,
     camera: Annotated[list[str] | None, typer.Option("--camera", help="only this camera (repeatable)")] = None,
-    distance: Annotated[float, typer.Option(help="fuzzy: weighted edit distance (OCR confusions cost 0.3)")] = 1.0,
+    distance: Annotated[
+        float,
+        typer.Option(
+            "--max-edits",
+            "--distance",
+            help="fuzzy: most edits (as the API's max_edits); OCR confusions such as O/0 count 0.3",
+        ),
+    ] = 1.0,
     limit: Annotated[int, typer.Option(min=1, help="hits per page")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="skip this many hits (next page)")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -93,8 +119,8 @@ def search_cmd(
     from storage.plates.store import StoreError
 
     now = SystemClock().now()
-    url = db or default_url()
-    stores = open_stores(url)
+    stores = _open(db)
+    url = str(db)
     try:
         principal = _principal(stores, url, token, console_db, "plate_search")
         query = parse_query(
@@ -148,7 +174,7 @@ def migrate_cmd(
     ahead: Annotated[int, typer.Option(min=0, max=60, help="day partitions to create ahead")] = 3,
 ) -> None:
     """Create tables, indexes, triggers and the coming days' partitions (idempotent)."""
-    stores = open_stores(db or default_url())
+    stores = _open(db, create=True)
     try:
         created = stores.history.ensure_partitions(SystemClock().now(), ahead)
     finally:
@@ -165,7 +191,7 @@ def retention_cmd(
 ) -> None:
     """Remove reads older than --days (PostgreSQL: drop whole day partitions; SQLite: delete)."""
     at = parse_time(now, SystemClock().now()) or SystemClock().now()
-    stores = open_stores(db or default_url())
+    stores = _open(db)
     try:
         report = stores.history.apply_retention(days, at)
         stores.history.ensure_partitions(at, ahead)
@@ -190,7 +216,12 @@ def _stop_event() -> threading.Event:
 def index_cmd(
     db: DbOpt = None,
     bus: Annotated[str, typer.Option(help="local (one box) or kafka")] = "local",
-    bootstrap: Annotated[str, typer.Option(envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
+    bootstrap: Annotated[
+        str,
+        typer.Option(
+            envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS", show_envvar=False, help="Kafka bootstrap, host:port[,...]"
+        ),
+    ] = "127.0.0.1:9092",
     local_path: Annotated[str, typer.Option(help="local bus file")] = "var/bus.sqlite3",
     batch_size: Annotated[int, typer.Option(min=1, max=50_000)] = 2000,
     metrics_port: Annotated[
@@ -204,7 +235,7 @@ def index_cmd(
     from services.plate_indexer import GROUP, IndexerStats, run_forever
 
     subscriber_factory, publisher = _bus(bus, bootstrap, local_path, GROUP, topics.PLATES)
-    stores = open_stores(db or default_url())
+    stores = _open(db, create=True)
     stop = _stop_event()
     stats = IndexerStats()
     server, on_step = indexer_server(stats, GROUP, metrics_host, metrics_port) if metrics_port else (None, None)
@@ -224,7 +255,12 @@ def index_cmd(
 def watch_cmd(
     db: DbOpt = None,
     bus: Annotated[str, typer.Option(help="local (one box) or kafka")] = "local",
-    bootstrap: Annotated[str, typer.Option(envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
+    bootstrap: Annotated[
+        str,
+        typer.Option(
+            envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS", show_envvar=False, help="Kafka bootstrap, host:port[,...]"
+        ),
+    ] = "127.0.0.1:9092",
     local_path: Annotated[str, typer.Option(help="local bus file")] = "var/bus.sqlite3",
 ) -> None:
     """Run the watchlist matcher on kuzet.plates.v1, publishing watchlist_hit incidents, until SIGTERM."""
@@ -233,7 +269,7 @@ def watch_cmd(
     from storage.watchlist import WatchlistMatcher
 
     subscriber_factory, publisher = _bus(bus, bootstrap, local_path, GROUP, topics.PLATES, latest=True)
-    stores = open_stores(db or default_url())
+    stores = _open(db, create=True)
     stop = _stop_event()
     try:
         run_forever(subscriber_factory, publisher, WatchlistMatcher(stores.watchlist), stop)
@@ -311,8 +347,8 @@ def watch_add(
     expires_at = now + (now - ago) if _RELATIVE.match(expires.strip()) else ago  # "30d" means 30 days ahead here
     if mode not in ("exact", "fuzzy") or severity not in ("low", "medium", "high", "critical"):
         raise _fail("mode must be exact|fuzzy and severity low|medium|high|critical")
-    url = db or default_url()
-    stores = open_stores(url)
+    stores = _open(db)
+    url = str(db)
     try:
         principal = _principal(stores, url, token, console_db, "watchlist_add")
         try:
@@ -346,7 +382,7 @@ def watch_list(
     db: DbOpt = None,
 ) -> None:
     """List watchlist entries (active ones unless --all)."""
-    stores = open_stores(db or default_url())
+    stores = _open(db)
     try:
         entries = stores.watchlist.entries(active_at=None if show_all else SystemClock().now())
     finally:
@@ -371,8 +407,8 @@ def watch_expire(
     db: DbOpt = None,
 ) -> None:
     """Expire an entry now (it stops matching at once; kept for the record)."""
-    url = db or default_url()
-    stores = open_stores(url)
+    stores = _open(db)
+    url = str(db)
     try:
         principal = _principal(stores, url, token, console_db, "watchlist_expire")
         ok = _changed(
@@ -399,8 +435,8 @@ def watch_remove(
     db: DbOpt = None,
 ) -> None:
     """Mark an entry removed (matchers drop it within their refresh interval, 5 s by default)."""
-    url = db or default_url()
-    stores = open_stores(url)
+    stores = _open(db)
+    url = str(db)
     try:
         principal = _principal(stores, url, token, console_db, "watchlist_remove")
         ok = _changed(
@@ -449,7 +485,7 @@ def audit_verify(
                 anchors.extend((a.seq, a.hash) for a in sink.anchors())
             except Exception as exc:
                 raise _fail(f"cannot read audit anchors from {sink.name}: {redact_text(str(exc))[:300]}", 4) from None
-    stores = open_stores(db or default_url())
+    stores = _open(db)
     try:
         report = verify(stores.audit, anchors=anchors)
     except AuditUnavailable as exc:

@@ -23,7 +23,9 @@ app = typer.Typer(
 )
 
 
-def _scale_config(cfg: KuzetConfig, bootstrap: str | None, worker_id: str | None) -> KuzetConfig:
+def _scale_config(
+    cfg: KuzetConfig, bootstrap: str | None, worker_id: str | None, status_interval_s: float | None = None
+) -> KuzetConfig:
     """The loaded config with the Kafka bus forced on (the registry needs it) and the CLI overrides applied."""
     kafka = cfg.bus.kafka
     if bootstrap:
@@ -31,12 +33,14 @@ def _scale_config(cfg: KuzetConfig, bootstrap: str | None, worker_id: str | None
     bus = BusConfig(**{**cfg.bus.model_dump(), "kind": "kafka", "kafka": kafka})
     worker = cfg.worker
     if worker_id:
-        worker = WorkerConfig(**{**cfg.worker.model_dump(), "id": worker_id})
+        worker = WorkerConfig(**{**worker.model_dump(), "id": worker_id})
+    if status_interval_s is not None:  # the worker itself sends the heartbeats (worker.heartbeat)
+        worker = WorkerConfig(**{**worker.model_dump(), "status_interval_s": status_interval_s})
     # cameras come from the registry, never from the file, in this mode
     return cfg.model_copy(update={"bus": bus, "worker": worker, "cameras": []})
 
 
-@app.callback(invoke_without_command=True)
+@app.command()
 def scale_worker(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="YAML configuration (models, bus, storage)")
@@ -49,15 +53,18 @@ def scale_worker(
     worker_id: Annotated[str | None, typer.Option(help="worker id (default: from the config)")] = None,
     journal: Annotated[Path | None, typer.Option(help="append assignment events as JSON lines to this file")] = None,
     status_interval: Annotated[
-        float, typer.Option(min=1.0, help="seconds between camera status heartbeats on kuzet.camera-status.v1")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            min=0.2, help="seconds between camera status heartbeats (default: status_interval_s of the worker, 30)"
+        ),
+    ] = None,
     session_timeout_ms: Annotated[int, typer.Option(min=3000, max=60000, help="group session timeout")] = 8000,
 ) -> None:
     """Run until SIGTERM / Ctrl-C: cameras stop before the worker leaves the group; the outbox is flushed."""
     from worker.service import JsonJournal, run_scale_worker
 
     try:
-        cfg = _scale_config(load_config(config), bootstrap, worker_id)
+        cfg = _scale_config(load_config(config), bootstrap, worker_id, status_interval)
     except (ConfigError, ValueError) as exc:
         typer.echo(f"configuration error\n{exc}", err=True)
         raise typer.Exit(2) from None
@@ -78,7 +85,6 @@ def scale_worker(
             metrics_host=metrics_host,
             metrics_port=metrics_port,
             journal=JsonJournal(sink, cfg.worker.id),
-            status_interval_s=status_interval,
             session_timeout_ms=session_timeout_ms,
         )
     finally:

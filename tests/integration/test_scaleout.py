@@ -268,7 +268,19 @@ def test_three_workers_split_cameras_evenly(cluster: Cluster) -> None:
 
 def test_status_command_shows_cameras_per_worker(cluster: Cluster) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "kuzet.commands.status", "--bootstrap", cluster.bootstrap, "--group", GROUP, "--json"],
+        # three workers share this machine's CPUs with the test: time is not the point here (--timeout 60)
+        [
+            sys.executable,
+            "-m",
+            "kuzet.commands.status",
+            "-b",
+            cluster.bootstrap,
+            "--group",
+            GROUP,
+            "--json",
+            "--timeout",
+            "60",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

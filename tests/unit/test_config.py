@@ -90,3 +90,59 @@ def test_cli_check_config_reports_every_problem_without_crashing(tmp_path: Path)
     assert "worker.colour: unknown key" in out and "cameras.0.url" in out and "cameras.0.id" in out
     assert "Traceback" not in out
     assert "topsecret" not in out
+
+
+def test_check_config_lists_key_typos_and_unknown_detector_together(tmp_path: Path) -> None:
+    from core.config_check import check_config_file
+
+    path = write(tmp_path, "worker:\n  colour: red\ncameras:\n  - {id: c1, url: rtsp://h/x, detectors: [persn]}\n")
+    problems = check_config_file(path).problems
+    assert any(p.startswith("worker.colour: unknown key") for p in problems)
+    assert any(p.startswith("cameras.0.detectors: camera c1 uses unknown detector(s) ['persn']") for p in problems)
+
+
+def test_check_config_resolves_secret_references_without_reading_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.config_check import check_config_file
+
+    monkeypatch.delenv("KUZET_S3_ACCESS_KEY", raising=False)
+    monkeypatch.setenv("KUZET_S3_SECRET_KEY", "s3-secret-value")
+    monkeypatch.delenv("KUZET_CAM_UNSET", raising=False)
+    cred = tmp_path / "cam.cred"
+    text = (
+        f"camera_policy: {{credential_refs: ['env:KUZET_CAM_*', 'file:{tmp_path}/*']}}\n"
+        "storage: {kind: s3}\ncameras:\n"
+        "  - {id: c1, url: rtsp://h/x, credentials: env:KUZET_CAM_UNSET}\n"
+        f"  - {{id: c2, url: rtsp://h/y, credentials: 'file:{cred}'}}\n"
+    )
+    path = write(tmp_path, text)
+    problems = check_config_file(path).problems
+    assert "storage.s3.access_key: secret env:KUZET_S3_ACCESS_KEY is not set in the environment" in problems
+    assert "cameras.0.credentials: secret env:KUZET_CAM_UNSET is not set in the environment" in problems
+    assert f"cameras.1.credentials: secret file {cred} does not exist or cannot be read" in problems
+    assert not any("KUZET_S3_SECRET_KEY" in p for p in problems)
+    cred.write_text("user:pw", encoding="utf-8")
+    monkeypatch.setenv("KUZET_S3_ACCESS_KEY", "x")
+    monkeypatch.setenv("KUZET_CAM_UNSET", "u:p")
+    assert check_config_file(path).ok
+    # a local setup does not need the S3 variables
+    monkeypatch.delenv("KUZET_S3_ACCESS_KEY")
+    assert check_config_file(write(tmp_path, "storage: {kind: local}\n")).ok
+
+
+def test_cli_check_config_fails_on_unset_secret(tmp_path: Path) -> None:
+    import os
+
+    path = write(tmp_path, "storage: {kind: s3}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUZET_S3_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kuzet.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    assert proc.returncode == 2, proc.stdout
+    assert "storage.s3.access_key: secret env:KUZET_S3_ACCESS_KEY is not set" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -530,6 +530,7 @@ def test_plate_cli_needs_a_real_user_and_takes_the_role_from_the_record(
     from kuzet.commands.plates import app as plates_app
 
     plates = f"sqlite:///{tmp_path / 'plates.sqlite3'}"
+    open_stores(plates).close()  # a search never creates its database (a mistyped --db is an error)
     monkeypatch.setenv("KUZET_CONSOLE_DB", str(db))
     monkeypatch.delenv("KUZET_API_TOKEN", raising=False)
     runner = CliRunner()

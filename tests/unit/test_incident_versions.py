@@ -36,7 +36,8 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def v1_doc(inc: Incident) -> dict[str, Any]:
     """What a v1 producer wrote: the same incident without the v2 fields."""
     doc = inc.model_dump(mode="json")
-    del doc["clip"], doc["watchlist"], doc["analytics"]
+    for v2_field in ("clip", "watchlist", "analytics", "review", "review_reason", "object_count", "track_ids"):
+        del doc[v2_field]
     return {**doc, "schema_version": 1}
 
 

@@ -175,7 +175,7 @@ def test_status_command_prints_cameras_per_worker(monkeypatch: Any) -> None:
         ],
         invalid_records=1,
     )
-    monkeypatch.setattr(status_cmd, "build_report", lambda *_a: report)
+    monkeypatch.setattr(status_cmd, "report_within", lambda *_a: report)
     out = CliRunner().invoke(status_cmd.app, []).output
     assert "w1" in out and "pending-capacity" in out and "3 camera(s): 1 pending-capacity, 1 unassigned, 1 up" in out
     doc = json.loads(CliRunner().invoke(status_cmd.app, ["--json"]).output)
