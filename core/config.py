@@ -325,6 +325,10 @@ class EvidenceConfig(Strict):
         default=16 * 1024 * 1024, ge=64 * 1024, le=1024**3, description="memory bound of one camera's ring buffer"
     )
     retention_days: int = Field(default=30, ge=1, le=3650, description="S3 lifecycle expiry of snapshots and clips")
+    live_host: str = Field(
+        default="127.0.0.1", description="address of the live-view endpoint (private: the console proxies)"
+    )
+    live_port: int | None = Field(default=None, ge=0, le=65535, description="live-view port; none: no live view")
 
 
 class WorkerConfig(Strict):

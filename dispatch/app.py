@@ -29,6 +29,7 @@ from dispatch.evidence import evidence_service
 from dispatch.evidence import router as evidence_router
 from dispatch.feed import FeedHub
 from dispatch.feed_cards import router as feed_cards_router
+from dispatch.live import router as live_router
 from dispatch.login_guard import LoginGuard, slots_for_budget
 from dispatch.plates import PlateService
 from dispatch.plates_adapter import anchored, open_plate_service
@@ -142,6 +143,7 @@ def create_app(
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(evidence_router, prefix=API_PREFIX)
     app.include_router(feed_cards_router, prefix=API_PREFIX)
+    app.include_router(live_router, prefix=API_PREFIX)
     app.include_router(pages.router)
     return app
 

@@ -13,7 +13,7 @@ import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.config import BusConfig, StorageConfig
@@ -82,6 +82,13 @@ class ConsoleSettings(BaseSettings):
         default=StorageConfig(), validation_alias=AliasChoices("storage", "KUZET_CONSOLE_STORAGE", "KUZET_STORAGE")
     )
     audit_anchors: AuditAnchorSettings = AuditAnchorSettings()
+    live_workers: dict[str, AnyHttpUrl] = Field(
+        default_factory=dict,
+        description=(
+            "worker id -> base URL of its live-view endpoint (evidence.live_port). The console streams a camera's "
+            "live view only from the URL configured here for the worker its status names, never from a request"
+        ),
+    )
     link_key: str | None = Field(
         default=None,
         pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$",

@@ -64,6 +64,8 @@ class PacketRing:
         self._gop_bytes: deque[int] = deque()
         self._bytes = 0
         self._evicted = 0
+        self._pushed = 0  # packets kept since creation: a live reader's position (see :meth:`after`)
+        self.generation = 0  # bumped by :meth:`reset`: a live reader of the old connection must stop
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -72,6 +74,7 @@ class PacketRing:
             self._gops.clear()
             self._gop_bytes.clear()
             self._bytes = 0
+            self.generation += 1
 
     def push(self, packet: RingPacket) -> None:
         """Append one packet; a packet before the first key frame is dropped (it could not start a clip)."""
@@ -85,6 +88,7 @@ class PacketRing:
             else:
                 return
             self._bytes += len(packet.data)
+            self._pushed += 1
             self._trim(packet.pts_s)
 
     def _trim(self, newest_s: float) -> None:
@@ -106,6 +110,20 @@ class PacketRing:
         """The packets held now, oldest first, starting at a key frame (empty when there is none)."""
         with self._lock:
             return [p for gop in self._gops for p in gop]
+
+    def after(self, position: int | None) -> tuple[int, list[RingPacket]]:
+        """Packets pushed after ``position`` (a value this method returned) and the new position: live view.
+
+        ``None`` (or a position the ring no longer holds) starts at the newest
+        key frame, so a live viewer gets a decodable stream with the least delay.
+        """
+        with self._lock:
+            held = sum(len(g) for g in self._gops)
+            first = self._pushed - held
+            if position is None or position < first:
+                return self._pushed, list(self._gops[-1]) if self._gops else []
+            flat = [p for gop in self._gops for p in gop]
+            return self._pushed, flat[position - first :]
 
     def stats(self) -> RingStats:
         with self._lock:

@@ -163,6 +163,11 @@ class CameraClips:
             self._recorder.finished(rec)
         self.ring.reset()
 
+    def live(self) -> tuple[PacketRing, CodecTemplate] | None:
+        """What a live viewer streams from (the ring and this connection's codec), None while not connected."""
+        with self._lock:
+            return None if self._template is None else (self.ring, self._template)
+
     # -- incidents (pipeline thread) ------------------------------------------------------------------------------
 
     def observe(self, incident: Incident) -> None:
@@ -379,6 +384,10 @@ class ClipRecorder:
             self._publish(part, last, "worker stopped while recording (crash or kill)", started, masks)
             n += 1
         return n
+
+    def camera(self, camera_id: str) -> CameraClips | None:
+        """The tap of a running camera (live view), None when this worker does not run it."""
+        return self._cameras.get(camera_id)
 
     def ring_stats(self) -> dict[str, RingStats]:
         return {cid: c.ring.stats() for cid, c in list(self._cameras.items())}

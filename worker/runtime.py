@@ -48,6 +48,7 @@ from worker.camera_status import camera_status
 from worker.clips import ClipRecorder
 from worker.events import EventBuilder, Outgoing
 from worker.heartbeat import StatusHeartbeat
+from worker.live import LiveServer
 from worker.outbox import OutboxGuard
 from worker.pipeline import Pipeline, PipelineStats
 from worker.plate_stage import PlateStage
@@ -126,6 +127,7 @@ class Worker:
             rules=cfg.rules, tracking=cfg.tracking, worker_id=self.worker_id, analytics=self.analytics
         )
         self.clips: ClipRecorder | None = None
+        self.live: LiveServer | None = None  # live view from the clip rings (evidence.live_port)
         if cfg.evidence.clips:
             clip_dir = cfg.bus.spool_path.parent / "clips"
             self.clips = ClipRecorder(
@@ -159,6 +161,9 @@ class Worker:
         self.outbox.start()
         if self.clips is not None:
             self.clips.start()  # salvages clips a killed predecessor left behind
+            if self.cfg.evidence.live_port is not None:
+                self.live = LiveServer(self.clips.camera, host=self.cfg.evidence.live_host,
+                                       port=self.cfg.evidence.live_port).start()  # fmt: skip
         self._started = True
         for camera in cameras:
             self.add_camera(camera)
@@ -182,6 +187,8 @@ class Worker:
         self._pipeline.stop()
         if self.clips is not None and self._started:
             self.clips.stop(flush_timeout_s)
+        if self.live is not None:
+            self.live.stop()
         self.outbox.stop()  # waiting events into the spool first, so the flush below carries them
         relay_stopped = True
         if self._started:

@@ -16,7 +16,8 @@ so two dozen streams cost little CPU (parse + payload only).
 
 Control API (HTTP, JSON, loopback only):
   GET    /health                    -> {"ok": true, "streams": N}
-  GET    /streams                   -> [{name, path, fps, stalled, clients, pushed}]
+  GET    /streams                   -> [{name, path, fps, stalled, clients, pushed, frame, frames}]
+                                       (frame: index in the file of the unit sent last, of `frames`)
   POST   /streams {"name", "path", "fps"?}  -> {"name", "url"}
   DELETE /streams/<name>
   POST   /streams/<name>/stall      -> stop sending, keep connections open
@@ -205,6 +206,7 @@ class Stream:
         self.appsrcs: dict[Any, bool] = {}  # appsrc -> waiting for a key frame
         self.stalled = False
         self.pushed = 0
+        self.frame = -1  # index in the file of the access unit sent last: the source clock for latency tests
         self.stop_event = threading.Event()
         self.factory = GstRtspServer.RTSPMediaFactory()
         caps = f"video/x-h264,stream-format=byte-stream,alignment=au,framerate={fps.numerator}/{fps.denominator}"
@@ -241,6 +243,7 @@ class Stream:
             elif delay < -1.0:
                 next_t = time.monotonic()  # fell far behind (machine busy): don't burst
             data, key = self.units[index]
+            sent_index = index
             index = (index + 1) % len(self.units)
             with self.lock:
                 if self.stalled:
@@ -256,6 +259,7 @@ class Stream:
                 src.emit("push-buffer", buf)
             if targets:
                 self.pushed += 1
+                self.frame = sent_index
 
     def close(self) -> None:
         self.stop_event.set()
@@ -272,6 +276,8 @@ class Stream:
             "stalled": self.stalled,
             "clients": len(self.appsrcs),
             "pushed": self.pushed,
+            "frame": self.frame,
+            "frames": len(self.units),
             "frames_in_loop": len(self.units),
         }
 

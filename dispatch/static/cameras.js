@@ -52,8 +52,24 @@
       K.el("td", { class: "mono" }, c.worker_id),
       K.el("td", {}, (c.groups || []).join(", ")),
       K.el("td", { class: "reason" }, c.reason),
-      K.el("td", {}, K.el("time", { title: K.fmtDateTime(c.at_ms) }, K.fmtTime(c.at_ms))));
+      K.el("td", {}, K.el("time", { title: K.fmtDateTime(c.at_ms) }, K.fmtTime(c.at_ms))),
+      K.el("td", {}, K.el("button", { type: "button", class: "live-open", dataset: { camera: c.camera_id },
+        "data-testid": "live-open" }, "Live")));
   }
+
+  // live view: one camera at a time, only when asked for (the server audits every view)
+  const livePanel = document.getElementById("live");
+  const liveError = document.getElementById("live-error");
+  body.addEventListener("click", (e) => {
+    const button = e.target.closest("button.live-open");
+    if (!button) return;
+    livePanel.hidden = false;
+    liveError.hidden = true;
+    document.getElementById("live-title").textContent = `Live: ${button.dataset.camera}`;
+    KLive.open(document.getElementById("live-video"), button.dataset.camera, "")
+      .catch((err) => { liveError.textContent = err.message; liveError.hidden = false; });
+  });
+  document.getElementById("live-stop").addEventListener("click", () => { KLive.stop(); livePanel.hidden = true; });
 
   function render() {
     const list = [...cams.values()].sort(compare);

@@ -50,6 +50,21 @@
   document.getElementById("ev-play").addEventListener("click", () => play("masked"));
   document.getElementById("ev-play-original").addEventListener("click", () => play("original"));
 
+  const liveButton = document.getElementById("ev-live");
+  liveButton.addEventListener("click", () => {
+    showError("");
+    if (liveButton.dataset.on) {
+      KLive.stop();
+      delete liveButton.dataset.on;
+      liveButton.textContent = "Live view";
+      return;
+    }
+    liveButton.dataset.on = "1";
+    liveButton.textContent = "Stop live view";
+    KLive.open(document.getElementById("live-video"), liveButton.dataset.camera, id)
+      .catch((err) => showError(err.message));
+  });
+
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     showError("");

@@ -1,0 +1,94 @@
+"""The worker's live-view endpoint: ``GET /live/<camera id>[?masked=1]`` streams fragmented MP4 from the ring.
+
+Why a server of its own (stdlib ``ThreadingHTTPServer``, a thread per viewer)
+rather than the health server: a live stream holds its connection open for
+minutes, and probes must never queue behind one. It listens on loopback (or
+the worker's private network) only and does no authentication: the console
+is what viewers reach, and it checks the role, writes the audit record, and
+proxies from the address the operator configured for this worker. A viewer
+the console proxies with ``masked=1`` gets the camera's privacy masks burned
+in (a re-encode); without it the packets pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from core.config import CAMERA_ID_PATTERN
+from ingest.live_stream import live_fmp4, mime_type
+from worker.clips import CameraClips
+
+log = logging.getLogger(__name__)
+
+CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
+CameraLookup = Callable[[str], CameraClips | None]
+
+
+class LiveServer:
+    """Serves live views of this worker's cameras on ``host:port`` (0 picks a free port) from daemon threads."""
+
+    def __init__(self, cameras: CameraLookup, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._cameras = cameras
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server._serve(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("live %s", format % args)
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{host}:{port}"
+
+    def start(self) -> LiveServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="live-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _serve(self, req: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(req.path)
+        camera_id = parts.path.removeprefix("/live/")
+        if not parts.path.startswith("/live/") or not CAMERA_ID_RE.fullmatch(camera_id):
+            req.send_error(HTTPStatus.NOT_FOUND, "no such stream")
+            return
+        cam = self._cameras(camera_id)
+        source = cam.live() if cam is not None else None
+        if cam is None or source is None:
+            req.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "camera not running or not connected on this worker")
+            return
+        ring, template = source
+        masked = parse_qs(parts.query).get("masked") == ["1"]
+        masks = cam.masks if masked else []
+        req.send_response(HTTPStatus.OK)
+        req.send_header("Content-Type", 'video/mp4; codecs="avc1.42e01e"' if masks else mime_type(template))
+        req.send_header("Cache-Control", "no-store")
+        req.send_header("Transfer-Encoding", "chunked")
+        req.end_headers()
+        try:
+            for chunk in live_fmp4(ring, template, masks):
+                req.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                req.wfile.flush()
+            req.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("live viewer of camera %s left", camera_id)
