@@ -145,7 +145,7 @@ class _MaskingEncoder:
         self.stream = out.add_stream("libx264", rate=25)
         self.stream.width, self.stream.height = int(ctx.width), int(ctx.height)
         self.stream.pix_fmt = "yuv420p"
-        self.stream.time_base = Fraction(1, 1000)
+        self.stream.codec_context.time_base = Fraction(1, 1000)  # frame times in ms: camera jitter stays distinct
         self.stream.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline", "g": "25"}
         self._t0: float | None = None
         self._last_ms = -1

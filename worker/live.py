@@ -67,6 +67,7 @@ class LiveServer:
         self._httpd.server_close()
 
     def _serve(self, req: BaseHTTPRequestHandler) -> None:
+        req.close_connection = True  # one stream per connection: no waiting for a next request after it
         parts = urlsplit(req.path)
         camera_id = parts.path.removeprefix("/live/")
         if not parts.path.startswith("/live/") or not CAMERA_ID_RE.fullmatch(camera_id):

@@ -21,6 +21,10 @@ import numpy as np
 import pytest
 
 from core.config import CameraConfig
+from dispatch.testing import make_incident
+from event_bus import topics
+from event_bus.interfaces import OutRecord
+from event_bus.local_bus import LocalBusPublisher
 from tests.browser.conftest import make_console
 from tests.integration.worker_support import worker_config
 from worker.runtime import Worker
@@ -32,6 +36,20 @@ SECONDS = 40
 BITS = 12
 W, H = 640, 360
 ARTIFACT = Path("artifacts/benchmarks/live_view_latency.json")
+MASK = [(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)]  # bottom-right quarter (the barcode stays visible)
+
+# mean and max of the green channel in the masked quarter of the picture the browser shows
+READ_MASKED_QUARTER = f"""() => {{
+  const v = document.getElementById('live-video');
+  const c = document.createElement('canvas');
+  c.width = {W}; c.height = {H};
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0, {W}, {H});
+  const px = g.getImageData({W // 2 + 8}, {H // 2 + 8}, {W // 2 - 16}, {H // 2 - 16}).data;
+  let sum = 0, max = 0;
+  for (let i = 1; i < px.length; i += 4) {{ sum += px[i]; max = Math.max(max, px[i]); }}
+  return [sum / (px.length / 4), max];
+}}"""
 
 READ_FRAME = f"""() => {{
   const v = document.getElementById('live-video');
@@ -75,16 +93,19 @@ def test_live_view_plays_and_its_latency_is_measured(browser: Any, rtsp_server: 
     clip = clock_clip(tmp_path / "clock.mp4")
     cam_id = f"live-{int(time.time()) % 100000}"
     rtsp_server.add_stream(cam_id, clip)
-    cam = CameraConfig(id=cam_id, url=rtsp_server.url(cam_id), analysis_fps=1.0, detectors=["person"])
+    cam = CameraConfig(id=cam_id, url=rtsp_server.url(cam_id), analysis_fps=1.0, detectors=["person"],
+                       privacy_masks=[{"polygon": MASK}])  # fmt: skip
     cfg = worker_config(tmp_path / "worker", [cam], worker_id="worker-live")
     cfg = cfg.model_copy(update={"evidence": cfg.evidence.model_copy(update={"live_port": 0})})
     worker = Worker(cfg).start()
     console = None
+    pages: list[Any] = []
     try:
         assert worker.live is not None
         console = make_console(tmp_path / "console", bus={"kind": "local", "local_path": cfg.bus.local_path},
                                live_workers={"worker-live": worker.live.url})  # fmt: skip
         page = console.login(browser, "admin")
+        pages.append(page)
         page.goto(f"{console.url}/cameras")
         page.click(f'tr[data-camera="{cam_id}"] button.live-open', timeout=90_000)
         page.wait_for_function("() => { const v = document.getElementById('live-video'); return v.readyState >= 3; }",
@@ -117,9 +138,38 @@ def test_live_view_plays_and_its_latency_is_measured(browser: Any, rtsp_server: 
         ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
         ARTIFACT.write_text(json.dumps(result, indent=2))
         assert result["max_s"] < SECONDS / 2, "the barcode clock reads consistently (no wrap-around confusion)"
-        entries = [e for e in console.app.state.console.extra["evidence"].audit.entries() if e.action == "live_view"]
-        assert entries and json.loads(entries[-1].details)["camera_id"] == cam_id  # the view was audited
+        mean, _ = page.evaluate(READ_MASKED_QUARTER)
+        assert mean > 40, "an admin sees the camera's own picture (no masks)"
+
+        # a dispatcher opens the live view from an incident of that camera: the privacy mask is burned in
+        incident = make_incident(camera_id=cam_id)
+        publisher = LocalBusPublisher(cfg.bus.local_path)
+        publisher.publish([OutRecord(topics.INCIDENTS, cam_id, incident.model_dump_json().encode())])
+        publisher.close()
+        d = console.login(browser, "dispatcher")
+        pages.append(d)
+        d.goto(f"{console.url}/incidents/{incident.incident_id}")
+        d.click("#ev-live", timeout=60_000)
+        d.wait_for_function("() => { const v = document.getElementById('live-video'); return v.readyState >= 3; }",
+                            timeout=60_000)  # fmt: skip
+        t1 = float(d.evaluate("() => document.getElementById('live-video').currentTime"))
+        d.wait_for_function(f"() => document.getElementById('live-video').currentTime > {t1} + 1.0", timeout=60_000)
+        masked_mean, masked_max = d.evaluate(READ_MASKED_QUARTER)
+        assert masked_max <= 24, "the masked quarter is black in the dispatcher's live view"
+        print(json.dumps({"admin_quarter_mean": mean, "dispatcher_quarter_mean": masked_mean,
+                          "dispatcher_quarter_max": masked_max}))  # fmt: skip
+
+        entries = [
+            json.loads(e.details) | {"role": e.role}
+            for e in console.app.state.console.extra["evidence"].audit.entries()
+            if e.action == "live_view"
+        ]
+        assert {"camera_id": cam_id, "variant": "original", "incident_id": "", "role": "admin"} in entries
+        assert {"camera_id": cam_id, "variant": "masked", "incident_id": str(incident.incident_id),
+                "role": "dispatcher"} in entries  # fmt: skip
     finally:
+        for p in pages:  # viewers leave before the console stops
+            p.context.close()
         if console is not None:
             console.served.stop()
             console.store.close()

@@ -63,7 +63,7 @@ def client_for(app: Any, role: str | None) -> tuple[TestClient, str]:
 
 def concrete(path: str) -> str:
     values = {"incident_id": str(uuid.uuid4()), "name": "console.css", "token": "x.y", "entry_id": str(uuid.uuid4()),
-              "what": "expire"}  # fmt: skip
+              "what": "expire", "camera_id": "cam-1"}  # fmt: skip
     return re.sub(r"{(\w+)}", lambda m: values[m.group(1)], path)
 
 
@@ -109,6 +109,8 @@ EVIDENCE_ROUTES = {
     "/api/clips/{token}": {Role.DISPATCHER, Role.INVESTIGATOR, Role.ADMIN},
     "/api/incidents/{incident_id}/bundle": {Role.INVESTIGATOR, Role.ADMIN},
     "/api/incidents/{incident_id}/hold": {Role.INVESTIGATOR, Role.ADMIN},
+    "/api/cameras/{camera_id}/live": {Role.DISPATCHER, Role.INVESTIGATOR, Role.ADMIN},
+    "/api/live/{token}": {Role.DISPATCHER, Role.INVESTIGATOR, Role.ADMIN},
 }
 
 
