@@ -226,8 +226,12 @@ def test_investigator_finds_plate_with_snapshot_and_exports_csv(
     assert {r["plate"] for r in rows_csv} == {"123ABC02", "123ABCO2"}
     assert dl.value.suggested_filename.endswith(".csv")
     audit = plate_console.app.state.console.plates.stores.audit
-    searches = [e for e in audit.entries() if e.action == "plate_search" and e.actor == "investigator"]
-    assert len(searches) == 2 and all(e.reason.startswith("case 2025-0142") for e in searches)
+    # the search and the CSV download are two audit records, told apart by their action
+    mine = [e for e in audit.entries() if e.actor == "investigator"]
+    searches = [e for e in mine if e.action == "plate_search"]
+    exports = [e for e in mine if e.action == "plate_export"]
+    assert len(searches) == 1 and len(exports) == 1
+    assert all(e.reason.startswith("case 2025-0142") for e in searches + exports)
     page.context.close()
 
 
