@@ -211,14 +211,23 @@ def test_every_compose_service_starts_as_written(name: str, rewriter: Rewriter, 
             target.write_text(rewriter.text((COMPOSE.parent / src).read_text()))
     env = {k: rewriter.text(_compose_env(str(v), dotenv)) for k, v in svc.get("environment", {}).items()}
     env |= {k: v for k, v in dotenv.items() if k.startswith("KUZET_CAM_")}
-    cmd = [str(a) for a in svc["command"]]
-    argv = [KUZET if cmd[0] == "kuzet" else cmd[0]]
-    it = iter(cmd[1:])
-    for a in it:
-        if a in ("--port", "--metrics-port"):
-            argv += [a, rewriter.port(next(it))]
-        else:
-            argv.append(rewriter.arg(a))
+    # compose writes a literal $ as $$ (the shell in the container then expands it)
+    cmd = [str(a).replace("$$", "$") for a in svc["command"]]
+    entrypoint = [str(a) for a in svc.get("entrypoint", [])]
+    if entrypoint:
+        # Shell form: the entrypoint (a shell) runs the command string; `kuzet` is found on PATH as in the
+        # image, here this venv's entry point. Docker sets HOSTNAME to the container's name.
+        argv = [*entrypoint, *(rewriter.text(a) for a in cmd)]
+        env["PATH"] = f"{Path(KUZET).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env["HOSTNAME"] = f"kuzet-{name.removeprefix('compose:')}-1"
+    else:
+        argv = [KUZET if cmd[0] == "kuzet" else cmd[0]]
+        it = iter(cmd[1:])
+        for a in it:
+            if a in ("--port", "--metrics-port"):
+                argv += [a, rewriter.port(next(it))]
+            else:
+                argv.append(rewriter.arg(a))
     url = None
     if cmd[1:3] == ["console", "serve"]:
         port = rewriter.port("8080")
