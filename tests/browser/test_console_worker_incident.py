@@ -1,10 +1,18 @@
 """An incident made by a real worker (RTSP stream, person model, zone rule) reaches the open console over Kafka
-within 2 s, and the dispatchers' workflow on it is shared between two browsers and survives a reload."""
+within 2 s, and the dispatchers' workflow on it is shared between two browsers and survives a reload.
+
+The clip's walkers raise several person_in_zone alerts on one camera and zone within seconds; with the
+console's default feed_group_window_s they fold into one card showing the newest (dispatch/grouping.py), so
+the first incident's own card gives way at once. This test is about one incident's latency and workflow,
+so its console runs with folding off: every alert keeps its own card (folding: tests/unit/test_feed_grouping.py).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +20,7 @@ import pytest
 
 from core.config import CameraConfig
 from event_bus.events import Incident, IncidentState
-from tests.browser.conftest import Console
+from tests.browser.conftest import Console, _wait_for_assignment, make_console
 from tests.browser.test_console_browser import card, card_status, open_feed, wait_status
 from tests.integration.worker_support import ROAD, worker_config
 from worker.runtime import Worker
@@ -20,18 +28,39 @@ from worker.runtime import Worker
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
+@pytest.fixture
+def unfolded_console(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Console]:
+    """The Kafka console of conftest.kafka_console, with one feed card per alert (no folding)."""
+    from event_bus.kafka_admin import ensure_topics
+
+    ensure_topics(kafka_bootstrap)
+    console = make_console(
+        tmp_path,
+        bus={"kind": "kafka", "kafka": {"bootstrap_servers": kafka_bootstrap}},
+        consumer_group=f"kuzet-console-test-{uuid.uuid4().hex[:8]}",
+        from_beginning=True,
+        feed_group_window_s=0.0,
+    )
+    _wait_for_assignment(console)
+    yield console
+    console.served.stop()
+    console.store.close()
+
+
 def test_worker_incident_appears_within_2s_and_workflow_is_shared(
-    browser: Any, kafka_console: Console, kafka_bootstrap: str, rtsp_server: Any, vtest_h264: Path, tmp_path: Path
+    browser: Any, unfolded_console: Console, kafka_bootstrap: str, rtsp_server: Any, vtest_h264: Path, tmp_path: Path
 ) -> None:
     cam_id = f"feed-{int(time.time()) % 100000}"
     rtsp_server.add_stream(cam_id, vtest_h264)
     cam = CameraConfig(id=cam_id, url=rtsp_server.url(cam_id), analysis_fps=5.0, detectors=["person"], zones=[ROAD])
     cfg = worker_config(tmp_path / "worker", [cam], kafka=kafka_bootstrap, worker_id="worker-feed")
     # the worker writes snapshots where the console serves them from (one box, local store)
-    cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"local_dir": kafka_console.snapshots.root})})
+    cfg = cfg.model_copy(
+        update={"storage": cfg.storage.model_copy(update={"local_dir": unfolded_console.snapshots.root})}
+    )
 
-    a = kafka_console.login(browser, "dispatcher")
-    b = kafka_console.login(browser, "dispatcher", user="dispatcher2")
+    a = unfolded_console.login(browser, "dispatcher")
+    b = unfolded_console.login(browser, "dispatcher", user="dispatcher2")
     open_feed(a)
     open_feed(b)
     first: list[tuple[Incident, float]] = []
