@@ -58,10 +58,15 @@ def test_bad_streams_are_marked_down_and_the_good_one_keeps_running(
         good_before = worker.camera_stats()["cam-good"].frames_analysed
         time.sleep(3)
         good_after = worker.camera_stats()["cam-good"].frames_analysed
+        running = len(statuses)
     finally:
         worker.stop()
         logging.getLogger().handlers.clear()
 
+    # A clean stop reports every camera down with "worker stopped"; the reasons to check came before it.
+    stopped = {s.camera_id for s in statuses[running:] if s.reason == "worker stopped"}
+    assert stopped == {"cam-good", "cam-unreachable", "cam-notvideo", "cam-corrupt"}, statuses[running:]
+    statuses = statuses[:running]
     by_camera = {s.camera_id: s for s in statuses}
     assert by_camera["cam-unreachable"].state is CameraState.DOWN
     assert "refused" in by_camera["cam-unreachable"].reason or "cannot open" in by_camera["cam-unreachable"].reason
