@@ -338,9 +338,11 @@ def test_metrics_endpoint_of_a_running_worker(cluster: Cluster) -> None:
     assert lag.get("kuzet.cameras.v1") == 0
     # Per camera: state and last-frame age always; drop counters (kuzet_stage_dropped, one per stage) only
     # for a camera that lost frames in that stage, so a loaded box may add some, bounded by the stages.
-    per_camera = sum(
-        1 for n, ss in samples.items() for s in ss if "camera" in s.labels and n != "kuzet_stage_dropped_total"
-    )
+    # Per zone: its occupancy (issue 15); each camera here has one zone, the road.
+    occupancy = samples.get("kuzet_zone_occupancy", [])
+    assert {(s.labels["camera"], s.labels["zone"]) for s in occupancy} <= {(c, "road") for c in w.running()}
+    sparse_or_per_zone = ("kuzet_stage_dropped_total", "kuzet_zone_occupancy")
+    per_camera = sum(1 for n, ss in samples.items() for s in ss if "camera" in s.labels and n not in sparse_or_per_zone)
     drop_series = samples.get("kuzet_stage_dropped_total", [])
     stages = {s.labels["stage"] for s in drop_series}
     assert all(s.value > 0 for s in drop_series)
