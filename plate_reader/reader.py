@@ -170,6 +170,10 @@ class PlateReader:
         plates = self._plate_boxes(frame, detections)
         vehicles = detections[np.isin(detections.class_id, [int(v) for v in VEHICLES])]
         keys, vboxes = self._assign(plates, vehicles, t)
+        # Tracks unseen for end_after_s are forgotten here, with the assignment, not in finish(): the plate
+        # stage prepares a whole round of frames before finishing any, and a stale track (the last car's
+        # final box where the next car drives through) must not take over a later frame's plate.
+        self._plate_tracks = {k: v for k, v in self._plate_tracks.items() if t - v[1] <= self.cfg.end_after_s}
         crops = self.ocr.crop_jobs(frame.image, plates.xyxy) if len(plates) else []
         tracks = [int(v) for v in vehicles.tracker_id] if vehicles.tracker_id is not None else []
         return PlateJob(frame, t, plates, keys, vboxes, tracks, crops)
@@ -208,7 +212,6 @@ class PlateReader:
             if t - p.last_t > self.cfg.end_after_s or t - p.first_t > self.cfg.max_pass_s:
                 out += self._emit(p)
                 del self._passes[key]
-        self._plate_tracks = {k: v for k, v in self._plate_tracks.items() if t - v[1] <= self.cfg.end_after_s}
         return out
 
     def close(self) -> list[PlatePass]:

@@ -27,10 +27,10 @@ from plate_reader.ocr import OcrRead
 from plate_reader.pipeline import PlateOcr
 from plate_reader.reader import PlateReader, PlateReaderConfig
 from storage.local_store import LocalSnapshotStore
-from worker.analysis import AnalysisSettings, CameraAnalysis
+from worker.analysis import AnalysisSettings, CameraAnalysis, PlateWork
 from worker.events import EventBuilder, Outgoing
 from worker.pipeline import Pipeline
-from worker.plate_stage import PlateStage
+from worker.plate_stage import PlateStage, PlateTask
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 W, H = 160, 120
@@ -184,3 +184,32 @@ def test_slow_ocr_and_disk_never_slow_inference_and_lose_or_reorder_nothing(tmp_
     # the inference stage kept its batch rate (within 10 %) although OCR took 250 ms a crop and writes 100 ms
     assert slow_person >= 0.9 * fast_person, (slow_person, fast_person)
     assert slow_plate >= 0.9 * fast_plate, (slow_plate, fast_plate)
+
+
+def test_a_round_of_many_frames_reads_each_pass_once_as_frame_by_frame_does() -> None:
+    """A backlogged plate stage prepares a whole round before finishing any frame: a stale plate track (the
+    last car's final box, right where the next car drives through) must not take over the next car's plate."""
+
+    def passes(round_size: int) -> list[tuple[str, int]]:
+        ocr = PlateOcr(FakeRecognizer(0.0), variants=("box",))  # type: ignore[arg-type]
+        stage = PlateStage(lambda: ocr, lambda cid, m, v, o: PlateReader(cid, PlateReaderConfig(), ocr=o))
+        tasks = []
+        for i in range(40):  # 10 frames a second: car 1 on frames 0-9, 2 s of empty road, car 2 on 30-39
+            image = np.full((H, W, 3), 40, np.uint8)
+            det = Detections.empty()
+            if i < 10 or i >= 30:
+                x = 10 * (i % 10)  # both cars drive the same way, left to right
+                image[80:96, x : x + 60] = 230
+                det = _boxes([[x, 80, x + 60, 96]], Label.LICENSE_PLATE)
+            frame = Frame("cam-a", i, T0 + timedelta(seconds=i / 10), i / 10, False, image)
+            tasks.append(PlateTask("cam-a", "plate", {}, PlateWork(frame, det, i / 10)))
+        tasks.append(PlateTask("cam-a", "plate", {}, None))
+        out = []
+        for start in range(0, len(tasks), round_size):
+            for done, _, _ in stage.run(tasks[start : start + round_size]):
+                out += [(p.first_seen_at.strftime("%S.%f"), p.reads) for p in done]
+        return out
+
+    expected = [("00.000000", 10), ("03.000000", 10)]
+    assert passes(1) == expected
+    assert passes(64) == expected
