@@ -115,6 +115,9 @@ class Worker:
         self._on_status = on_status
         self._on_plate = on_plate
         self._lock = threading.Lock()
+        # held from an event's spool append through its observers (sink and clip finisher threads), so the
+        # order observers (the CLI journal) see is the spool's, which is the order the relay publishes
+        self._spool_order = threading.Lock()
         self._cameras: dict[str, _Camera] = {}
         self._store = store or open_snapshot_store(cfg.storage)
         self._publisher = publisher or open_publisher(cfg.bus)
@@ -355,16 +358,18 @@ class Worker:
         record = to_record(event)
         snapshot = None if isinstance(event, LineCount) else event.snapshot
         blob_key = snapshot.key if (out.snapshot_jpeg is not None and snapshot) else None
-        # stored, or waiting in memory while the disk is full (counted, camera degraded: worker.outbox)
-        self.outbox.append(event.camera_id, record, blob=out.snapshot_jpeg, blob_key=blob_key)
-        self.relay.poke()
-        if isinstance(event, Incident):
-            if self.clips is not None:
-                self.clips.observe(event)
-            if self._on_incident is not None:
-                self._on_incident(event)
-        elif isinstance(event, PlateRead) and self._on_plate is not None:
-            self._on_plate(event)
+        if isinstance(event, Incident) and self.clips is not None:
+            self.clips.observe(event)  # only queues: the clip event is spooled later by the clip finisher
+        # Append and observer under one lock (the clip finisher appends too): observers see spool order.
+        with self._spool_order:
+            # stored, or waiting in memory while the disk is full (counted, camera degraded: worker.outbox)
+            self.outbox.append(event.camera_id, record, blob=out.snapshot_jpeg, blob_key=blob_key)
+            self.relay.poke()
+            if isinstance(event, Incident):
+                if self._on_incident is not None:
+                    self._on_incident(event)
+            elif isinstance(event, PlateRead) and self._on_plate is not None:
+                self._on_plate(event)
 
     def _source_of(self, camera_id: str) -> str:
         """A camera's source URL for chain-of-custody manifests, credentials redacted."""
@@ -374,10 +379,12 @@ class Worker:
     def _spool_clip(self, incident: Incident, clip: bytes) -> None:
         """The clip event goes out like a snapshot: its bytes ride in the outbox and are uploaded first."""
         record = to_record(incident)
-        self.outbox.append(incident.camera_id, record, blob=clip, blob_key=incident.clip.key if incident.clip else None)
-        self.relay.poke()
-        if self._on_incident is not None:
-            self._on_incident(incident)
+        with self._spool_order:  # see _emit: the sink thread appends the camera's other events
+            key = incident.clip.key if incident.clip else None
+            self.outbox.append(incident.camera_id, record, blob=clip, blob_key=key)
+            self.relay.poke()
+            if self._on_incident is not None:
+                self._on_incident(incident)
 
     def _status_changed(self, change: StatusChange) -> None:
         self._publish_statuses([camera_status(change, self.worker_id)])
