@@ -57,18 +57,40 @@ class ConsumerReport:
     seconds: float
 
 
-def _produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+def _produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], partitions: list[int] | None = None
+) -> None:
+    """Send ``records`` (to ``partitions[i]`` for record ``i`` when given, else where the key hashes)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", max_request_size=2_000_000)
     try:
         for start in range(0, len(records), 100):  # in chunks: a slow, shared box needs no giant flush
-            futures = [producer.send(topic, key=k, value=v) for k, v in records[start : start + 100]]
+            futures = [
+                producer.send(topic, key=k, value=v, partition=partitions[start + i] if partitions else None)
+                for i, (k, v) in enumerate(records[start : start + 100])
+            ]
             producer.flush(600)
             for f in futures:
                 f.get(60)
     finally:
         producer.close(10)
+
+
+def _partitions(bootstrap: str, topic: str) -> list[int]:
+    """The topic's partitions. A shared broker may have made a topic with several (tests create some with 3)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + 30
+        parts = consumer.partitions_for_topic(topic)
+        while not parts and time.monotonic() < deadline:
+            time.sleep(0.2)
+            parts = consumer.partitions_for_topic(topic)
+        return sorted(parts or {0})
+    finally:
+        consumer.close(autocommit=False)
 
 
 def _records(topic: str, per_kind: int, tag: str) -> list[tuple[bytes | None, bytes]]:
@@ -175,7 +197,10 @@ def run_console(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) 
     tag = uuid.uuid4().hex[:6]
     bad = _records(topics.INCIDENTS, per_kind, tag)
     _produce(bootstrap, topics.INCIDENTS, bad)
-    camera, incident_id, good = _good_incident()
+    # Order holds only within a partition, and the bad records spread over all of them: one good record
+    # behind them on every partition, so "done" (every good one stored) means every bad one was handled.
+    parts = _partitions(bootstrap, topics.INCIDENTS)
+    goods = [_good_incident() for _ in parts]
     store = open_workflow_store(workdir / f"console-{tag}.sqlite3")
     group = f"kuzet-console-poison-{tag}"
     dlq = KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, client_id=group))
@@ -188,8 +213,8 @@ def run_console(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) 
     start = time.monotonic()
     ingestor.start()
     try:
-        _produce(bootstrap, topics.INCIDENTS, [(camera.encode(), good)])
-        ok = _wait(lambda: store.get(incident_id) is not None, timeout_s)
+        _produce(bootstrap, topics.INCIDENTS, [(cam.encode(), doc) for cam, _, doc in goods], parts)
+        ok = _wait(lambda: all(store.get(iid) is not None for _, iid, _ in goods), timeout_s)
         seconds = time.monotonic() - start
     finally:
         ingestor.stop()
@@ -211,7 +236,8 @@ def run_plates(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -
     tag = uuid.uuid4().hex[:6]
     bad = _records(topics.PLATES, per_kind, tag)
     _produce(bootstrap, topics.PLATES, bad)
-    camera, good = _good_plate()
+    parts = _partitions(bootstrap, topics.PLATES)  # one good read behind the bad ones on every partition
+    goods = [_good_plate() for _ in parts]
     history = SqliteHistoryStore(workdir / f"plates-{tag}.sqlite3")
     history.migrate()
     wl = WatchlistStore(sqlite_path=workdir / f"plates-{tag}.sqlite3")
@@ -244,10 +270,10 @@ def run_plates(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -
     for t in threads:
         t.start()
     try:
-        _produce(bootstrap, topics.PLATES, [(camera.encode(), good)])
-        ok_idx = _wait(lambda: idx_stats.stored >= 1, timeout_s)
+        _produce(bootstrap, topics.PLATES, [(cam.encode(), doc) for cam, doc in goods], parts)
+        ok_idx = _wait(lambda: idx_stats.stored >= len(goods), timeout_s)
         t_idx = time.monotonic() - start
-        ok_watch = _wait(lambda: watch_stats.reads >= 1, timeout_s)
+        ok_watch = _wait(lambda: watch_stats.reads >= len(goods), timeout_s)
         t_watch = time.monotonic() - start
     finally:
         stop.set()
