@@ -25,10 +25,10 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from core.config import CameraConfig, KafkaConfig
+from dispatch.testing import make_incident
 from event_bus import topics
 from event_bus.acls import apply_acls
 from event_bus.consume import EventConsumer
-from event_bus.events import Incident
 from event_bus.interfaces import OutRecord
 from event_bus.kafka_admin import ensure_topics
 from event_bus.kafka_publisher import KafkaPublisher
@@ -72,25 +72,6 @@ def _config(service: Any, user: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
 
 
-def _incident(camera: str) -> Incident:
-    from datetime import UTC, datetime
-
-    t = datetime.now(UTC)
-    return Incident(
-        incident_id=uuid.uuid4(),
-        type="person_in_zone",
-        state="start",
-        camera_id=camera,
-        severity="medium",
-        started_at=t,
-        observed_at=t,
-        confidence=0.9,
-        worker_id="w-sasl",
-        seq=0,
-        boxes=[[1, 2, 3, 4]],
-    )
-
-
 def test_end_to_end_over_sasl_ssl_with_acls(secure_kafka: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     service = secure_kafka
     camera = f"sasl-{uuid.uuid4().hex[:6]}"
@@ -115,7 +96,7 @@ def test_end_to_end_over_sasl_ssl_with_acls(secure_kafka: Any, tmp_path: Path, m
     consumer = EventConsumer(sub, KafkaPublisher(console_cfg), name="kuzet-console")
     pub = KafkaPublisher(worker_cfg)
     try:
-        inc = _incident(camera)
+        inc = make_incident(camera_id=camera)
         assert pub.publish([OutRecord(topics.INCIDENTS, camera, inc.model_dump_json().encode())]) == [None]
         got: list[Any] = []
         deadline = time.monotonic() + 60
