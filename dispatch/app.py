@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from core.config import ConfigError, resolve_secret
 from dispatch import api, pages
 from dispatch.bus_ingest import BusIngestor, console_subscriber
+from dispatch.camera_board import CameraBoard
 from dispatch.context import API_PREFIX, HERE, ConsoleContext
 from dispatch.errors import install_error_handlers
 from dispatch.evidence import evidence_service
@@ -76,6 +77,8 @@ def create_app(
     settings = settings or ConsoleSettings()
     store = store or open_workflow_store(settings.database)
     hub = FeedHub(store)
+    board = CameraBoard(settings.camera_groups, int(settings.camera_stale_after_s * 1000))
+    hub.camera_observers.append(board.update)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     ctx = ConsoleContext(
         settings=settings,
@@ -89,6 +92,7 @@ def create_app(
             slots=slots_for_budget(settings.login_memory_mib, store.password_memory_kib),
             wait_s=settings.login_wait_s,
         ),
+        board=board,
         snapshots=snapshots if snapshots is not None else _snapshot_store(settings),
         plates=plates if plates is not None else open_plate_service(settings),
         link_key=link_key(settings),

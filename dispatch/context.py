@@ -16,6 +16,7 @@ from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 
 from dispatch.bus_ingest import BusIngestor
+from dispatch.camera_board import CameraBoard
 from dispatch.feed import FeedHub
 from dispatch.login_guard import LoginGuard
 from dispatch.plates import PlateService
@@ -36,6 +37,7 @@ class ConsoleContext:
     hub: FeedHub
     templates: Jinja2Templates
     limiter: LoginGuard
+    board: CameraBoard  # the camera board's index, kept current by the hub's camera observer
     snapshots: SnapshotStore | None = None
     plates: PlateService | None = None
     ingestor: BusIngestor | None = None

@@ -14,6 +14,12 @@ Why it is built this way:
   ``call_soon_threadsafe``. Each browser has a bounded queue: a browser that
   cannot keep up is sent ``reset`` and resyncs, instead of growing the
   server's memory.
+* A connection gets only the kinds it asked for, filtered when the message is
+  queued: with 20,000 cameras heartbeating, camera messages must not fill a
+  dispatcher's incident feed queue (it would be reset and resync for nothing).
+  The camera board asks for ``camera_changes``: one small "something changed"
+  message while one is still unsent, however many cameras changed, and then
+  fetches its filtered page (:mod:`dispatch.api.cameras`).
 """
 
 from __future__ import annotations
@@ -40,15 +46,21 @@ QUEUE_LIMIT = 2000
 
 @dataclass(frozen=True, slots=True)
 class FeedMessage:
-    event: str  # "incident" | "camera" | "reset"
+    event: str  # "incident" | "camera" | "camera_changes"
     data: str  # JSON
     rev: int | None = None  # incidents only: the store revision (the SSE id)
 
 
+_CHANGES = FeedMessage("camera_changes", "{}")
+_WANTS = {"incident": "incidents", "camera": "cameras"}  # message event -> the kind that receives it
+
+
 @dataclass(eq=False)
 class _Listener:
+    kinds: frozenset[str]
     queue: asyncio.Queue[FeedMessage] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
+    changes_pending: bool = False  # a camera_changes message is queued and not yet sent
 
 
 class FeedHub:
@@ -62,6 +74,8 @@ class FeedHub:
         self.overflows = 0
         # Set when replicas share a database (dispatch.replica_sync): tells the other replicas about each change.
         self.notifier: Callable[..., None] | None = None
+        # Called (bus or follower thread) with every camera status this replica hands to its browsers.
+        self.camera_observers: list[Callable[[Sequence[CameraHealth]], None]] = []
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -90,6 +104,8 @@ class FeedHub:
             if cameras:
                 self.notifier("cameras", cameras)
             return
+        for observe in self.camera_observers:
+            observe(cameras)
         msgs = [FeedMessage("camera", json.dumps(c.to_json(), separators=(",", ":"))) for c in cameras]
         self._hand_over(msgs)
 
@@ -104,7 +120,15 @@ class FeedHub:
         for listener in self._listeners:
             if listener.overflowed:
                 continue
-            for m in msgs:
+            wanted = [m for m in msgs if _WANTS.get(m.event) in listener.kinds]
+            if (
+                "camera_changes" in listener.kinds
+                and not listener.changes_pending
+                and any(m.event == "camera" for m in msgs)
+            ):
+                listener.changes_pending = True
+                wanted.append(_CHANGES)
+            for m in wanted:
                 try:
                     listener.queue.put_nowait(m)
                 except asyncio.QueueFull:
@@ -112,8 +136,8 @@ class FeedHub:
                     self.overflows += 1
                     break
 
-    def _add(self) -> _Listener:
-        listener = _Listener()
+    def _add(self, kinds: frozenset[str]) -> _Listener:
+        listener = _Listener(kinds)
         self._listeners.add(listener)
         return listener
 
@@ -136,7 +160,7 @@ class FeedHub:
         ``still_allowed`` is asked again every ``recheck_s``: once the session is logged out, expired, or its
         user disabled, the stream says ``end`` and closes (the browser's reconnect then gets a 401).
         """
-        listener = self._add()  # before the replay query, so nothing falls between the two
+        listener = self._add(kinds)  # before the replay query, so nothing falls between the two
         next_check = time.monotonic() + recheck_s
         try:
             yield "retry: 1500\n\n"
@@ -176,14 +200,15 @@ class FeedHub:
                     yield _sse("ping", str(int(time.time() * 1000)))
                     continue
                 if msg.event == "incident":
-                    if "incidents" not in kinds or (
-                        msg.rev is not None and sent_rev is not None and msg.rev <= sent_rev
-                    ):
+                    if msg.rev is not None and sent_rev is not None and msg.rev <= sent_rev:
                         continue
                     sent_rev = msg.rev
                     yield _sse("incident", msg.data, self._id(msg.rev))
-                elif msg.event == "camera" and "cameras" in kinds:
-                    yield _sse("camera", msg.data)
+                elif msg.event == "camera_changes":
+                    listener.changes_pending = False
+                    yield _sse("camera_changes", msg.data)
+                else:
+                    yield _sse(msg.event, msg.data)
         finally:
             self._remove(listener)
 

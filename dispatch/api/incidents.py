@@ -200,18 +200,20 @@ def incident_snapshot(
 
 
 AUDITED_SNAPSHOT_TYPES = frozenset({"watchlist_hit"})
+_KIND = "(incidents|cameras|camera_changes)"
+FEED_KINDS = rf"^{_KIND}(,{_KIND}){{0,2}}$"
 
 
 @router.get("/feed", tags=["incidents"], response_class=StreamingResponse)
 async def feed(
     request: Request,
     session: Annotated[Session, Depends(DISPATCH_API)],
-    kinds: Annotated[str, Query(max_length=40, pattern=r"^(incidents|cameras)(,(incidents|cameras))?$")] = (
-        "incidents,cameras"
-    ),
+    kinds: Annotated[str, Query(max_length=60, pattern=FEED_KINDS)] = "incidents,cameras",
     last_event_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: `incident` (full card state, id = store revision), `camera`, `hello`, `ping`, `reset`.
+
+    `camera_changes` (the camera board's kind): one small event while one is unsent, however many cameras changed.
 
     Reconnect with the `Last-Event-ID` header (or `last_event_id`) to be sent every incident changed since.
     """

@@ -1,61 +1,172 @@
-/* Camera health board: one row per camera, updated live from camera-status events; sortable.
-   "Last frame" ticks every second for cameras that are not up (their last frame only gets older).
-   Workers re-send every camera's status on a heartbeat; a camera with no status for two heartbeats
-   (stale_after_ms from the server) is shown "stale": its worker stopped or lost the bus. */
+/* Camera health board for 20,000 cameras: the server filters, counts, sorts and pages (GET /api/cameras);
+   the DOM holds one page (100 rows), never the fleet.
+   Live: the feed's `camera_changes` event says "some camera changed" (one message however many did), and the
+   board re-fetches its page at most once a second; it also re-fetches every 5 s, because a camera turns
+   "stale" when its worker goes silent, which sends nothing. Between fetches the last-frame age of down and
+   stale cameras keeps counting up in the browser. Filters and sort live in the URL, so a view can be shared. */
 "use strict";
 
 (() => {
-  const body = document.querySelector("#cameras tbody");
+  const PAGE = 100;
+  const MIN_GAP_MS = 1000;
+  const REFRESH_MS = 5000;
+  const table = document.getElementById("cameras");
+  const body = table.querySelector("tbody");
   const summary = document.getElementById("cam-summary");
+  const countsBox = document.getElementById("cam-counts");
+  const pageInfo = document.getElementById("page-info");
+  const prev = document.getElementById("page-prev");
+  const next = document.getElementById("page-next");
   const emptyNote = document.getElementById("cam-empty");
-  const cams = new Map();
-  let skew = 0; // server clock - browser clock, ms
-  let staleAfter = 0; // ms without a status after which a camera is stale (0: never)
-  let sortKey = "state";
-  let sortDir = 1;
-  const STATE_ORDER = { down: 0, stale: 1, degraded: 2, up: 3 };
+  const errorBox = document.getElementById("cam-error");
+  const form = document.getElementById("cam-filters");
+  const f = {
+    state: document.getElementById("f-state"),
+    zone: document.getElementById("f-zone"),
+    worker: document.getElementById("f-worker"),
+    q: document.getElementById("f-q"),
+  };
+  const fmt = new Intl.NumberFormat("en-US");
+  const view = { sort: "state", order: "asc", offset: 0 };
+  let fetchedAt = 0; // browser time of the last answer
+  let seq = 0; // request counter: only the newest answer is drawn
+  let inFlight = false, again = false, lastFetch = 0, timer = 0;
 
-  function shown(c) {
-    if (c.state !== "down" && staleAfter > 0 && Date.now() + skew - c.at_ms > staleAfter) return "stale";
-    return c.state;
+  (function fromUrl() {
+    const p = new URLSearchParams(location.search);
+    for (const k of ["state", "worker", "q"]) if (p.get(k)) f[k].value = p.get(k);
+    view.zone = p.get("zone") || "";
+    if (p.get("sort")) view.sort = p.get("sort");
+    if (p.get("order") === "desc") view.order = "desc";
+    view.offset = Math.max(0, parseInt(p.get("offset") || "0", 10) || 0);
+  })();
+
+  function query() {
+    const p = new URLSearchParams();
+    for (const k of ["state", "worker", "q"]) if (f[k].value.trim()) p.set(k, f[k].value.trim());
+    const zone = f.zone.value || view.zone;
+    if (zone) p.set("zone", zone);
+    if (view.sort !== "state") p.set("sort", view.sort);
+    if (view.order !== "asc") p.set("order", view.order);
+    if (view.offset) p.set("offset", String(view.offset));
+    return p;
   }
-  function age(c) {
-    const st = shown(c);
-    if (st === "up" || st === "degraded") return 0; // frames are flowing (degraded: too slowly)
-    if (c.last_frame_at_ms === null || c.last_frame_at_ms === undefined) return Infinity;
-    return (Date.now() + skew - c.last_frame_at_ms) / 1000;
-  }
-  function value(c, key) {
-    if (key === "last_frame_age") return age(c);
-    if (key === "state") return STATE_ORDER[shown(c)] ?? 9;
-    if (key === "groups") return (c.groups || []).join(",");
-    return c[key];
-  }
-  function compare(a, b) {
-    const va = value(a, sortKey), vb = value(b, sortKey);
-    if (va < vb) return -sortDir;
-    if (va > vb) return sortDir;
-    return a.camera_id < b.camera_id ? -1 : 1;
+
+  function ageText(c) {
+    if (c.last_frame_age_ms === null) return "never";
+    const flowing = c.shown === "up" || c.shown === "degraded";
+    const ms = c.last_frame_age_ms + (flowing ? 0 : Date.now() - fetchedAt);
+    if (ms < 10000) return `${(ms / 1000).toFixed(1)}s ago`;
+    return `${K.fmtAge(ms / 1000)} ago`;
   }
 
   function row(c) {
-    const st = shown(c);
+    const st = c.shown;
     const flowing = st === "up" || st === "degraded";
-    const lastFrame = flowing ? "live" : (c.last_frame_at_ms ? `${K.fmtAge(age(c))} ago` : "never");
+    const age = K.el("td", { class: "age num", "data-testid": "camera-age" }, ageText(c));
+    age._cam = c;
     return K.el("tr", { class: `state-${st}`, dataset: { camera: c.camera_id }, "data-testid": "camera-row" },
       K.el("td", { class: "mono" }, c.camera_id),
       K.el("td", {}, K.el("span", { class: `pill pill-${st}`, "data-testid": "camera-state" }, st)),
-      K.el("td", { class: "age" }, lastFrame),
+      age,
       K.el("td", { class: "num" }, flowing ? c.analysed_fps.toFixed(1) : "—"),
       K.el("td", { class: "num" }, flowing ? c.input_fps.toFixed(1) : "—"),
       K.el("td", { class: "num" }, String(c.reconnects)),
-      K.el("td", { class: "mono" }, c.worker_id),
-      K.el("td", {}, (c.groups || []).join(", ")),
-      K.el("td", { class: "reason" }, c.reason),
+      K.el("td", { class: "mono", "data-testid": "camera-worker" }, c.worker_id),
+      K.el("td", { "data-testid": "camera-zones" }, (c.groups || []).join(", ")),
+      K.el("td", { class: "reason", title: c.reason }, st === "stale" ? `no status since ${K.fmtTime(c.at_ms)}: worker silent` : c.reason),
       K.el("td", {}, K.el("time", { title: K.fmtDateTime(c.at_ms) }, K.fmtTime(c.at_ms))),
       K.el("td", {}, K.el("button", { type: "button", class: "live-open", dataset: { camera: c.camera_id },
         "data-testid": "live-open" }, "Live")));
   }
+
+  function options(select, values, current) {
+    const have = [...select.options].map((o) => o.value).slice(1);
+    if (have.join("\n") === values.join("\n")) return;
+    select.replaceChildren(K.el("option", { value: "" }, "all"), ...values.map((v) => K.el("option", { value: v }, v)));
+    select.value = values.includes(current) ? current : "";
+  }
+
+  function draw(res, q) {
+    fetchedAt = Date.now();
+    options(f.zone, res.zones, f.zone.value || view.zone);
+    view.zone = "";
+    const list = document.getElementById("worker-list");
+    if (list.children.length !== res.workers.length) {
+      list.replaceChildren(...res.workers.map((w) => K.el("option", { value: w })));
+    }
+    body.replaceChildren(...res.items.map(row));
+    const n = res.counts;
+    const inFilter = n.up + n.degraded + n.stale + n.down;
+    summary.textContent = `${fmt.format(res.total)} cameras` +
+      (res.matching !== res.total ? ` · ${fmt.format(res.matching)} match` : "");
+    countsBox.replaceChildren(...["down", "stale", "degraded", "up"].map((s) =>
+      K.el("button", { type: "button", class: `count pill pill-${s}` + (f.state.value === s ? " on" : ""),
+        dataset: { state: s }, "data-testid": `count-${s}`, title: `show only ${s} (of ${fmt.format(inFilter)})` },
+        `${fmt.format(n[s])} ${s}`)));
+    const first = res.matching ? res.offset + 1 : 0;
+    pageInfo.textContent = `${fmt.format(first)}–${fmt.format(res.offset + res.items.length)} of ${fmt.format(res.matching)}`;
+    prev.disabled = res.offset <= 0;
+    next.disabled = res.offset + res.items.length >= res.matching;
+    emptyNote.hidden = res.items.length > 0;
+    emptyNote.textContent = res.total ? "No camera matches these filters." : "No camera has reported yet.";
+    for (const th of table.querySelectorAll("th")) {
+      th.classList.toggle("sorted", th.dataset.key === view.sort);
+      th.dataset.dir = th.dataset.key === view.sort ? (view.order === "asc" ? "asc" : "desc") : "";
+    }
+    table.dataset.query = q; // what the rows show (tests and measurements wait on it)
+    table.dataset.matching = String(res.matching);
+  }
+
+  async function load() {
+    if (inFlight) { again = true; return; }
+    inFlight = true;
+    lastFetch = Date.now();
+    const p = query();
+    const q = p.toString();
+    history.replaceState(null, "", q ? `?${q}` : location.pathname);
+    p.set("limit", String(PAGE));
+    const mine = ++seq;
+    try {
+      const res = await K.api("GET", `/api/cameras?${p}`);
+      if (mine === seq) { draw(res, q); errorBox.hidden = true; }
+    } catch (err) {
+      errorBox.textContent = err.message;
+      errorBox.hidden = false;
+    } finally {
+      inFlight = false;
+      if (again) { again = false; load(); }
+    }
+  }
+
+  /** Re-fetch soon, but not more than once per MIN_GAP_MS (a heartbeat storm is one fetch a second). */
+  function soon() {
+    if (timer) return;
+    timer = setTimeout(() => { timer = 0; load(); }, Math.max(0, lastFetch + MIN_GAP_MS - Date.now()));
+  }
+
+  function refilter() { view.offset = 0; load(); }
+  let typing = 0;
+  f.q.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(refilter, 150); });
+  f.worker.addEventListener("change", refilter);
+  f.state.addEventListener("change", refilter);
+  f.zone.addEventListener("change", refilter);
+  form.addEventListener("submit", (e) => { e.preventDefault(); refilter(); });
+  countsBox.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-state]");
+    if (!b) return;
+    f.state.value = f.state.value === b.dataset.state ? "" : b.dataset.state;
+    refilter();
+  });
+  prev.addEventListener("click", () => { view.offset = Math.max(0, view.offset - PAGE); load(); });
+  next.addEventListener("click", () => { view.offset += PAGE; load(); });
+  table.querySelector("thead").addEventListener("click", (e) => {
+    const th = e.target.closest("th[data-key]");
+    if (!th) return;
+    if (view.sort === th.dataset.key) view.order = view.order === "asc" ? "desc" : "asc";
+    else { view.sort = th.dataset.key; view.order = "asc"; }
+    refilter();
+  });
 
   // live view: one camera at a time, only when asked for (the server audits every view)
   const livePanel = document.getElementById("live");
@@ -71,50 +182,10 @@
   });
   document.getElementById("live-stop").addEventListener("click", () => { KLive.stop(); livePanel.hidden = true; });
 
-  function render() {
-    const list = [...cams.values()].sort(compare);
-    body.replaceChildren(...list.map(row));
-    emptyNote.hidden = list.length > 0;
-    const n = { up: 0, degraded: 0, stale: 0, down: 0 };
-    for (const c of list) n[shown(c)] = (n[shown(c)] || 0) + 1;
-    summary.textContent =
-      `${list.length} cameras · ${n.up} up · ${n.degraded} degraded · ${n.stale} stale · ${n.down} down`;
-    for (const th of document.querySelectorAll("#cameras th")) {
-      th.classList.toggle("sorted", th.dataset.key === sortKey);
-      th.dataset.dir = th.dataset.key === sortKey ? (sortDir > 0 ? "asc" : "desc") : "";
-    }
-  }
-
-  document.querySelector("#cameras thead").addEventListener("click", (e) => {
-    const th = e.target.closest("th[data-key]");
-    if (!th) return;
-    if (sortKey === th.dataset.key) sortDir = -sortDir; else { sortKey = th.dataset.key; sortDir = 1; }
-    render();
-  });
-
-  async function load() {
-    const res = await K.api("GET", "/api/cameras");
-    skew = res.server_now_ms - Date.now();
-    staleAfter = res.stale_after_ms || 0;
-    cams.clear();
-    for (const c of res.items) cams.set(c.camera_id, c);
-    render();
-    return null;
-  }
-
-  (async () => {
-    await load();
-    const feed = new K.Feed({
-      kinds: "cameras",
-      onCamera: (c) => {
-        const known = cams.get(c.camera_id);
-        c.groups = known ? known.groups : c.groups || [];
-        if (!known || known.at_ms <= c.at_ms) { cams.set(c.camera_id, c); render(); }
-        if (!known) load(); // a new camera: fetch its groups
-      },
-      onReset: load,
-    });
-    feed.start();
-    setInterval(render, 1000);
-  })();
+  load();
+  new K.Feed({ kinds: "camera_changes", onCameraChanges: soon, onReset: async () => { soon(); return null; } }).start();
+  setInterval(() => {
+    if (Date.now() - lastFetch >= REFRESH_MS) load();
+    for (const td of body.querySelectorAll("td.age")) td.textContent = ageText(td._cam);
+  }, 1000);
 })();

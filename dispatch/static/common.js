@@ -136,6 +136,7 @@ const K = (() => {
       es.addEventListener("ping", seen);
       es.addEventListener("incident", (e) => { seen(e); if (this.on.onIncident) this.on.onIncident(JSON.parse(e.data)); });
       es.addEventListener("camera", (e) => { seen(e); if (this.on.onCamera) this.on.onCamera(JSON.parse(e.data)); });
+      es.addEventListener("camera_changes", (e) => { seen(e); if (this.on.onCameraChanges) this.on.onCameraChanges(); });
       es.addEventListener("reset", (e) => { seen(e); this.resync(); });
       // The server closed the stream because the session ended: /api/me in reopenLater sends us to the login page.
       es.addEventListener("end", () => { es.close(); this.es = null; setConn("reconnecting"); this.reopenLater(); });

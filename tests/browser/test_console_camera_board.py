@@ -35,7 +35,7 @@ def test_camera_board_shows_stalled_stream_down_within_10s(
     cfg = worker_config(tmp_path / "worker", [cam], kafka=kafka_bootstrap, worker_id="worker-board")
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"stall_timeout_s": 5.0})})
     page = kafka_console.login(browser, "admin", viewport=(1366, 768))
-    page.goto(f"{kafka_console.url}/cameras")
+    page.goto(f"{kafka_console.url}/cameras?q={cam_id}")  # the board pages; other tests' cameras may fill page 1
     page.wait_for_selector('#conn[data-state="live"]')
     worker = Worker(cfg)
     worker.start()
