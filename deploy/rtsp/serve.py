@@ -210,9 +210,12 @@ class Stream:
         self.stop_event = threading.Event()
         self.factory = GstRtspServer.RTSPMediaFactory()
         caps = f"video/x-h264,stream-format=byte-stream,alignment=au,framerate={fps.numerator}/{fps.denominator}"
+        # SPS/PPS go in per access unit (h264parse), never per NAL (rtph264pay): the payloader put them before
+        # each IDR *slice*, so clients split a key frame sent as several slices into several frames.
         self.factory.set_launch(
             f"( appsrc name=src is-live=true format=time do-timestamp=true leaky-type=downstream "
-            f'max-bytes=4000000 caps="{caps}" ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )'
+            f'max-bytes=4000000 caps="{caps}" ! h264parse config-interval=-1 '
+            "! rtph264pay name=pay0 pt=96 config-interval=0 )"
         )
         self.factory.set_shared(True)
         self.factory.connect("media-configure", self._on_media_configure)

@@ -25,15 +25,11 @@ LEAD_IN = 5 * FPS
 
 
 def write_clip(frames: list[U8], path: Path, fps: int = FPS) -> Path:
-    """H.264 mp4, a key frame every second (the RTSP server loops it), one slice per frame.
-
-    libx264 under PyAV cuts each frame into one slice per core; served over RTSP by deploy/rtsp the
-    frame then decodes with its upper slice lost (green), so the encoder is held to one thread.
-    """
+    """H.264 mp4, a key frame every second (the RTSP server loops it)."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.options = {"g": str(fps), "crf": "18", "threads": "1"}
+        stream.options = {"g": str(fps), "crf": "18"}
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
                 out.mux(packet)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import psutil
 import pytest
 
@@ -206,6 +207,45 @@ def test_rtsp_many_streams_cheaply(rtsp_server: Any, vtest_h264: Path) -> None:
             t.join(timeout=10)
         for name in names:
             rtsp_server.remove_stream(name)
+
+
+def _sliced_clip(path: Path, frames: int) -> Path:
+    """H.264 whose every frame is two slices (as many IP cameras send), the picture one flat grey per frame."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"g": "10", "crf": "18", "slices": "2"}
+        for i in range(frames):
+            grey = np.full((240, 320, 3), 60 + 6 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(grey, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.slow
+def test_rtsp_keeps_every_slice_of_a_frame(rtsp_server: Any, tmp_path: Path) -> None:
+    """A frame sent as two slices decodes whole: the key frame's slices stay one access unit.
+
+    The payloader used to put SPS/PPS before each IDR slice, so clients split the key frame in two and
+    every frame until the next key frame decoded with its upper half lost.
+    """
+    clip = _sliced_clip(tmp_path / "sliced.mp4", 30)
+    name = f"sliced-{uuid.uuid4().hex[:6]}"
+    url = rtsp_server.add_stream(name, clip)
+    halves: list[tuple[float, float]] = []
+    try:
+        with av.open(url, options={"rtsp_transport": "tcp"}, timeout=30) as container:
+            for frame in container.decode(video=0):
+                picture = frame.to_ndarray(format="gray")
+                halves.append((float(picture[:120].mean()), float(picture[120:].mean())))
+                if len(halves) >= 25:  # more than two key-frame periods of the looped clip
+                    break
+    finally:
+        rtsp_server.remove_stream(name)
+    broken = [(i, top, bottom) for i, (top, bottom) in enumerate(halves) if abs(top - bottom) > 3]
+    assert not broken, f"frames whose two slices differ (index, top, bottom): {broken[:5]}"
 
 
 def test_rtsp_rejects_bad_requests(rtsp_server: Any, tmp_path: Path) -> None:
