@@ -457,12 +457,19 @@ class PostgresHistoryStore:
             )
             params["dist"] = ranked[0][1]
         else:
+            # Each candidate gives at most offset + limit + 1 of its newest reads: the lateral subquery walks its
+            # day partitions newest first along (plate, observed_at) and stops there, so a candidate read ten
+            # thousand times costs a page, not ten thousand heap fetches and a sort (the plain join fetched every
+            # read of every candidate in the range). Same rows: a plate has one distance, so the global order
+            # (distance, time, id) never needs more than a page of any one plate.
             params["plates"] = [p for p, _ in ranked]
             params["dists"] = [d for _, d in ranked]
+            params["per_plate"] = query.offset + query.limit + 1
             stmt = sql.SQL(
                 "SELECT {hit}, c.dist FROM unnest(%(plates)s::text[], %(dists)s::float8[]) AS c(plate, dist) "
-                "JOIN plate_reads r ON r.plate = c.plate "
-                "WHERE r.observed_at >= %(since)s AND r.observed_at < %(until)s {cam} "
+                "CROSS JOIN LATERAL (SELECT {hit} FROM plate_reads r WHERE r.plate = c.plate "
+                "AND r.observed_at >= %(since)s AND r.observed_at < %(until)s {cam} "
+                "ORDER BY r.observed_at DESC, r.event_id DESC LIMIT %(per_plate)s) r "
                 "ORDER BY c.dist, r.observed_at DESC, r.event_id DESC LIMIT %(lim)s OFFSET %(off)s"
             )
         cur.execute(stmt.format(hit=sql.SQL(_HIT_COLUMNS), cam=camera_filter), params, prepare=False)
