@@ -43,12 +43,12 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 
 
-def _deployment(name: str) -> dict[str, Any]:
+def _deployment(name: str, kind: str = "Deployment") -> dict[str, Any]:
     for path in sorted(K8S.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "Deployment" and doc["metadata"]["name"] == name:
+            if doc and doc.get("kind") == kind and doc["metadata"]["name"] == name:
                 return dict(doc)
-    raise AssertionError(f"no Deployment {name} in {K8S}")
+    raise AssertionError(f"no {kind} {name} in {K8S}")
 
 
 def test_manifests_run_two_indexers_in_one_group_and_two_consoles() -> None:
@@ -60,6 +60,8 @@ def test_manifests_run_two_indexers_in_one_group_and_two_consoles() -> None:
     assert container["command"] == ["kuzet"]
     assert container["args"][:3] == ["plates", "index", "--bus=kafka"]
     assert not any(a.startswith("--group") for a in container["args"])  # one group: the service's own
+    # the autoscaler never takes the indexers below the two the deployment runs
+    assert _deployment("kuzet-plate-indexer", "HorizontalPodAutoscaler")["spec"]["minReplicas"] >= 2
 
 
 def _free_port() -> int:
