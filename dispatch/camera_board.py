@@ -160,10 +160,10 @@ class CameraBoard:
             if q.group is not None:
                 base &= self._member[self.group_names.index(q.group), :n]
             if q.text:
-                needle = q.text.lower()
-                for i in np.flatnonzero(base):
-                    if needle not in self._text[i]:
-                        base[i] = False
+                needle, text = q.text.lower(), self._text
+                hits = [i for i in np.flatnonzero(base).tolist() if needle in text[i]]
+                base = np.zeros(n, np.bool_)
+                base[hits] = True
             counts = np.bincount(shown[base], minlength=len(BOARD_STATES))
             chosen = np.flatnonzero(base & (shown == _CODE[q.state]) if q.state is not None else base)
             age = self._age_ms(n, shown, now_ms)

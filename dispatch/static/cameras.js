@@ -2,8 +2,8 @@
    the DOM holds one page (100 rows), never the fleet.
    Live: the feed's `camera_changes` event says "some camera changed" (one message however many did), and the
    board re-fetches its page at most once a second; it also re-fetches every 5 s, because a camera turns
-   "stale" when its worker goes silent, which sends nothing. Between fetches the last-frame age of down and
-   stale cameras keeps counting up in the browser. Filters and sort live in the URL, so a view can be shared. */
+   "stale" when its worker goes silent, which sends nothing. Between fetches, every second, the last-frame
+   age of down and stale cameras counts up and a row whose status is older than stale_after_ms turns stale. Filters and sort live in the URL, so a view can be shared. */
 "use strict";
 
 (() => {
@@ -29,6 +29,8 @@
   const fmt = new Intl.NumberFormat("en-US");
   const view = { sort: "state", order: "asc", offset: 0 };
   let fetchedAt = 0; // browser time of the last answer
+  let serverAt = 0; // server time of the last answer
+  let staleAfter = 0; // ms without a status after which a camera is stale (0: never)
   let seq = 0; // request counter: only the newest answer is drawn
   let inFlight = false, again = false, lastFetch = 0, timer = 0;
 
@@ -64,8 +66,7 @@
     const st = c.shown;
     const flowing = st === "up" || st === "degraded";
     const age = K.el("td", { class: "age num", "data-testid": "camera-age" }, ageText(c));
-    age._cam = c;
-    return K.el("tr", { class: `state-${st}`, dataset: { camera: c.camera_id }, "data-testid": "camera-row" },
+    const tr = K.el("tr", { class: `state-${st}`, dataset: { camera: c.camera_id }, "data-testid": "camera-row" },
       K.el("td", { class: "mono" }, c.camera_id),
       K.el("td", {}, K.el("span", { class: `pill pill-${st}`, "data-testid": "camera-state" }, st)),
       age,
@@ -78,6 +79,30 @@
       K.el("td", {}, K.el("time", { title: K.fmtDateTime(c.at_ms) }, K.fmtTime(c.at_ms))),
       K.el("td", {}, K.el("button", { type: "button", class: "live-open", dataset: { camera: c.camera_id },
         "data-testid": "live-open" }, "Live")));
+    tr._cam = c;
+    return tr;
+  }
+
+  /** Between fetches a flowing camera whose worker went silent turns stale here, on the server's clock. */
+  function staleNow(c) {
+    const flowing = c.shown === "up" || c.shown === "degraded";
+    return flowing && staleAfter > 0 && serverAt + (Date.now() - fetchedAt) - c.at_ms > staleAfter;
+  }
+
+  function tick() {
+    let turned = false;
+    for (const tr of body.rows) {
+      const c = tr._cam;
+      if (staleNow(c)) {
+        c.shown = "stale";
+        c.last_frame_age_ms = c.last_frame_at_ms === null ? null : serverAt - c.last_frame_at_ms;
+        tr.replaceWith(row(c));
+        turned = true;
+      } else {
+        tr.querySelector("td.age").textContent = ageText(c);
+      }
+    }
+    if (turned) soon(); // counts and order follow within a second
   }
 
   function options(select, values, current) {
@@ -89,6 +114,8 @@
 
   function draw(res, q) {
     fetchedAt = Date.now();
+    serverAt = res.server_now_ms;
+    staleAfter = res.stale_after_ms || 0;
     options(f.zone, res.zones, f.zone.value || view.zone);
     view.zone = "";
     const list = document.getElementById("worker-list");
@@ -186,6 +213,6 @@
   new K.Feed({ kinds: "camera_changes", onCameraChanges: soon, onReset: async () => { soon(); return null; } }).start();
   setInterval(() => {
     if (Date.now() - lastFetch >= REFRESH_MS) load();
-    for (const td of body.querySelectorAll("td.age")) td.textContent = ageText(td._cam);
+    tick();
   }, 1000);
 })();
