@@ -133,7 +133,7 @@ def worker(
         try:
             stop.wait()
         finally:
-            summary.say("stopping: ending open incidents, flushing the outbox")
+            summary.stopping()
             flushed = w.stop()
             summary.stopped(flushed, w.left_in_outbox, str(cfg.bus.spool_path))
 

@@ -112,7 +112,8 @@ class WorkerSummary:
         health = self._worker.camera_health()
         frames = sum(int(getattr(s, "frames_analysed", 0)) for s in self._worker.camera_stats().values())
         now = time.monotonic()
-        fps = (frames - self._last_frames) / max(now - self._last_at, 1e-9)
+        # a camera removed at run time takes its count with it: never report a negative rate
+        fps = max(0, frames - self._last_frames) / max(now - self._last_at, 1e-9)
         self._last_frames, self._last_at = frames, now
         up = sum(1 for h in health.values() if h.state == "up")
         with self._lock:
@@ -122,6 +123,12 @@ class WorkerSummary:
             f"running {_duration(now - self._started_at)}: {up}/{len(health)} camera(s) up, "
             f"{fps:.1f} frames/s analysed, {incidents} incident(s) ({events} event(s)), outbox {depth}"
         )
+
+    def stopping(self) -> None:
+        """Say that the stop has begun; progress lines end here (cameras going away are not a rate of -N frames/s)."""
+        if self._ticker is not None:
+            self._ticker.stop()
+        self.say("stopping: ending open incidents, flushing the outbox")
 
     def stopped(self, flushed: bool, depth: int, spool: str) -> None:
         if self._ticker is not None:
