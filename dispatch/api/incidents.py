@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatch.api.common import to_ms, valid_incident_id
 from dispatch.context import ConsoleContext, ctx_of
-from dispatch.plates import PlateUnavailable
+from dispatch.evidence import service_of as evidence_of
 from dispatch.security import DISPATCH_API, AuthFirstRoute, session_from_request
 from dispatch.snapshot_links import snapshot_response
 from storage.accounts import Role, Session
@@ -179,27 +179,21 @@ def act(
 def incident_snapshot(
     incident_id: str, request: Request, session: Annotated[Session, Depends(DISPATCH_API)]
 ) -> Response:
-    """The incident's snapshot JPEG, read from the store and checked against the event's sha256."""
+    """The incident's snapshot JPEG, read from the store and checked against the event's sha256; audited first.
+
+    A snapshot is evidence whatever the incident's kind (a face in a zone as much as a plate), so every view is on
+    the record, in the hash-chained log beside clip plays and plate searches, before it is served; a view whose
+    record cannot be written is refused (503, fail closed).
+    """
     ctx = ctx_of(request)
     rec = ctx.store.get(valid_incident_id(incident_id))
     if rec is None or rec.snapshot is None:
         return JSONResponse({"detail": "no snapshot"}, status_code=404)
-    if rec.type in AUDITED_SNAPSHOT_TYPES:
-        # A watchlist hit's picture is a plate read: dispatchers may see it (they send someone to the car),
-        # but like any plate evidence each view is on the record first, and without a record it is not shown.
-        if ctx.plates is None:
-            return JSONResponse({"detail": "this snapshot can only be shown when its view can be audited"}, 503)
-        details = {"incident_id": rec.incident_id, "type": rec.type, "camera_id": rec.camera_id}
-        try:
-            ctx.plates.audit_view(
-                user=session.user.username, role=session.user.role.value, action="incident_snapshot", details=details
-            )
-        except PlateUnavailable as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
+    details = {"type": rec.type, "camera_id": rec.camera_id}
+    evidence_of(request).audited(session, "incident_snapshot", rec.incident_id, details=details)
     return snapshot_response(ctx, rec.snapshot)
 
 
-AUDITED_SNAPSHOT_TYPES = frozenset({"watchlist_hit"})
 _KIND = "(incidents|cameras|camera_changes)"
 FEED_KINDS = rf"^{_KIND}(,{_KIND}){{0,2}}$"
 

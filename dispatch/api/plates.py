@@ -142,9 +142,14 @@ def plate_snapshot(
     request: Request,
     session: Annotated[Session, Depends(INVESTIGATE_API)],
 ) -> Response:
-    """A plate read's snapshot, by the signed link a search returned."""
+    """A plate read's snapshot, by the signed link a search returned; each view is audited before it is served."""
     ctx = ctx_of(request)
     ref = verify_snapshot(ctx, token)
     if ref is None:
         return JSONResponse({"detail": "snapshot link invalid or expired; search again"}, status_code=404)
+    # the search that gave the link is on the record, but a view is a view of its own (503 if not recordable)
+    details = {"snapshot_key": ref.key, "sha256": ref.sha256}
+    plate_service(request).audit_view(
+        user=session.user.username, role=session.user.role.value, action="plate_snapshot", details=details
+    )
     return snapshot_response(ctx, ref)

@@ -4,11 +4,14 @@ refusal and evidence audits, watchlist audit order, settings names. Each test fa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -382,29 +385,56 @@ def test_plate_service_start_up_errors_are_logged(
     assert any("plate history unavailable" in r.getMessage() for r in caplog.records)
 
 
-# -- finding 17: dispatchers' views of watchlist-hit snapshots are audited --------------------------------------------
+# -- finding 17 and issue 9: every view of a snapshot is audited, whatever the incident's kind, failing closed -------
 
 
-def test_dispatcher_view_of_a_watchlist_hit_snapshot_is_audited(tmp_path: Path, db: Path, store: Any) -> None:
+def test_every_snapshot_view_is_audited_for_every_incident_kind_and_refused_without_audit(
+    tmp_path: Path, db: Path, store: Any
+) -> None:
+    from event_bus.events import IncidentType
     from storage.local_store import LocalSnapshotStore
+    from storage.plates.store import PlateReadRecord
 
     snaps = LocalSnapshotStore(tmp_path / "snapshots")
-    inc = make_incident(type="watchlist_hit")
-    ref = snaps.put(inc.camera_id, inc.event_id, inc.observed_at, b"\xff\xd8jpeg\xff\xd9")
-    inc = inc.model_copy(update={"snapshot": ref})
-    store.ingest([detection_update(inc)])
-    other = make_incident(type="fire")
-    ref2 = snaps.put(other.camera_id, other.event_id, other.observed_at, b"\xff\xd8fire\xff\xd9")
-    store.ingest([detection_update(other.model_copy(update={"snapshot": ref2}))])
+    kinds: dict[str, str] = {}
+    for member in IncidentType:
+        inc = make_incident(type=member.value, camera_id=f"cam-{member.value}")
+        ref = snaps.put(inc.camera_id, inc.event_id, inc.observed_at, b"\xff\xd8" + member.value.encode() + b"\xff\xd9")
+        store.ingest([detection_update(inc.model_copy(update={"snapshot": ref}))])
+        kinds[str(inc.incident_id)] = member.value
+    plate_ref = snaps.put("cam-plate", uuid.uuid4(), datetime.now(UTC), b"\xff\xd8plate\xff\xd9")
     app = create_app(settings_for(tmp_path, db), store=store, snapshots=snaps)
-    audit = app.state.console.plates.stores.audit
-    c, _ = logged_in(app, "dispatcher")
-    assert c.get(f"/api/incidents/{other.incident_id}/snapshot").status_code == 200
-    assert not any(e.action == "incident_snapshot" for e in audit.entries())
-    assert c.get(f"/api/incidents/{inc.incident_id}/snapshot").status_code == 200
-    views = [e for e in audit.entries() if e.action == "incident_snapshot"]
-    assert [(v.actor, v.outcome) for v in views] == [("dispatcher", "ok")]
-    assert str(inc.incident_id) in views[0].details
+    plates = app.state.console.plates
+    plates.stores.history.insert([PlateReadRecord(uuid.uuid4(), datetime.now(UTC), "cam-plate", "123ABC02", 0.9,
+                                                 snapshot=plate_ref)])  # fmt: skip
+    audit = plates.stores.audit
+    disp, _ = logged_in(app, "dispatcher")
+    for iid, kind in kinds.items():
+        r = disp.get(f"/api/incidents/{iid}/snapshot")
+        assert r.status_code == 200 and kind.encode() in r.content, kind
+    inv, csrf = logged_in(app, "investigator")
+    hits = inv.post(
+        "/api/plates/search", json={"plate": "123ABC02", "reason": "case 17"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert hits.status_code == 200, hits.text
+    assert inv.get(hits.json()["hits"][0]["snapshot_url"]).content == b"\xff\xd8plate\xff\xd9"
+
+    entries = list(audit.entries())
+    views = [e for e in entries if e.action == "incident_snapshot"]
+    seen = {json.loads(e.details)["incident_id"]: json.loads(e.details)["type"] for e in views}
+    assert seen == kinds, "one record per view, for every kind"
+    assert {(e.actor, e.role, e.outcome) for e in views} == {("dispatcher", "dispatcher", "ok")}
+    plate_views = [e for e in entries if e.action == "plate_snapshot"]
+    assert [(e.actor, json.loads(e.details)["snapshot_key"]) for e in plate_views] == [("investigator", plate_ref.key)]
+    assert verify(audit).ok
+
+    # the audit table stops accepting rows (a real SQLite failure): no snapshot is served, of any kind
+    with sqlite3.connect(db) as broken:
+        broken.execute("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'gone'); END")
+    for iid, kind in kinds.items():
+        r = disp.get(f"/api/incidents/{iid}/snapshot")
+        assert r.status_code == 503 and "fail closed" in r.json()["detail"], kind
+    assert inv.get(hits.json()["hits"][0]["snapshot_url"]).status_code == 503
 
 
 # -- finding 9: watchlist changes audited after the change, with outcome; reasons; export is its own action ----------
