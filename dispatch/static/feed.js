@@ -3,7 +3,8 @@
    so a burst of hundreds of events a second costs one layout, not hundreds.
    Only alerts are cards (detections stay in the Incidents list). Alerts of one camera, type and zone that
    start within fold_window_ms of each other fold into one card: the newest one, with a count
-   (the same rule as dispatch/grouping.py, which serves /api/feed/cards). */
+   (the same rule as dispatch/grouping.py, which serves /api/feed/cards); a folded card's buttons act on every
+   alert in it (POST /api/feed/cards/actions). */
 "use strict";
 
 (() => {
@@ -82,16 +83,17 @@
     const media = d.has_snapshot
       ? K.el("img", { src: `/api/incidents/${d.incident_id}/snapshot`, alt: "snapshot", loading: "lazy", class: "snap" })
       : K.el("div", { class: "snap nosnap" }, "no snapshot");
+    const f = foldOf.get(d.incident_id);
+    const more = f && f.ids.length > 1 ? f.ids.length - 1 : 0;
+    const all = more ? ` all ${more + 1}` : ""; // a folded card's buttons act on every alert in it
     const actions = K.el("div", { class: "card-actions" });
     const admin = boot.role === "admin";
-    if (d.status === "new") actions.append(button("acknowledge", "Acknowledge", "primary"));
+    if (d.status === "new") actions.append(button("acknowledge", `Acknowledge${all}`, "primary"));
     if (d.status === "acknowledged" || (admin && d.status === "new")) {
-      actions.append(button("resolve", "Resolve"), button("false_alarm", "False alarm"));
+      actions.append(button("resolve", `Resolve${all}`), button("false_alarm", more ? `False alarm (${all.trim()})` : "False alarm"));
     }
     actions.append(K.el("a", { href: `/incidents/${d.incident_id}`, class: "button" }, "Details"));
     const detection = d.detection_state === "end" ? "ended" : "ongoing";
-    const f = foldOf.get(d.incident_id);
-    const more = f && f.ids.length > 1 ? f.ids.length - 1 : 0;
     card.dataset.groupCount = String(more + 1);
     card.replaceChildren(
       K.el("a", { href: `/incidents/${d.incident_id}`, class: "snap-link", tabindex: "-1" }, media),
@@ -223,9 +225,16 @@
     if (!btn) return;
     const card = btn.closest(".card");
     btn.disabled = true;
+    const f = foldOf.get(card.dataset.id);
     try {
-      const res = await K.api("POST", `/api/incidents/${card.dataset.id}/actions`, { action: btn.dataset.action });
-      accept(res.incident);
+      if (f && f.ids.length > 1) { // the whole card: each incident acted on (and recorded) on its own
+        const res = await K.api("POST", "/api/feed/cards/actions",
+          { action: btn.dataset.action, incident_ids: f.ids.slice(0, 500) });
+        for (const d of res.incidents) accept(d);
+      } else {
+        const res = await K.api("POST", `/api/incidents/${card.dataset.id}/actions`, { action: btn.dataset.action });
+        accept(res.incident);
+      }
     } catch (err) {
       btn.disabled = false;
       btn.title = err.message;

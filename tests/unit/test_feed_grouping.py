@@ -13,6 +13,7 @@ from dispatch.bus_ingest import detection_update
 from dispatch.grouping import fold
 from dispatch.settings import ConsoleSettings
 from dispatch.testing import FAST_HASHER, PASSWORDS, add_standard_users, make_incident
+from storage.incident_rules import Action
 from storage.workflow import open_workflow_store
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -76,4 +77,56 @@ def test_a_database_from_before_the_review_columns_is_upgraded(tmp_path: Path) -
     store = open_workflow_store(db, hasher=FAST_HASHER)
     (old,) = store.changes_since(0, 10)
     assert old.review == "alert" and old.object_count is None
+    store.close()
+
+
+def test_acknowledging_a_folded_card_acts_on_every_incident_in_it_each_in_its_own_history(tmp_path: Path) -> None:
+    store = open_workflow_store(tmp_path / "c.sqlite3", hasher=FAST_HASHER)
+    add_standard_users(store)
+    alerts = [make_incident(started_at=T0 + timedelta(seconds=10 * i)) for i in range(4)]
+    store.ingest([detection_update(i) for i in alerts])
+    admin = store.user("admin")
+    assert admin is not None
+    store.act(str(alerts[1].incident_id), Action.ACKNOWLEDGE, admin)  # a colleague got to one of them first
+    settings = ConsoleSettings(
+        database=str(tmp_path / "c.sqlite3"),
+        consume=False,
+        cookie_secure=False,  # the test client speaks plain HTTP
+        storage={"kind": "local", "local_dir": tmp_path / "snaps"},
+        feed_group_window_s=60.0,
+    )
+    app = create_app(settings, store=store)
+
+    def client(role: str) -> tuple[TestClient, dict[str, str]]:
+        c = TestClient(app)
+        r = c.post("/api/session", json={"username": role, "password": PASSWORDS[role]})
+        assert r.is_success
+        return c, {"X-CSRF-Token": r.json()["csrf_token"]}
+
+    c, h = client("dispatcher")
+    (card,) = c.get("/api/feed/cards").json()["items"]
+    assert card["group_count"] == 4 and card["incident_id"] == str(alerts[3].incident_id)
+    ids = card["incident_ids"]
+    r = c.post("/api/feed/cards/actions", json={"action": "acknowledge", "incident_ids": ids}, headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert {i["incident_id"] for i in body["incidents"]} == set(ids) - {str(alerts[1].incident_id)}
+    assert body["skipped"] == [
+        {"incident_id": str(alerts[1].incident_id), "reason": "cannot acknowledge an incident that is acknowledged"}
+    ]
+    for iid in ids:  # every incident is acknowledged, and its own history says by whom
+        detail = c.get(f"/api/incidents/{iid}").json()
+        assert detail["incident"]["status"] == "acknowledged"
+        who = [(a["action"], a["actor"]) for a in detail["actions"]]
+        assert who == [("acknowledge", "admin" if iid == str(alerts[1].incident_id) else "dispatcher")]
+
+    r = c.post("/api/feed/cards/actions", json={"action": "resolve", "incident_ids": ids}, headers=h)
+    assert r.status_code == 200 and len(r.json()["incidents"]) == 4 and r.json()["skipped"] == []
+    assert {store.get(i).status.value for i in ids} == {"resolved"}  # type: ignore[union-attr]
+
+    inv, hi = client("investigator")
+    r = inv.post("/api/feed/cards/actions", json={"action": "false_alarm", "incident_ids": ids}, headers=hi)
+    assert r.status_code in (403, 409)
+    bad = c.post("/api/feed/cards/actions", json={"action": "acknowledge", "incident_ids": [ids[0], "x"]}, headers=h)
+    assert bad.status_code == 404  # every id is checked before anything changes
     store.close()
