@@ -15,10 +15,12 @@ consumers, runs the consumers as the services run them, and checks the DLQ:
 produced to the three other consumers only.) After the bad records, one good record per topic goes in: a consumer that
 processes it has provably committed past every bad one. The report gives, per
 consumer, records sent, dead letters found for them (by sha256 of the
-original), duplicates and misses (both must be 0), truncated copies, and the
-seconds from the first record to the good one being processed. It is written
-to ``artifacts/benchmarks/poison.json``. ``tests/integration/test_poison_kafka.py``
-runs the same code with a few records per kind on the session's broker.
+original), duplicates and misses (both must be 0), truncated copies, whether
+the consumer's thread was still alive, the seconds from the consumer's start to
+the good record being processed, and dead letters per second over that time.
+It is written to ``artifacts/benchmarks/poison.json``; ``--consumers`` runs a
+subset, ``--per-kind`` sets the size (1,000 by default: run it with ``nice``).
+``tests/integration/test_poison_kafka.py`` runs the same code with a few records per kind on the session's broker.
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ class ConsumerReport:
     duplicated: int
     truncated: int
     good_processed: bool
+    alive: bool
+    """The consumer's thread was still running when its good record was processed (it never died on one)."""
     seconds: float
+    dead_letters_per_s: float
+    """Bad records dead-lettered per second, from the consumer's start to its good record being processed."""
 
 
 def _produce(
@@ -140,7 +146,9 @@ def _dead_letters(bootstrap: str, wanted: set[str], timeout_s: float) -> list[An
     return found
 
 
-def _report(name: str, bootstrap: str, sent: list[bytes], consumer: str, good: bool, seconds: float) -> ConsumerReport:
+def _report(
+    name: str, bootstrap: str, sent: list[bytes], consumer: str, good: bool, alive: bool, seconds: float
+) -> ConsumerReport:
     wanted = {_sha(v) for v in sent}
     deadline = time.monotonic() + 60
     dead: list[Any] = []
@@ -158,7 +166,9 @@ def _report(name: str, bootstrap: str, sent: list[bytes], consumer: str, good: b
         duplicated=sum(c - 1 for c in counts.values() if c > 1),
         truncated=sum(1 for d in dead if d.truncated),
         good_processed=good,
+        alive=alive,
         seconds=round(seconds, 2),
+        dead_letters_per_s=round(len(counts) / seconds, 1) if seconds > 0 else 0.0,
     )
 
 
@@ -216,11 +226,12 @@ def run_console(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) 
         _produce(bootstrap, topics.INCIDENTS, [(cam.encode(), doc) for cam, _, doc in goods], parts)
         ok = _wait(lambda: all(store.get(iid) is not None for _, iid, _ in goods), timeout_s)
         seconds = time.monotonic() - start
+        alive = ingestor.alive()
     finally:
         ingestor.stop()
         dlq.close()
         store.close()
-    return _report("console", bootstrap, [v for _, v in bad], "kuzet-console", ok, seconds)
+    return _report("console", bootstrap, [v for _, v in bad], "kuzet-console", ok, alive, seconds)
 
 
 def run_plates(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -> list[ConsumerReport]:
@@ -275,6 +286,7 @@ def run_plates(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -
         t_idx = time.monotonic() - start
         ok_watch = _wait(lambda: watch_stats.reads >= len(goods), timeout_s)
         t_watch = time.monotonic() - start
+        alive_idx, alive_watch = (t.is_alive() for t in threads)
     finally:
         stop.set()
         for t in threads:
@@ -283,8 +295,8 @@ def run_plates(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -
         history.close()
     values = [v for _, v in bad]
     return [
-        _report("indexer", bootstrap, values, indexer_mod.GROUP, ok_idx, t_idx),
-        _report("watch", bootstrap, values, watch_mod.GROUP, ok_watch, t_watch),
+        _report("indexer", bootstrap, values, indexer_mod.GROUP, ok_idx, alive_idx, t_idx),
+        _report("watch", bootstrap, values, watch_mod.GROUP, ok_watch, alive_watch, t_watch),
     ]
 
 
@@ -339,6 +351,7 @@ def run_registry(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float)
     try:
         ok = _wait(lambda: good_id in worker.running and assignment.invalid_records >= len(bad), timeout_s)
         seconds = time.monotonic() - start
+        alive = any(t.name == "camera-assignment" and t.is_alive() for t in threading.enumerate())
         relay.flush(60)
     finally:
         assignment.stop()
@@ -348,21 +361,62 @@ def run_registry(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float)
         keyed = [k.decode() for k, _ in bad if k is not None]
         registry.remove([good_id, *keyed])
         registry.close()
-    return _report("worker registry", bootstrap, [v for _, v in bad], group, ok, seconds)
+    return _report("worker registry", bootstrap, [v for _, v in bad], group, ok, alive, seconds)
 
 
-def run_all(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float = 600.0) -> list[ConsumerReport]:
-    out = [run_console(bootstrap, per_kind, workdir, timeout_s)]
-    out += run_plates(bootstrap, per_kind, workdir, timeout_s)
-    out.append(run_registry(bootstrap, per_kind, workdir, timeout_s))
+CONSUMERS = ("console", "plates", "registry")
+"""Groups of consumers the command can run (``plates`` is the indexer and the watchlist matcher together)."""
+
+
+def run_all(
+    bootstrap: str,
+    per_kind: int,
+    workdir: Path,
+    timeout_s: float = 600.0,
+    consumers: tuple[str, ...] = CONSUMERS,
+    on_report: Callable[[ConsumerReport], None] | None = None,
+) -> list[ConsumerReport]:
+    """Run the named consumer groups one after another; ``on_report`` sees each report as soon as it is in."""
+    runners: dict[str, Callable[[], list[ConsumerReport]]] = {
+        "console": lambda: [run_console(bootstrap, per_kind, workdir, timeout_s)],
+        "plates": lambda: run_plates(bootstrap, per_kind, workdir, timeout_s),
+        "registry": lambda: [run_registry(bootstrap, per_kind, workdir, timeout_s)],
+    }
+    out: list[ConsumerReport] = []
+    for name in consumers:
+        for report in runners[name]():
+            out.append(report)
+            if on_report is not None:
+                on_report(report)
     return out
+
+
+def _print_row(r: ConsumerReport) -> None:
+    print(
+        f"{r.consumer:16} {r.sent:6d} {r.dead_letters:6d} {r.missing:8d} {r.duplicated:5d} "
+        f"{r.truncated:5d} {r.good_processed!s:>5} {r.alive!s:>5} {r.seconds:8.1f} {r.dead_letters_per_s:7.1f}",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-kind", type=int, default=1000, help="bad records of each kind per topic")
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    parser.add_argument("--timeout-s", type=float, default=1800.0, help="how long each consumer may take")
+    parser.add_argument(
+        "--consumers", default=",".join(CONSUMERS), help=f"comma-separated subset of {', '.join(CONSUMERS)}"
+    )
     args = parser.parse_args()
+    chosen = tuple(c.strip() for c in args.consumers.split(",") if c.strip())
+    unknown = set(chosen) - set(CONSUMERS)
+    if unknown:
+        parser.error(f"unknown consumers {sorted(unknown)}; known: {', '.join(CONSUMERS)}")
+    print(
+        f"{'consumer':16} {'sent':>6} {'DLQ':>6} {'missing':>8} {'dup':>5} {'cut':>5} {'good':>5} {'alive':>5} "
+        f"{'s':>8} {'DLQ/s':>7}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="kuzet-poison-") as tmp:
         service = None
         bootstrap = args.bootstrap
@@ -373,16 +427,10 @@ def main() -> None:
             service.start()
             bootstrap = service.bootstrap
         try:
-            reports = run_all(bootstrap, args.per_kind, Path(tmp))
+            reports = run_all(bootstrap, args.per_kind, Path(tmp), args.timeout_s, chosen, _print_row)
         finally:
             if service is not None:
                 service.stop()
-    print(f"{'consumer':16} {'sent':>6} {'DLQ':>6} {'missing':>8} {'dup':>5} {'cut':>5} {'good':>5} {'s':>8}")
-    for r in reports:
-        print(
-            f"{r.consumer:16} {r.sent:6d} {r.dead_letters:6d} {r.missing:8d} {r.duplicated:5d} "
-            f"{r.truncated:5d} {r.good_processed!s:>5} {r.seconds:8.1f}"
-        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"per_kind": args.per_kind, "kinds": KINDS, "consumers": [asdict(r) for r in reports]}))
 

@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 def _check(report) -> None:
     assert report.good_processed, f"{report.consumer} did not get past the bad records"
+    assert report.alive, f"{report.consumer}'s thread died"
     assert report.missing == 0 and report.duplicated == 0, report
     assert report.dead_letters == report.sent and report.truncated == PER_KIND, report  # the "huge" ones
 
