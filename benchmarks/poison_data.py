@@ -20,7 +20,6 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 from event_bus import topics
 
@@ -28,50 +27,25 @@ KINDS = ("deep", "huge", "wrong_types", "wrong_version", "invalid_utf8", "null_k
 HUGE_CHARS = 90_000
 """4-byte characters in a ``huge`` record: ~360 KB raw, ~1.08 MB once JSON-escaped (``\\ud83d\\ude00``)."""
 
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 Record = tuple[bytes | None, bytes]
 """(key, value) as produced to the topic."""
 
 
 def _incident(camera: str) -> dict[str, Any]:
-    from event_bus.events import Incident
+    from dispatch.testing import make_incident
 
-    t = datetime(2026, 1, 1, tzinfo=UTC)
-    inc = Incident(
-        incident_id=uuid4(),
-        type="person_in_zone",
-        state="start",
-        camera_id=camera,
-        severity="medium",
-        started_at=t,
-        observed_at=t,
-        confidence=0.9,
-        worker_id="poison",
-        seq=0,
-        boxes=[[1, 2, 3, 4]],
+    inc = make_incident(
+        camera_id=camera, severity="medium", started_at=T0, confidence=0.9, worker_id="poison", boxes=[[1, 2, 3, 4]]
     )
     doc: dict[str, Any] = json.loads(inc.model_dump_json())
     return doc
 
 
 def _plate(camera: str) -> dict[str, Any]:
-    from event_bus.events import PlateRead
+    from dispatch.testing import make_plate_read
 
-    t = datetime(2026, 1, 1, tzinfo=UTC)
-    read = PlateRead(
-        camera_id=camera,
-        observed_at=t,
-        first_seen_at=t,
-        last_seen_at=t,
-        plate="123ABC02",
-        raw_text="123ABC02",
-        format_id="kz",
-        country="KZ",
-        confidence=0.9,
-        is_candidate=False,
-        reads=3,
-        plate_box=[1, 2, 3, 4],
-    )
-    doc: dict[str, Any] = json.loads(read.model_dump_json())
+    doc: dict[str, Any] = json.loads(make_plate_read(camera, at=T0).model_dump_json())
     return doc
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from argon2 import PasswordHasher
 
-from event_bus.events import Incident, IncidentState, IncidentType
+from event_bus.events import Incident, IncidentState, IncidentType, PlateRead
 from event_bus.interfaces import OutRecord
 from event_bus.records import to_record
 
@@ -49,26 +49,52 @@ def make_incident(
     location: str = "Main gate",
     confidence: float = 0.8,
     snapshot: Any = None,
+    **fields: Any,
 ) -> Incident:
+    """A valid incident for tests and benchmarks; ``fields`` sets any other :class:`Incident` field
+    (``worker_id``, ``boxes``, ``event_id``...), so no test writes its own copy of the constructor."""
     started = started_at or datetime.now(UTC)
     observed = started + timedelta(seconds=seq)
-    return Incident(
-        incident_id=incident_id or uuid.uuid4(),
-        type=IncidentType(type),
-        state=IncidentState(state),
-        camera_id=camera_id,
-        camera_name=camera_name or f"Camera {camera_id}",
-        location=location,
-        zone="road",
-        severity=severity,  # type: ignore[arg-type]
-        started_at=started,
-        observed_at=observed,
-        ended_at=observed if state == "end" else None,
-        confidence=confidence,
-        snapshot=snapshot,
-        worker_id="test-worker",
-        seq=seq,
-    )
+    values: dict[str, Any] = {
+        "incident_id": incident_id or uuid.uuid4(),
+        "type": IncidentType(type),
+        "state": IncidentState(state),
+        "camera_id": camera_id,
+        "camera_name": camera_name or f"Camera {camera_id}",
+        "location": location,
+        "zone": "road",
+        "severity": severity,
+        "started_at": started,
+        "observed_at": observed,
+        "ended_at": observed if state == "end" else None,
+        "confidence": confidence,
+        "snapshot": snapshot,
+        "worker_id": "test-worker",
+        "seq": seq,
+    }
+    return Incident(**{**values, **fields})
+
+
+def make_plate_read(
+    camera_id: str = "cam-1", plate: str = "123ABC02", at: datetime | None = None, **fields: Any
+) -> PlateRead:
+    """A valid Kazakh plate read seen once at ``at`` (now by default); ``fields`` sets any other field."""
+    seen = at or datetime.now(UTC)
+    values: dict[str, Any] = {
+        "camera_id": camera_id,
+        "observed_at": seen,
+        "first_seen_at": seen,
+        "last_seen_at": seen,
+        "plate": plate,
+        "raw_text": plate,
+        "format_id": "kz",
+        "country": "KZ",
+        "confidence": 0.9,
+        "is_candidate": False,
+        "reads": 3,
+        "plate_box": [1, 2, 3, 4],
+    }
+    return PlateRead(**{**values, **fields})
 
 
 def record_of(inc: Incident) -> OutRecord:

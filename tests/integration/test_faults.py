@@ -22,6 +22,7 @@ from uuid import uuid4
 import pytest
 
 from core.config import KafkaConfig
+from dispatch.testing import make_incident, make_plate_read
 from event_bus import topics
 from event_bus.events import Incident, IncidentState, PlateRead
 from event_bus.interfaces import OutRecord
@@ -100,23 +101,6 @@ def test_broker_down_60s_during_a_live_worker_run(kafka_broker: Any, vtest_h264:
     )
 
 
-def _read(camera_id: str, at: datetime) -> PlateRead:
-    return PlateRead(
-        camera_id=camera_id,
-        observed_at=at,
-        first_seen_at=at,
-        last_seen_at=at,
-        plate="123ABC02",
-        raw_text="123ABC02",
-        format_id="kz",
-        country="KZ",
-        confidence=0.9,
-        is_candidate=False,
-        reads=3,
-        plate_box=[1, 2, 3, 4],
-    )
-
-
 def test_postgres_down_30s_under_the_plate_indexer(
     kafka_bootstrap: str, _postgres_session: Any, postgres_dsn: str
 ) -> None:
@@ -146,7 +130,7 @@ def test_postgres_down_30s_under_the_plate_indexer(
     reads: list[PlateRead] = []
 
     def produce(n: int) -> None:
-        batch = [_read(camera_id, now + timedelta(milliseconds=len(reads) + i)) for i in range(n)]
+        batch = [make_plate_read(camera_id, at=now + timedelta(milliseconds=len(reads) + i)) for i in range(n)]
         reads.extend(batch)
         out = [OutRecord(topics.PLATES, camera_id, r.model_dump_json().encode()) for r in batch]
         assert all(e is None for e in pub.publish(out))
@@ -333,20 +317,7 @@ def test_postgres_down_30s_under_the_console(kafka_bootstrap: str, _postgres_ses
     def produce(n: int) -> None:
         now = datetime.now(UTC)
         batch = [
-            Incident(
-                incident_id=uuid4(),
-                type="person_in_zone",
-                state="start",
-                camera_id=camera_id,
-                severity="medium",
-                started_at=now,
-                observed_at=now,
-                confidence=0.9,
-                worker_id="w-pg",
-                seq=0,
-                boxes=[[1, 2, 3, 4]],
-            )
-            for _ in range(n)
+            make_incident(camera_id=camera_id, severity="medium", started_at=now, worker_id="w-pg") for _ in range(n)
         ]
         incidents.extend(batch)
         out = [OutRecord(topics.INCIDENTS, camera_id, i.model_dump_json().encode()) for i in batch]

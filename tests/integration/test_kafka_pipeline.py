@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -27,6 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core.config import KafkaConfig  # noqa: E402
+from dispatch import testing  # noqa: E402
 from event_bus import schemas, topics  # noqa: E402
 from event_bus.consume import EventConsumer  # noqa: E402
 from event_bus.events import Incident  # noqa: E402
@@ -41,22 +41,7 @@ CAMERAS = ("cam-a", "cam-b", "cam-c")
 
 
 def make_incident(camera: str, n: int, worker: str) -> Incident:
-    now = datetime.now(UTC)
-    return Incident(
-        incident_id=uuid4(),
-        type="person_in_zone",
-        state="start",
-        camera_id=camera,
-        severity="medium",
-        started_at=now,
-        observed_at=now,
-        confidence=0.9,
-        worker_id=worker,
-        seq=0,
-        track_id=n,
-        zone="road",
-        boxes=[[10.0, 20.0, 30.0, 40.0]],
-    )
+    return testing.make_incident(camera_id=camera, severity="medium", confidence=0.9, worker_id=worker, track_id=n)
 
 
 def spool_incident(spool: Spool, inc: Incident) -> None:

@@ -14,6 +14,7 @@ from uuid import uuid4
 import pytest
 
 from core.config import KafkaConfig
+from dispatch.testing import make_plate_read
 from event_bus import topics
 from event_bus.consume import read_dead_letter
 from event_bus.events import PlateRead
@@ -38,21 +39,7 @@ def publisher(kafka_bootstrap: str) -> Iterator[KafkaPublisher]:
 
 
 def plate_read(camera: str, plate: str, at: datetime | None = None) -> PlateRead:
-    at = at or datetime.now(UTC)
-    return PlateRead(
-        camera_id=camera,
-        observed_at=at,
-        first_seen_at=at,
-        last_seen_at=at,
-        plate=plate,
-        raw_text=plate,
-        format_id="kz",
-        country="KZ",
-        confidence=0.9,
-        is_candidate=False,
-        reads=4,
-        plate_box=[1, 2, 3, 4],
-    )
+    return make_plate_read(camera, plate, at, reads=4)
 
 
 def send(pub: KafkaPublisher, camera: str, values: list[bytes]) -> None:

@@ -14,6 +14,7 @@ from uuid import uuid4
 import pytest
 
 from core.config import S3Config
+from dispatch.testing import make_incident
 from event_bus import topics
 from event_bus.events import Incident
 from event_bus.interfaces import OutRecord
@@ -72,19 +73,8 @@ def test_store_down_holds_events_until_objects_exist(s3_service: Any, tmp_path: 
             eid = uuid4()
             data = jpeg(n)
             ref = store.ref_for("cam-1", eid, now, data)  # no I/O: the event carries its ref before the upload
-            inc = Incident(
-                event_id=eid,
-                incident_id=uuid4(),
-                type="fire",
-                state="start",
-                camera_id="cam-1",
-                severity="high",
-                started_at=now,
-                observed_at=now,
-                confidence=0.7,
-                worker_id=worker,
-                seq=0,
-                snapshot=ref,
+            inc = make_incident(
+                event_id=eid, type="fire", started_at=now, confidence=0.7, worker_id=worker, snapshot=ref
             )
             spool.append(
                 OutRecord(topics.INCIDENTS, "cam-1", inc.model_dump_json().encode()), blob=data, blob_key=ref.key

@@ -8,10 +8,10 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
+from dispatch.testing import make_incident
 from event_bus import topics
 from event_bus.consume import DeadLetterError, EventConsumer, SeenIds, read_dead_letter
 from event_bus.events import Incident
@@ -23,19 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def incident(camera: str = "cam-1", seq: int = 0) -> Incident:
     t = datetime(2026, 1, 1, tzinfo=UTC)
-    return Incident(
-        incident_id=uuid4(),
-        type="person_in_zone",
-        state="start",
-        camera_id=camera,
-        severity="medium",
-        started_at=t,
-        observed_at=t,
-        confidence=0.9,
-        worker_id="w1",
-        seq=seq,
-        boxes=[[1, 2, 3, 4]],
-    )
+    return make_incident(camera_id=camera, seq=seq, severity="medium", started_at=t, confidence=0.9, worker_id="w1")
 
 
 def out(inc: Incident) -> OutRecord:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 from typer.testing import CliRunner
 
+from dispatch.testing import make_incident
 from event_bus import schemas
-from event_bus.events import EVENT_TYPES, CameraStatus, Incident, SnapshotRef
+from event_bus.events import EVENT_TYPES, CameraStatus, SnapshotRef
 from kuzet.commands.schemas import app
 
 
@@ -27,17 +27,9 @@ def test_every_type_has_a_file() -> None:
 
 def test_valid_events_pass_and_bad_ones_fail() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
-    inc = Incident(
-        incident_id=uuid4(),
+    inc = make_incident(
         type="fire",
-        state="start",
-        camera_id="cam-1",
-        severity="high",
         started_at=t,
-        observed_at=t,
-        confidence=0.8,
-        worker_id="w",
-        seq=0,
         snapshot=SnapshotRef(store="s3", bucket="kuzet-snapshots", key="cam-1/x.jpg", sha256="a" * 64, size=10),
     )
     doc = json.loads(inc.model_dump_json())

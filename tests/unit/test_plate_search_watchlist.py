@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from core.clock import FakeClock
+from dispatch.testing import make_plate_read
 from event_bus import schemas, topics
 from event_bus.events import IncidentType, PlateRead
 from services.watchlist_alerts import derived_uuid7, incidents_for
@@ -27,20 +28,7 @@ def setup(tmp_path: Path) -> tuple[WatchlistStore, WatchlistMatcher, FakeClock]:
 
 
 def plate_read(plate: str, at: datetime, candidate: bool = False) -> PlateRead:
-    return PlateRead(
-        camera_id="cam-7",
-        observed_at=at,
-        first_seen_at=at,
-        last_seen_at=at,
-        plate=plate,
-        raw_text=plate,
-        format_id="kz",
-        country="KZ",
-        confidence=0.9,
-        is_candidate=candidate,
-        reads=3,
-        plate_box=[1, 2, 3, 4],
-    )
+    return make_plate_read("cam-7", plate, at, is_candidate=candidate)
 
 
 def test_exact_and_fuzzy_entries_match_and_expired_ones_do_not(setup) -> None:

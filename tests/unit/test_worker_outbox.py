@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from uuid import uuid4
 
 from core.config import CameraConfig, load_config
+from dispatch.testing import make_incident
 from event_bus import topics
 from event_bus.events import Incident
 from worker.events import Outgoing
@@ -39,20 +39,7 @@ def _worker(tmp_path: Path) -> Worker:
 
 
 def _incident() -> Incident:
-    t = datetime(2026, 1, 1, tzinfo=UTC)
-    return Incident(
-        incident_id=uuid4(),
-        type="person_in_zone",
-        state="start",
-        camera_id="cam-1",
-        severity="medium",
-        started_at=t,
-        observed_at=t,
-        confidence=0.9,
-        worker_id="w1",
-        seq=0,
-        boxes=[[1, 2, 3, 4]],
-    )
+    return make_incident(started_at=datetime(2026, 1, 1, tzinfo=UTC), worker_id="w1")
 
 
 def _refused_metric(worker: Worker) -> dict[str, float]:
