@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from dispatch.api.plates import PlateSearchIn, csv_response, hit_json, plate_service, run_plate_search
 from dispatch.api.watchlist import WatchIn, watch_json
@@ -22,33 +22,36 @@ router = APIRouter(route_class=AuthFirstRoute)  # role checked before the body i
 _STATUS: dict[type[Exception], int] = {PlateQueryError: 400, PlateAccessError: 403, PlateUnavailable: 503}
 
 
-def _plate_form(
-    plate: str, mode: str, max_edits: str, reason: str, since: str, until: str, cameras: str
-) -> dict[str, str]:
-    return {
-        "plate": plate,
-        "mode": mode,
-        "max_edits": max_edits,
-        "reason": reason,
-        "since": since,
-        "until": until,
-        "cameras": cameras,
-    }
+PlateField = Annotated[str, Form(max_length=600)]
+"""One posted form field (watchlist forms)."""
+_Text = Annotated[str, Field(max_length=600)]
 
 
-def _plate_body(form: dict[str, str]) -> PlateSearchIn:
+class PlateForm(BaseModel):
+    """The plate search form as posted: strings, checked by :func:`_plate_body` (page and CSV export alike)."""
+
+    plate: _Text = ""
+    mode: _Text = "exact"
+    max_edits: _Text = "1"
+    reason: _Text = ""
+    since: _Text = ""
+    until: _Text = ""
+    cameras: _Text = ""
+
+
+def _plate_body(form: PlateForm) -> PlateSearchIn:
     """Form fields -> the API's validated search body (one set of rules for page and API)."""
     try:
-        since, until = datetime_local(form["since"]), datetime_local(form["until"])
+        since, until = datetime_local(form.since), datetime_local(form.until)
     except ValueError:
         raise PlateQueryError("times must look like 2025-01-31T13:45") from None
-    cameras = [c.strip() for c in form["cameras"].split(",") if c.strip()]
+    cameras = [c.strip() for c in form.cameras.split(",") if c.strip()]
     try:
         return PlateSearchIn(
-            plate=form["plate"],
-            mode=form["mode"],  # type: ignore[arg-type]
-            max_edits=int(form["max_edits"] or 1),
-            reason=form["reason"],
+            plate=form.plate,
+            mode=form.mode,  # type: ignore[arg-type]
+            max_edits=int(form.max_edits or 1),
+            reason=form.reason,
             since=since,
             until=until,
             cameras=cameras,
@@ -67,56 +70,41 @@ def plates_page(request: Request, session: Annotated[Session, Depends(INVESTIGAT
         request,
         "plates.html",
         session,
-        form=_plate_form("", "exact", "1", "", "", "", ""),
+        form=PlateForm().model_dump(),
         hits=None,
         error=None,
         available=ctx_of(request).plates is not None,
     )
 
 
-PlateField = Annotated[str, Form(max_length=600)]
-
-
 @router.post("/plates")
 def plates_search(
     request: Request,
     session: Annotated[Session, Depends(INVESTIGATE_PAGE)],
-    plate: PlateField = "",
-    mode: PlateField = "exact",
-    max_edits: PlateField = "1",
-    reason: PlateField = "",
-    since: PlateField = "",
-    until: PlateField = "",
-    cameras: PlateField = "",
+    form: Annotated[PlateForm, Form()],
 ) -> Response:
     ctx = ctx_of(request)
-    form = _plate_form(plate, mode, max_edits, reason, since, until, cameras)
+    shown = form.model_dump()
     svc = ctx.plates
     if svc is None:
-        return render(request, "plates.html", session, 503, form=form, hits=None, error=None, available=False)
+        return render(request, "plates.html", session, 503, form=shown, hits=None, error=None, available=False)
     try:
         res = run_plate_search(ctx, session, _plate_body(form), svc)
     except (PlateQueryError, PlateAccessError, PlateUnavailable) as exc:
         status = _STATUS[type(exc)]
-        return render(request, "plates.html", session, status, form=form, hits=None, error=str(exc), available=True)
+        return render(request, "plates.html", session, status, form=shown, hits=None, error=str(exc), available=True)
     hits = [hit_json(ctx, h) for h in res.hits]
-    return render(request, "plates.html", session, form=form, hits=hits, error=None, available=True)
+    return render(request, "plates.html", session, form=shown, hits=hits, error=None, available=True)
 
 
 @router.post("/plates/export.csv")
 def plates_export(
     request: Request,
     session: Annotated[Session, Depends(INVESTIGATE_PAGE)],
-    plate: PlateField = "",
-    mode: PlateField = "exact",
-    max_edits: PlateField = "1",
-    reason: PlateField = "",
-    since: PlateField = "",
-    until: PlateField = "",
-    cameras: PlateField = "",
+    form: Annotated[PlateForm, Form()],
 ) -> Response:
     ctx = ctx_of(request)
-    body = _plate_body(_plate_form(plate, mode, max_edits, reason, since, until, cameras))
+    body = _plate_body(form)
     res = run_plate_search(ctx, session, body, plate_service(request), "plate_export")  # errors: dispatch.errors
     return csv_response(ctx, res.hits)
 
