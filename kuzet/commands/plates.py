@@ -398,6 +398,24 @@ def watch_list(
 ChangeReasonOpt = Annotated[str, typer.Option("--reason", help="why (case closed, entered by mistake ...); audited")]
 
 
+def _watch_change(
+    action: str, entry_id: UUID, reason: str, token: str | None, console_db: str | None, db: str | None
+) -> bool:
+    """Authenticate, apply ``action`` (expire or remove) to the entry, audit its outcome; False if none changed."""
+    stores = _open(db)
+    try:
+        principal = _principal(stores, str(db), token, console_db, f"watchlist_{action}")
+        now = SystemClock().now()
+        change = (
+            (lambda: stores.watchlist.expire(entry_id, now))
+            if action == "expire"
+            else (lambda: stores.watchlist.remove(entry_id, now, principal.user))
+        )
+        return _changed(stores, principal, f"watchlist_{action}", {"id": str(entry_id)}, reason, change)
+    finally:
+        stores.close()
+
+
 @watch_app.command("expire")
 def watch_expire(
     entry_id: Annotated[UUID, typer.Argument(help="entry id")],
@@ -407,21 +425,7 @@ def watch_expire(
     db: DbOpt = None,
 ) -> None:
     """Expire an entry now (it stops matching at once; kept for the record)."""
-    stores = _open(db)
-    url = str(db)
-    try:
-        principal = _principal(stores, url, token, console_db, "watchlist_expire")
-        ok = _changed(
-            stores,
-            principal,
-            "watchlist_expire",
-            {"id": str(entry_id)},
-            reason,
-            lambda: stores.watchlist.expire(entry_id, SystemClock().now()),
-        )
-    finally:
-        stores.close()
-    if not ok:
+    if not _watch_change("expire", entry_id, reason, token, console_db, db):
         raise _fail(f"no active entry {entry_id}", 1)
     typer.echo(f"expired {entry_id}")
 
@@ -435,21 +439,7 @@ def watch_remove(
     db: DbOpt = None,
 ) -> None:
     """Mark an entry removed (matchers drop it within their refresh interval, 5 s by default)."""
-    stores = _open(db)
-    url = str(db)
-    try:
-        principal = _principal(stores, url, token, console_db, "watchlist_remove")
-        ok = _changed(
-            stores,
-            principal,
-            "watchlist_remove",
-            {"id": str(entry_id)},
-            reason,
-            lambda: stores.watchlist.remove(entry_id, SystemClock().now(), principal.user),
-        )
-    finally:
-        stores.close()
-    if not ok:
+    if not _watch_change("remove", entry_id, reason, token, console_db, db):
         raise _fail(f"no entry {entry_id} (or already removed)", 1)
     typer.echo(f"removed {entry_id}")
 

@@ -584,6 +584,39 @@ def test_plate_cli_needs_a_real_user_and_takes_the_role_from_the_record(
     ]
 
 
+def test_plate_cli_watchlist_expire_and_remove_are_authenticated_and_audited(
+    tmp_path: Path, db: Path, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kuzet.commands.plates import app as plates_app
+
+    plates = f"sqlite:///{tmp_path / 'plates.sqlite3'}"
+    open_stores(plates).close()
+    monkeypatch.setenv("KUZET_CONSOLE_DB", str(db))
+    monkeypatch.delenv("KUZET_API_TOKEN", raising=False)
+    runner = CliRunner()
+    auth = ["--token", store.create_api_token("investigator", "t"), "--db", plates]
+    ids = []
+    for plate in ("123ABC02", "777AAA02"):
+        added = runner.invoke(plates_app, ["watchlist", "add", plate, "--reason", "case 9", *auth])
+        assert added.exit_code == 0, added.output
+    listed = runner.invoke(plates_app, ["watchlist", "list", "--json", "--db", plates])
+    ids = [e["id"] for e in json.loads(listed.output)]
+    assert (
+        runner.invoke(plates_app, ["watchlist", "expire", ids[0], "--reason", "case closed", "--db", plates]).exit_code
+        == 3
+    )
+    expired = runner.invoke(plates_app, ["watchlist", "expire", ids[0], "--reason", "case closed", *auth])
+    assert expired.exit_code == 0 and f"expired {ids[0]}" in expired.output, expired.output
+    removed = runner.invoke(plates_app, ["watchlist", "remove", ids[1], "--reason", "entered by mistake", *auth])
+    assert removed.exit_code == 0 and f"removed {ids[1]}" in removed.output, removed.output
+    again = runner.invoke(plates_app, ["watchlist", "remove", ids[1], "--reason", "entered by mistake", *auth])
+    assert again.exit_code == 1 and "already removed" in again.output
+    assert runner.invoke(plates_app, ["watchlist", "list", "--json", "--db", plates]).output.strip() == "[]"
+    actions = [(e.action, e.outcome) for e in open_stores(plates).audit.entries()]
+    assert ("watchlist_expire", "refused") in actions
+    assert ("watchlist_expire", "ok") in actions and ("watchlist_remove", "ok") in actions
+
+
 # -- finding 6: readiness apart from liveness, link key from a secret reference ------------------------------------
 
 
