@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,15 +44,24 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _registry(bootstrap: str | None) -> Any:
-    from worker.registry import CameraRegistry, RegistryError
+@contextmanager
+def _registry(bootstrap: str | None) -> Iterator[Any]:
+    """The registry, closed after use; its errors become exit codes (2: a bad record, 3: Kafka)."""
+    from worker.registry import CameraRegistry, InvalidCameraRecord, RegistryError
 
     reg = CameraRegistry(bootstrap or "127.0.0.1:9092")
     try:
-        reg.ensure_topic()
+        try:
+            reg.ensure_topic()
+        except RegistryError as exc:
+            raise _fail(f"cannot reach Kafka at {reg.bootstrap}: {exc}", 3) from None
+        yield reg
+    except InvalidCameraRecord as exc:
+        raise _fail(str(exc)) from None
     except RegistryError as exc:
-        raise _fail(f"cannot reach Kafka at {reg.bootstrap}: {exc}", 3) from None
-    return reg
+        raise _fail(str(exc), 3) from None
+    finally:
+        reg.close()
 
 
 def _who() -> str:
@@ -136,7 +147,7 @@ def add_cmd(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Register a new camera; refused if the id is already in the registry."""
-    from worker.registry import InvalidCameraRecord, RegistryError
+    from worker.registry import InvalidCameraRecord
 
     try:
         cam = _camera_from_options(
@@ -152,15 +163,10 @@ def add_cmd(
         )
     except InvalidCameraRecord as exc:
         raise _fail(str(exc)) from None
-    reg = _registry(bootstrap)
-    try:
+    with _registry(bootstrap) as reg:
         if camera_id in reg.snapshot().cameras:
             raise _fail(f"camera {camera_id} already exists; use `kuzet cameras update`")
         reg.put([cam], _who())
-    except RegistryError as exc:
-        raise _fail(str(exc), 3) from None
-    finally:
-        reg.close()
     typer.echo(f"added {cam.id} ({redact_url(cam.url)}, {cam.analysis_fps:g} fps, {len(cam.zones)} zone(s))")
 
 
@@ -181,10 +187,7 @@ def update_cmd(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Change a registered camera; the worker running it restarts that camera only."""
-    from worker.registry import InvalidCameraRecord, RegistryError
-
-    reg = _registry(bootstrap)
-    try:
+    with _registry(bootstrap) as reg:
         current = reg.snapshot().cameras.get(camera_id)
         if current is None or current.camera is None:
             raise _fail(f"camera {camera_id} is not in the registry; use `kuzet cameras add`")
@@ -202,12 +205,6 @@ def update_cmd(
             enabled=enable,
         )
         reg.put([cam], _who())
-    except InvalidCameraRecord as exc:
-        raise _fail(str(exc)) from None
-    except RegistryError as exc:
-        raise _fail(str(exc), 3) from None
-    finally:
-        reg.close()
     typer.echo(f"updated {cam.id} ({cam.analysis_fps:g} fps, zones {[z.name for z in cam.zones]})")
 
 
@@ -218,22 +215,13 @@ def remove_cmd(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Remove cameras (a tombstone each); their workers stop them and end their open incidents."""
-    from worker.registry import InvalidCameraRecord, RegistryError
-
-    reg = _registry(bootstrap)
-    try:
+    with _registry(bootstrap) as reg:
         if not force:
             known = reg.snapshot().cameras
             missing = [c for c in camera_ids if c not in known]
             if missing:
                 raise _fail(f"not in the registry: {', '.join(missing)} (use --force to tombstone anyway)")
         n = reg.remove(camera_ids)
-    except InvalidCameraRecord as exc:
-        raise _fail(str(exc)) from None
-    except RegistryError as exc:
-        raise _fail(str(exc), 3) from None
-    finally:
-        reg.close()
     typer.echo(f"removed {n} camera(s): {', '.join(camera_ids)}")
 
 
@@ -243,15 +231,8 @@ def list_cmd(
     bootstrap: Bootstrap = None,
 ) -> None:
     """List registered cameras (URLs redacted; credentials only as their secret reference)."""
-    from worker.registry import RegistryError
-
-    reg = _registry(bootstrap)
-    try:
+    with _registry(bootstrap) as reg:
         snap = reg.snapshot()
-    except RegistryError as exc:
-        raise _fail(str(exc), 3) from None
-    finally:
-        reg.close()
     for cid in sorted(snap.cameras):
         entry = snap.cameras[cid]
         cam = entry.camera
@@ -286,7 +267,7 @@ def import_cmd(
     bootstrap: Bootstrap = None,
 ) -> None:
     """Validate every camera of a file, then register them all (nothing is written if any is invalid)."""
-    from worker.registry import InvalidCameraRecord, RegistryError, load_camera_file
+    from worker.registry import InvalidCameraRecord, load_camera_file
 
     try:
         cameras = load_camera_file(file)
@@ -295,18 +276,13 @@ def import_cmd(
     if dry_run:
         typer.echo(f"{file}: {len(cameras)} valid camera(s)")
         return
-    reg = _registry(bootstrap)
-    try:
+    with _registry(bootstrap) as reg:
         if not upsert:
             known = reg.snapshot().cameras
             clash = sorted(c.id for c in cameras if c.id in known)
             if clash:
                 raise _fail(f"already registered: {', '.join(clash[:20])} (use --upsert to replace them)")
         n = reg.put(cameras, _who())
-    except RegistryError as exc:
-        raise _fail(str(exc), 3) from None
-    finally:
-        reg.close()
     typer.echo(f"imported {n} camera(s) from {file}")
 
 

@@ -123,13 +123,23 @@ def serve(
             server.stop()
 
 
+PasswordStdinOpt = Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")]
+GenerateOpt = Annotated[bool, typer.Option(help="generate a password and print it once")]
+
+
+def _show_generated(password: str, generated: bool) -> None:
+    """Print a generated password once (a typed or piped one is never echoed)."""
+    if generated:
+        typer.echo(f"password (shown once): {password}")
+
+
 @users_app.command("add")
 def users_add(
     username: Annotated[str, typer.Argument(help="login name: lower-case letters, digits, _ . -")],
     role: Annotated[Role, typer.Option(help="dispatcher, investigator or admin")],
     display_name: Annotated[str, typer.Option(help="name shown in the console")] = "",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
-    generate: Annotated[bool, typer.Option(help="generate a password and print it once")] = False,
+    password_stdin: PasswordStdinOpt = False,
+    generate: GenerateOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Create a user (argon2id password hash)."""
@@ -140,15 +150,14 @@ def users_add(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"created {user.username} ({user.role.value})")
-    if generated:
-        typer.echo(f"password (shown once): {password}")
+    _show_generated(password, generated)
 
 
 @users_app.command("passwd")
 def users_passwd(
     username: str,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
-    generate: Annotated[bool, typer.Option(help="generate a password and print it once")] = False,
+    password_stdin: PasswordStdinOpt = False,
+    generate: GenerateOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Set a user's password (ends the user's sessions)."""
@@ -159,8 +168,7 @@ def users_passwd(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"password changed for {username}")
-    if generated:
-        typer.echo(f"password (shown once): {password}")
+    _show_generated(password, generated)
 
 
 @users_app.command("disable")
