@@ -40,9 +40,15 @@ def client_settings(cfg: KafkaConfig) -> dict[str, Any]:
     return out
 
 
+def env_fields() -> dict[str, str]:
+    """The :class:`~core.config.KafkaConfig` security fields this process's ``KUZET_BUS__KAFKA__*`` variables set
+    (for a command that builds its config from options, so its publisher authenticates as its subscriber does)."""
+    return {f: os.environ[_ENV + f.upper()] for f in _FIELDS if _ENV + f.upper() in os.environ}
+
+
 def env_settings() -> dict[str, Any]:
     """:func:`client_settings` for the ``KUZET_BUS__KAFKA__*`` security variables of this process."""
-    data = {f: os.environ[_ENV + f.upper()] for f in _FIELDS if _ENV + f.upper() in os.environ}
+    data = env_fields()
     if not data:
         return {}
     try:

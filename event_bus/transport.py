@@ -43,15 +43,19 @@ def subscriber_factory(
     """
     wanted = list(topics)
     if cfg.kind == "kafka":
+        from event_bus.kafka_security import client_settings
         from event_bus.kafka_subscriber import KafkaSubscriber
 
         bootstrap = cfg.kafka.bootstrap_servers
         cid = client_id or cfg.kafka.client_id
+        # the config's own SASL/TLS (the console's KUZET_CONSOLE_BUS__KAFKA__*), so its consumer authenticates
+        # as its DLQ publisher does; without any, KafkaSubscriber falls back to KUZET_BUS__KAFKA__*
+        # (resolved when a subscriber opens: the password is held by no long-lived object)
+        kafka_cfg = cfg.kafka
 
         def make_kafka() -> Subscriber:
-            return KafkaSubscriber(
-                bootstrap, wanted, group, from_beginning=from_beginning, client_id=cid, extra=kafka_extra
-            )
+            extra = client_settings(kafka_cfg) | (kafka_extra or {})
+            return KafkaSubscriber(bootstrap, wanted, group, from_beginning=from_beginning, client_id=cid, extra=extra)
 
         return make_kafka
     path = cfg.local_path

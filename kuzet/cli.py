@@ -37,6 +37,7 @@ def _mount() -> None:
     app.add_typer(console_app, name="console")
 
     from kuzet.commands.cameras import app as cameras_app
+    from kuzet.commands.kafka_acls import kafka_acls
     from kuzet.commands.scaleout import scale_worker
     from kuzet.commands.status import status
 
@@ -44,6 +45,7 @@ def _mount() -> None:
     # plain commands, not groups: neither has subcommands, so help must not show `COMMAND [ARGS]...`
     app.command("status")(status)
     app.command("scale-worker")(scale_worker)
+    app.command("kafka-acls")(kafka_acls)
 
     from kuzet.commands.evidence import app as evidence_app
 

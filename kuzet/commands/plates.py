@@ -287,9 +287,10 @@ def _bus(
 
     if kind not in ("local", "kafka"):
         raise typer.BadParameter("--bus must be local or kafka")
-    cfg = BusConfig.model_validate(
-        {"kind": kind, "kafka": {"bootstrap_servers": bootstrap, "client_id": group}, "local_path": local_path}
-    )
+    from event_bus.kafka_security import env_fields
+
+    kafka = {"bootstrap_servers": bootstrap, "client_id": group, **env_fields()}  # SASL/TLS: KUZET_BUS__KAFKA__*
+    cfg = BusConfig.model_validate({"kind": kind, "kafka": kafka, "local_path": local_path})
     return subscriber_factory(cfg, [topic], group, from_beginning=not latest), open_publisher(cfg)
 
 

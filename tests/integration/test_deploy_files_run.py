@@ -5,10 +5,12 @@ compose ran ``kuzet console --host`` (no such command) and that the console igno
 the files set. So each container's ``command`` + ``args`` is run as written, with its environment, against
 the installed package (the ``kuzet`` entry point of this venv), and must start and answer its readiness
 probe. What a cluster or Docker would provide is substituted, and only that: service addresses (Kafka,
-S3, PostgreSQL) point at this test's real services, secrets come from the test, mounted ConfigMaps and
-volumes are files in a temporary directory, container ports are free loopback ports and ``0.0.0.0``
-binds become ``127.0.0.1``. The third-party services of compose (kafka, s3, postgres images) are those
-real services. The GPU worker runs only where onnxruntime offers CUDA; elsewhere it is skipped, saying so.
+S3, PostgreSQL) point at this test's real services (Kafka: a SASL_SSL broker with the ACL recipe applied,
+so each service connects as the principal its file names), secrets (passwords, the broker CA) come from
+the test, mounted ConfigMaps, Secrets and volumes are files in a temporary directory, container ports are
+free loopback ports and ``0.0.0.0`` binds become ``127.0.0.1``. The third-party services of compose
+(kafka, s3, postgres images) are those real services. The GPU worker runs only where onnxruntime offers
+CUDA; elsewhere it is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ import pytest
 import yaml
 
 from dispatch.testing import free_port
+from tests.integration.kafka_sasl_support import ROLES, secure_kafka_service
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -39,7 +43,7 @@ KUZET = shutil.which("kuzet", path=str(Path(sys.executable).parent)) or "kuzet"
 
 
 def k8s_containers() -> list[tuple[str, dict[str, Any], dict[str, str]]]:
-    """(name, container, {mountPath: configmap key text}) for every workload container."""
+    """(name, container, {path: configmap key text, or ``secret:NAME/KEY`` for a Secret's key}) per container."""
     docs = [d for p in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
     maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     out = []
@@ -55,6 +59,10 @@ def k8s_containers() -> list[tuple[str, dict[str, Any], dict[str, str]]]:
                 if cm:
                     for key, text in maps[cm["name"]].items():
                         files[f"{m['mountPath']}/{key}"] = text
+                secret = volumes.get(m["name"], {}).get("secret")
+                if secret:
+                    for item in secret["items"]:
+                        files[f"{m['mountPath']}/{item['path']}"] = f"secret:{secret['secretName']}/{item['key']}"
             out.append((f"k8s:{d['metadata']['name']}/{c['name']}", c, files))
     return out
 
@@ -67,12 +75,12 @@ def compose_services() -> list[tuple[str, dict[str, Any]]]:
 class Rewriter:
     """Replaces what a cluster / Docker host provides with this test's real services and temporary paths."""
 
-    def __init__(self, tmp: Path, kafka: str, s3: Any, pg: str) -> None:
+    def __init__(self, tmp: Path, kafka: Any, s3: Any, pg: str) -> None:
         self.tmp = tmp
         endpoint = str(s3.endpoint).removeprefix("http://").removeprefix("https://").rstrip("/")
         self.hosts = {
-            "kafka-bootstrap.kafka.svc:9092": kafka,
-            "kafka:9092": kafka,
+            "kafka-bootstrap.kafka.svc:9093": kafka.bootstrap,
+            "kafka:9092": kafka.bootstrap,
             "s3.kuzet.svc:9000": endpoint,
             "s3:8333": endpoint,
         }
@@ -82,6 +90,8 @@ class Rewriter:
             "/app/var": str(tmp / "var"),
             "/models": str(MODELS),
             "/root/.cache/kuzet/models": str(MODELS),
+            "/etc/kafka-ca": str(tmp / "kafka-ca"),
+            "/run/secrets": str(tmp / "run-secrets"),
         }
         self.secrets = {
             "s3-access-key": s3.access_key,
@@ -89,7 +99,12 @@ class Rewriter:
             "console-db-url": pg,
             "plates-db-url": pg,
             "console-link-key": "a-link-key-for-the-deploy-test",
+            **{f"kafka-{role}-password": kafka.state["scram"][user] for role, user in ROLES.items()},
+            "kafka-admin-password": kafka.state["scram"]["admin"],
         }
+        # the Secrets mounted as files, and compose's secrets: the broker's CA (the test's secure broker)
+        ca = (kafka.tls_dir / "ca.pem").read_text()
+        self.secret_files = {"kuzet-kafka-ca/ca.crt": ca, "kafka_ca": ca}
         self.pg = pg
         self.ports: dict[str, str] = {}
 
@@ -109,6 +124,15 @@ class Rewriter:
         value = self.text(value)
         m = re.fullmatch(r"(--(?:metrics-)?port=)(\d+)", value)
         return m.group(1) + self.port(m.group(2)) if m else value
+
+
+def run_once(name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+    """A one-shot service (compose ``restart: "no"``): it must finish with exit status 0."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("KUZET_")} | env
+    full_env["PYTHONPATH"] = str(REPO)
+    with log.open("wb") as fh:
+        rc = subprocess.run(argv, env=full_env, stdout=fh, stderr=subprocess.STDOUT, cwd=log.parent, timeout=180)
+    assert rc.returncode == 0, f"{name} exited {rc.returncode}: {log.read_text()[-3000:]}"
 
 
 def run_and_probe(name: str, argv: list[str], env: dict[str, str], probe: str | None, log: Path) -> None:
@@ -150,12 +174,15 @@ def _cuda() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
-@pytest.fixture
-def rewriter(kafka_bootstrap: str, s3_service: Any, postgres_dsn: str, tmp_path: Path) -> Rewriter:
-    from event_bus.kafka_admin import ensure_topics
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The deploy files speak SASL_SSL with their services' principals: a secure broker with the ACL recipe."""
+    yield from secure_kafka_service(tmp_path_factory.mktemp("kafka-deploy"))
 
-    ensure_topics(kafka_bootstrap)
-    return Rewriter(tmp_path, kafka_bootstrap, s3_service, postgres_dsn)
+
+@pytest.fixture
+def rewriter(secure_kafka: Any, s3_service: Any, postgres_dsn: str, tmp_path: Path) -> Rewriter:
+    return Rewriter(tmp_path, secure_kafka, s3_service, postgres_dsn)
 
 
 @pytest.mark.parametrize("name", [n for n, _, _ in k8s_containers()])
@@ -167,7 +194,8 @@ def test_every_k8s_container_starts_as_written(name: str, rewriter: Rewriter, tm
     for path, text in files.items():
         target = Path(rewriter.text(path))
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(rewriter.text(text))
+        secret = text.removeprefix("secret:") if text.startswith("secret:") else None
+        target.write_text(rewriter.secret_files[secret] if secret else rewriter.text(text))
     env: dict[str, str] = {}
     for e in c.get("env", []):
         if "value" in e:
@@ -201,7 +229,13 @@ def test_every_compose_service_starts_as_written(name: str, rewriter: Rewriter, 
         "KUZET_S3_SECRET_KEY": rewriter.secrets["s3-secret-key"],
         "POSTGRES_PASSWORD": "unused-trust-auth",
         "KUZET_CAM_GATE_1": "viewer:not-a-real-password",
+        "KAFKA_ADMIN_PASSWORD": rewriter.secrets["kafka-admin-password"],
+        **{f"KUZET_KAFKA_{role.upper()}_PASSWORD": rewriter.secrets[f"kafka-{role}-password"] for role in ROLES},
     }
+    for secret in svc.get("secrets", []):  # compose mounts each at /run/secrets/<name>
+        target = Path(rewriter.text(f"/run/secrets/{secret}"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(rewriter.secret_files[secret])
     for volume in svc.get("volumes", []):
         src, _, rest = str(volume).partition(":")
         dest = rest.split(":")[0]
@@ -233,4 +267,7 @@ def test_every_compose_service_starts_as_written(name: str, rewriter: Rewriter, 
         port = rewriter.port("8080")
         argv += ["--metrics-port", "0"]
         url = f"http://127.0.0.1:{port}/api/ready"
+    if svc.get("restart") == "no":
+        run_once(name, argv, env, tmp_path / "process.log")
+        return
     run_and_probe(name, argv, env, url, tmp_path / "process.log")

@@ -27,35 +27,20 @@ from kafka.errors import KafkaError, TopicAuthorizationFailedError
 from core.config import CameraConfig, KafkaConfig
 from dispatch.testing import make_incident
 from event_bus import topics
-from event_bus.acls import apply_acls
 from event_bus.consume import EventConsumer
 from event_bus.interfaces import OutRecord
-from event_bus.kafka_admin import ensure_topics
 from event_bus.kafka_publisher import KafkaPublisher
 from event_bus.kafka_security import client_settings
 from event_bus.kafka_subscriber import KafkaSubscriber
+from tests.integration.kafka_sasl_support import ROLES, secure_kafka_service
 from worker.registry import CameraRegistry
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-ROLES = {"worker": "kuzet-worker", "console": "kuzet-console", "indexer": "kuzet-indexer", "watch": "kuzet-watch"}
-
 
 @pytest.fixture(scope="module")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from deploy.services.kafka import KafkaService
-
-    service = KafkaService(tmp_path_factory.mktemp("kafka-sasl"), die_with_parent=True, secure=True)
-    try:
-        service.start()
-    except Exception as exc:  # the same clear failure the shared fixtures give
-        pytest.fail(f"secure Kafka did not start: {exc}")
-    admin = service.client_settings("admin")
-    ensure_topics(service.bootstrap, topics.ALL, security=admin)
-    ensure_topics(service.bootstrap, [topics.CAMERAS], partitions=64, security=admin)
-    apply_acls(service.bootstrap, admin, ROLES)
-    yield service
-    service.stop()
+    yield from secure_kafka_service(tmp_path_factory.mktemp("kafka-sasl"))
 
 
 def _config(service: Any, user: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KafkaConfig:
