@@ -44,10 +44,9 @@ from starlette.concurrency import run_in_threadpool
 from dispatch.security import ANY_API, Access, AuthFirstRoute
 from ingest.masking import mask_clip, masks_digest
 from storage.accounts import Role, Session
-from storage.audit import AuditLog, AuditRecord, AuditUnavailable, PostgresAuditLog, SqliteAuditLog
+from storage.audit import AuditLog, AuditRecord, AuditUnavailable, open_audit_log
 from storage.db import NotFoundError
 from storage.incident_events import EvidenceIndex, Hold
-from storage.plates.factory import is_postgres, sqlite_path
 from storage.retention import set_hold
 from storage.snapshots import SnapshotError, SnapshotStore
 
@@ -175,7 +174,7 @@ def evidence_service(settings: Any, store: SnapshotStore | None, link_key: bytes
     url = str(settings.plates_database or settings.database)  # the same hash-chained log as plate searches
     try:
         index = EvidenceIndex(settings.database)
-        audit: AuditLog = PostgresAuditLog(url) if is_postgres(url) else SqliteAuditLog(sqlite_path(url))
+        audit: AuditLog = open_audit_log(url)
         audit.migrate()
     except Exception as exc:
         log.warning("console: evidence unavailable: %s", type(exc).__name__)

@@ -13,9 +13,10 @@ record. :meth:`AuditLog.append` raises :class:`AuditUnavailable` on any
 failure, and the search function returns no results in that case.
 
 Appends are serialised (an advisory lock in PostgreSQL, ``BEGIN IMMEDIATE`` in
-SQLite) so two concurrent searches cannot fork the chain, and ``seq`` is
-assigned as previous + 1 (not a sequence with gaps), so a deleted row is also
-visible as a gap.
+SQLite; both through the one connection layer, :mod:`storage.db`) so two
+concurrent searches cannot fork the chain, and ``seq`` is assigned as
+previous + 1 (not a sequence with gaps), so a deleted row is also visible as
+a gap.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import psycopg
 
 from core.redact import redact_text
-from core.sqlite_tx import rollback
+from storage.db import Database, is_postgres_url
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x6B757A6561  # serialises appends to the chain
@@ -178,65 +178,71 @@ _PG_SCHEMA = [
         FOR EACH STATEMENT EXECUTE FUNCTION kuzet_audit_append_only()""",
 ]
 _COLS = "seq, at, actor, role, action, outcome, reason, details, result_count, prev_hash, hash"
-_INSERT_PG = (
-    "INSERT INTO audit_log (seq, at, actor, role, action, outcome, reason, details, result_count, prev_hash, hash) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_INSERT_SQLITE = (
-    "INSERT INTO audit_log (seq, at, actor, role, action, outcome, reason, details, result_count, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_SQLITE_SCHEMA = [  # statements apart: the trigger bodies hold ';' themselves
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        seq          INTEGER PRIMARY KEY,
+        at           TEXT    NOT NULL,
+        actor        TEXT    NOT NULL,
+        role         TEXT    NOT NULL,
+        action       TEXT    NOT NULL,
+        outcome      TEXT    NOT NULL,
+        reason       TEXT    NOT NULL,
+        details      TEXT    NOT NULL,
+        result_count INTEGER,
+        prev_hash    TEXT    NOT NULL,
+        hash         TEXT    NOT NULL
+    )""",
+    """CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END""",
+]
 
 
-class PostgresAuditLog:
-    """The audit log in PostgreSQL; one connection, serialised, reconnecting after failures."""
+class DatabaseAuditLog:
+    """The audit log on :class:`storage.db.Database` (the one connection layer), PostgreSQL or SQLite alike.
 
-    kind = "postgres"
+    Appends are serialised by the transaction itself: ``BEGIN IMMEDIATE`` on SQLite, plus an advisory
+    lock on PostgreSQL (several processes append to one chain there).
+    """
 
-    def __init__(self, conninfo: str, *, connect_timeout_s: int = 10) -> None:
-        self._conninfo = conninfo
-        self._connect_timeout_s = connect_timeout_s
-        self._lock = threading.Lock()
-        self._db: psycopg.Connection[Any] | None = None
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._db is None or self._db.closed or self._db.broken:
-            self._db = psycopg.connect(self._conninfo, connect_timeout=self._connect_timeout_s)
-        return self._db
+    @property
+    def kind(self) -> str:
+        return self._db.dialect
 
     def migrate(self) -> None:
-        with self._lock:
-            db = self._connection()
-            with db.transaction(), db.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-                for stmt in _PG_SCHEMA:
-                    cur.execute(stmt)
+        with self._db.tx() as c:
+            if self._db.dialect == "postgres":
+                c.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
+                c.script(_PG_SCHEMA)
+            else:
+                c.script(_SQLITE_SCHEMA)
 
     def append(self, record: AuditRecord, at: datetime) -> AuditEntry:
         try:
-            with self._lock:
-                db = self._connection()
-                with db.transaction(), db.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-                    cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                    row = cur.fetchone()
-                    entry = _entry(row[0] if row else 0, row[1] if row else GENESIS, record, at)
-                    cur.execute(_INSERT_PG, _values(entry))
-                return entry
-        except psycopg.Error as exc:
+            with self._db.tx() as c:
+                if self._db.dialect == "postgres":
+                    c.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
+                row = c.one("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                entry = _entry(row[0] if row else 0, row[1] if row else GENESIS, record, at)
+                values = list(_values(entry))
+                if self._db.dialect == "sqlite":
+                    values[1] = entry.at.isoformat(timespec="microseconds")
+                c.execute(f"INSERT INTO audit_log ({_COLS}) VALUES ({', '.join('?' * 11)})", values)  # noqa: S608
+            return entry
+        except (psycopg.Error, sqlite3.Error) as exc:
             raise AuditUnavailable(redact_text(f"audit log not writable: {type(exc).__name__}: {exc}")) from exc
 
     def entries(self, after_seq: int = 0, batch: int = 1000) -> Iterator[AuditEntry]:
         last = after_seq
         while True:
-            with self._lock:
-                db = self._connection()
-                with db.transaction(), db.cursor() as cur:
-                    cur.execute(
-                        f"SELECT {_COLS} FROM audit_log WHERE seq > %s ORDER BY seq LIMIT %s",  # noqa: S608
-                        (last, batch),
-                    )
-                    rows = cur.fetchall()
+            rows = self._db.read(
+                f"SELECT {_COLS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+                (last, batch),
+            )
             if not rows:
                 return
             for row in rows:
@@ -244,85 +250,28 @@ class PostgresAuditLog:
             last = rows[-1][0]
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self._db.close()
 
 
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq          INTEGER PRIMARY KEY,
-    at           TEXT    NOT NULL,
-    actor        TEXT    NOT NULL,
-    role         TEXT    NOT NULL,
-    action       TEXT    NOT NULL,
-    outcome      TEXT    NOT NULL,
-    reason       TEXT    NOT NULL,
-    details      TEXT    NOT NULL,
-    result_count INTEGER,
-    prev_hash    TEXT    NOT NULL,
-    hash         TEXT    NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;
-"""
+class PostgresAuditLog(DatabaseAuditLog):
+    """The audit log in PostgreSQL, opened at first use (a service starts while the server is down)."""
+
+    def __init__(self, conninfo: str, *, connect_timeout_s: int = 10) -> None:
+        super().__init__(Database(conninfo, connect_timeout_s=connect_timeout_s, lazy=True))
 
 
-class SqliteAuditLog:
-    """The audit log in a SQLite file (one box), same chain and triggers."""
-
-    kind = "sqlite"
+class SqliteAuditLog(DatabaseAuditLog):
+    """The audit log in a SQLite file (one box), synced on every commit: a row a power cut can lose is no record."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # an audit row that a power cut can lose is not a record
-        self._lock = threading.Lock()
+        super().__init__(Database(Path(str(path)), durable=True))
 
-    def migrate(self) -> None:
-        with self._lock:
-            self._db.executescript(_SQLITE_SCHEMA)
 
-    def append(self, record: AuditRecord, at: datetime) -> AuditEntry:
-        try:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self._db.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-                    entry = _entry(row[0] if row else 0, row[1] if row else GENESIS, record, at)
-                    values = list(_values(entry))
-                    values[1] = entry.at.isoformat(timespec="microseconds")
-                    self._db.execute(_INSERT_SQLITE, values)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    rollback(self._db)  # a plain ROLLBACK would hide a disk-full error behind its own
-                    raise
-                return entry
-        except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit log not writable: {exc}") from exc
-
-    def entries(self, after_seq: int = 0, batch: int = 1000) -> Iterator[AuditEntry]:
-        last = after_seq
-        while True:
-            with self._lock:
-                rows = self._db.execute(
-                    f"SELECT {_COLS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
-                    (last, batch),
-                ).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield _from_row(row)
-            last = rows[-1][0]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+def open_audit_log(url: str | Path) -> DatabaseAuditLog:
+    """The audit log at a PostgreSQL URL or SQLite path (``sqlite:///`` prefix allowed): the one factory."""
+    if is_postgres_url(url):
+        return PostgresAuditLog(str(url))
+    return SqliteAuditLog(str(url).removeprefix("sqlite:///").removeprefix("sqlite://"))
 
 
 def _values(e: AuditEntry) -> tuple[Any, ...]:

@@ -13,6 +13,9 @@ how a lost connection comes back) is decided here and nowhere else.
   rolled back and its error reached the caller, so nothing is retried behind
   the caller's back. Reconnects back off (capped, jittered): while the server
   is down, requests fail at once instead of each waiting for a connect timeout.
+* A store that must start while PostgreSQL is down (the plate services' audit log and watchlist) opens
+  with ``lazy=True`` (first connect at the first transaction) and may name the error a failed connect
+  becomes (``unavailable``); the audit log asks SQLite for ``synchronous=FULL`` (``durable=True``).
 """
 
 from __future__ import annotations
@@ -37,20 +40,32 @@ class NotFoundError(KeyError):
 
 
 def is_postgres_url(url: str | Path) -> bool:
-    return str(url).startswith(POSTGRES_SCHEMES)
+    """A PostgreSQL URL or libpq keyword string (``dbname=...``); anything else is a SQLite path."""
+    text = str(url)
+    return text.startswith(POSTGRES_SCHEMES) or ("=" in text and "dbname" in text)
 
 
 class Database:
     """A connection to PostgreSQL (psycopg 3, autocommit outside :meth:`tx`) or SQLite (WAL), shared by stores."""
 
-    def __init__(self, url: str | Path, *, connect_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str | Path,
+        *,
+        connect_timeout_s: float = 30.0,
+        lazy: bool = False,
+        durable: bool = False,
+        unavailable: Callable[[Exception], Exception] | None = None,
+    ) -> None:
         self.url = str(url)
         self.dialect: Dialect = "postgres" if is_postgres_url(self.url) else "sqlite"
         self._timeout = connect_timeout_s
+        self._durable = durable
+        self._unavailable = unavailable
         self._lock = threading.RLock()
         self._backoff = Backoff(0.2, 5.0)  # short cap: recovery within seconds of the server coming back
         self._retry_at = 0.0
-        self._conn: Any = self._connect()
+        self._conn: Any = None if lazy and self.dialect == "postgres" else self._connect()
 
     def _connect(self) -> Any:
         if self.dialect == "postgres":
@@ -62,7 +77,7 @@ class Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=self._timeout)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA synchronous=FULL" if self._durable else "PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
@@ -72,13 +87,18 @@ class Database:
         import psycopg
 
         now = time.monotonic()
-        if now < self._retry_at:
-            raise psycopg.OperationalError(f"database unavailable; next reconnect in {self._retry_at - now:.1f} s")
         try:
-            self._conn = self._connect()
-        except Exception:
-            self._retry_at = time.monotonic() + self._backoff.next_delay()
-            raise
+            if now < self._retry_at:
+                raise psycopg.OperationalError(f"database unavailable; next reconnect in {self._retry_at - now:.1f} s")
+            try:
+                self._conn = self._connect()
+            except Exception:
+                self._retry_at = time.monotonic() + self._backoff.next_delay()
+                raise
+        except Exception as exc:
+            if self._unavailable is None:
+                raise
+            raise self._unavailable(exc) from exc
         self._backoff.reset()
         self._retry_at = 0.0
 
@@ -99,7 +119,7 @@ class Database:
                     rollback(self._conn)  # a plain ROLLBACK would hide a disk-full error behind its own
                     raise
                 return
-            if self._conn.closed or self._conn.broken:
+            if self._conn is None or self._conn.closed or self._conn.broken:
                 self._reconnect()
             with self._conn.transaction():
                 yield Cursor(self)
@@ -115,7 +135,8 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
 
 class Cursor:
@@ -134,9 +155,10 @@ class Cursor:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self.execute(sql, params).fetchall())
 
-    def script(self, ddl: str) -> None:
-        """Run ``;``-separated DDL statements (no placeholders) one by one."""
-        for stmt in ddl.split(";"):
+    def script(self, ddl: str | Sequence[str]) -> None:
+        """Run DDL (no placeholders) statement by statement: ``;``-separated text, or a list of statements
+        (for bodies that hold ``;`` themselves, such as PostgreSQL functions)."""
+        for stmt in ddl.split(";") if isinstance(ddl, str) else ddl:
             if stmt.strip():
                 self._db._conn.execute(stmt)
 

@@ -17,22 +17,18 @@ Kafka: the worker can call :meth:`WatchlistMatcher.match` directly, and
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
-import psycopg
-
 from core.clock import Clock, SystemClock
 from core.redact import redact_text
-from core.sqlite_tx import rollback
 from storage.audit import AuditLog, AuditRecord
+from storage.db import Database
 from storage.plates.text import PlateTextError, fold, normalise_plate, weighted_distance
 
 WatchMode = Literal["exact", "fuzzy"]
@@ -112,112 +108,80 @@ CREATE TABLE IF NOT EXISTS watchlist (
 
 
 class WatchlistStore:
-    """Watchlist entries in PostgreSQL (``conninfo``) or SQLite (``sqlite_path``); same SQL, two paramstyles."""
+    """Watchlist entries in PostgreSQL (``conninfo``) or SQLite (``sqlite_path``) on :class:`storage.db.Database`
+    (the one connection layer: ``?`` SQL, transactions, reconnect). PostgreSQL is opened at first use, so a
+    service can start while the database is down; an unreachable database is a :class:`WatchlistError`."""
 
     def __init__(self, *, conninfo: str | None = None, sqlite_path: Path | str | None = None) -> None:
         if (conninfo is None) == (sqlite_path is None):
             raise ValueError("give exactly one of conninfo or sqlite_path")
-        self._conninfo = conninfo
-        self._sqlite_path = sqlite_path
-        self._lock = threading.Lock()
-        self._pg: psycopg.Connection[Any] | None = None
-        self._lite: sqlite3.Connection | None = None
-        if sqlite_path is not None:
-            if str(sqlite_path) != ":memory:":
-                Path(sqlite_path).parent.mkdir(parents=True, exist_ok=True)
-            self._lite = sqlite3.connect(str(sqlite_path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._lite.execute("PRAGMA journal_mode=WAL")
-
-    @contextmanager
-    def _cursor(self) -> Iterator[Any]:
-        """A DB-API cursor in a transaction; SQL is written with ``%s`` and rewritten for SQLite."""
-        with self._lock:
-            if self._lite is not None:
-                db = self._lite
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield _LiteCursor(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    rollback(db)  # a plain ROLLBACK would hide a disk-full error behind its own
-                    raise
-                return
-            if self._pg is None or self._pg.closed or self._pg.broken:
-                assert self._conninfo is not None
-                try:
-                    self._pg = psycopg.connect(self._conninfo, connect_timeout=10)
-                except psycopg.Error as exc:
-                    raise WatchlistError(redact_text(f"watchlist store unreachable: {exc}")) from None
-            with self._pg.transaction(), self._pg.cursor() as cur:
-                yield cur
+        self._db = Database(
+            conninfo if conninfo is not None else Path(str(sqlite_path)),
+            connect_timeout_s=10,
+            lazy=True,
+            unavailable=lambda exc: WatchlistError(redact_text(f"watchlist store unreachable: {exc}")),
+        )
+        self._sqlite = self._db.dialect == "sqlite"
 
     def migrate(self) -> None:
-        with self._cursor() as cur:
-            cur.execute(_SQLITE_SCHEMA if self._lite is not None else _PG_SCHEMA)
+        with self._db.tx() as c:
+            c.script(_SQLITE_SCHEMA if self._sqlite else _PG_SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            if self._pg is not None:
-                self._pg.close()
-            if self._lite is not None:
-                self._lite.close()
+        self._db.close()
 
     def add(self, entry: WatchlistEntry) -> WatchlistEntry:
-        with self._cursor() as cur:
-            cur.execute(
+        with self._db.tx() as c:
+            c.execute(
                 f"INSERT INTO watchlist ({_COLS}, plate_folded) "  # noqa: S608  (column list is a constant)
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*self._dump(entry), fold(entry.plate)),
             )
         return entry
 
     def get(self, entry_id: UUID) -> WatchlistEntry | None:
-        with self._cursor() as cur:
-            cur.execute(f"SELECT {_COLS} FROM watchlist WHERE id = %s", (self._id(entry_id),))  # noqa: S608
-            row = cur.fetchone()
-        return self._load(row) if row else None
+        rows = self._db.read(f"SELECT {_COLS} FROM watchlist WHERE id = ?", (self._id(entry_id),))  # noqa: S608
+        return self._load(rows[0]) if rows else None
 
     def entries(self, *, active_at: datetime | None = None) -> list[WatchlistEntry]:
         """All entries (newest first), or only those active at ``active_at``."""
-        with self._cursor() as cur:
-            if active_at is None:
-                cur.execute(f"SELECT {_COLS} FROM watchlist ORDER BY created_at DESC")  # noqa: S608
-            else:
-                cur.execute(
-                    f"SELECT {_COLS} FROM watchlist WHERE removed_at IS NULL AND expires_at > %s "  # noqa: S608
-                    "ORDER BY created_at DESC",
-                    (self._time(active_at),),
-                )
-            rows = cur.fetchall()
+        if active_at is None:
+            rows = self._db.read(f"SELECT {_COLS} FROM watchlist ORDER BY created_at DESC")  # noqa: S608
+        else:
+            rows = self._db.read(
+                f"SELECT {_COLS} FROM watchlist WHERE removed_at IS NULL AND expires_at > ? "  # noqa: S608
+                "ORDER BY created_at DESC",
+                (self._time(active_at),),
+            )
         return [self._load(r) for r in rows]
 
     def expire(self, entry_id: UUID, at: datetime) -> bool:
         """Make an entry stop matching from ``at`` on (kept for the record). False if unknown or already over."""
-        with self._cursor() as cur:
-            cur.execute(
-                "UPDATE watchlist SET expires_at = %s WHERE id = %s AND removed_at IS NULL AND expires_at > %s",
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE watchlist SET expires_at = ? WHERE id = ? AND removed_at IS NULL AND expires_at > ?",
                 (self._time(at), self._id(entry_id), self._time(at)),
             )
             return bool(cur.rowcount)
 
     def remove(self, entry_id: UUID, at: datetime, by: str) -> bool:
         """Mark an entry removed (a mistake, a closed case); it no longer matches nor lists as active."""
-        with self._cursor() as cur:
-            cur.execute(
-                "UPDATE watchlist SET removed_at = %s, removed_by = %s WHERE id = %s AND removed_at IS NULL",
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE watchlist SET removed_at = ?, removed_by = ? WHERE id = ? AND removed_at IS NULL",
                 (self._time(at), by, self._id(entry_id)),
             )
             return bool(cur.rowcount)
 
     # -- conversions between the two databases' types
     def _id(self, entry_id: UUID) -> Any:
-        return str(entry_id) if self._lite is not None else entry_id
+        return str(entry_id) if self._sqlite else entry_id
 
     def _time(self, t: datetime | None) -> Any:
         if t is None:
             return None
         t = t.astimezone(UTC)
-        return t.isoformat(timespec="microseconds") if self._lite is not None else t
+        return t.isoformat(timespec="microseconds") if self._sqlite else t
 
     def _dump(self, e: WatchlistEntry) -> tuple[Any, ...]:
         return (
@@ -257,27 +221,6 @@ class WatchlistStore:
             removed_at=t(removed),
             removed_by=removed_by,
         )
-
-
-class _LiteCursor:
-    """sqlite3 with psycopg's ``%s`` placeholders, so both stores share their SQL text."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self._cur: sqlite3.Cursor | None = None
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._cur = self._db.execute(sql.replace("%s", "?"), tuple(params))
-
-    def fetchone(self) -> Any:
-        return self._cur.fetchone() if self._cur else None
-
-    def fetchall(self) -> list[Any]:
-        return self._cur.fetchall() if self._cur else []
-
-    @property
-    def rowcount(self) -> int:
-        return self._cur.rowcount if self._cur else 0
 
 
 def new_entry(

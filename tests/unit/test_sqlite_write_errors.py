@@ -84,7 +84,7 @@ def test_workflow_store(tmp_path: Path) -> None:
 def test_audit_log(tmp_path: Path) -> None:
     log = SqliteAuditLog(tmp_path / "plates.sqlite3")
     log.migrate()
-    lift = _fill(log._db)
+    lift = _fill(log._db._conn)
     with pytest.raises(Exception) as err:
         log.append(AuditRecord("ayan", "investigator", "plate_search", "ok", BIG), T0)
     _assert_real_error(err.value)
@@ -107,10 +107,9 @@ def test_sqlite_plate_history(tmp_path: Path) -> None:
 def test_watchlist_store(tmp_path: Path) -> None:
     store = WatchlistStore(sqlite_path=tmp_path / "plates.sqlite3")
     store.migrate()
-    assert store._lite is not None
-    lift = _fill(store._lite)
-    with pytest.raises(sqlite3.OperationalError) as err, store._cursor() as cur:
+    lift = _fill(store._db._conn)
+    with pytest.raises(sqlite3.OperationalError) as err, store._db.tx() as cur:
         cur.execute("CREATE TABLE pad (v TEXT)")
-        cur.execute("INSERT INTO pad VALUES (%s)", (BIG,))
+        cur.execute("INSERT INTO pad VALUES (?)", (BIG,))
     _assert_real_error(err.value)
     lift()
