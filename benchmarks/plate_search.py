@@ -342,7 +342,7 @@ def measure(dsn: str, queries: int) -> list[dict[str, Any]]:
     rng = random.Random(11)
 
     # the two database sessions a search uses (store query, audit insert), for their CPU and run-queue time
-    pids = [history._connection().info.backend_pid, audit._connection().info.backend_pid]
+    pids = [history._connection().info.backend_pid, audit.database.backend_pid()]
 
     def run(q: SearchQuery) -> Any:
         return search_plates(q, principal=who, reason="benchmark", store=history, audit=audit, clock=clock)

@@ -213,6 +213,10 @@ class DatabaseAuditLog:
     def kind(self) -> str:
         return self._db.dialect
 
+    @property
+    def database(self) -> Database:
+        return self._db
+
     def migrate(self) -> None:
         with self._db.tx() as c:
             if self._db.dialect == "postgres":

@@ -133,6 +133,11 @@ class Database:
         with self.tx() as c:
             return c.all(sql, params)
 
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL server process serving this connection (benchmarks measure its CPU); None on SQLite."""
+        with self.tx():  # connected (a lazy or lost connection opens here)
+            return int(self._conn.info.backend_pid) if self.dialect == "postgres" else None
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
