@@ -24,7 +24,7 @@ from dispatch.settings import ConsoleSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text(encoding="utf-8"))
-SECRET_VALUES = {"KUZET_S3_ACCESS_KEY", "KUZET_S3_SECRET_KEY"}  # values behind env: references, not settings
+SECRET_VALUES = {"KUZET_S3_ACCESS_KEY", "KUZET_S3_SECRET_KEY", "KUZET_KAFKA_PASSWORD"}  # behind env: refs
 
 
 def _argv(service: dict[str, Any]) -> list[str]:
@@ -45,7 +45,7 @@ def _setting_exists(model: type[BaseModel], path: list[str]) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel) and _setting_exists(annotation, path[1:])
 
 
-@pytest.mark.parametrize("name", ["worker", "console"])
+@pytest.mark.parametrize("name", ["worker", "console", "kafka-acls"])
 def test_compose_command_parses(name: str) -> None:
     argv = _argv(COMPOSE["services"][name])
     assert argv[0] == "kuzet"
@@ -56,7 +56,12 @@ def test_compose_command_parses(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "prefix", "model"), [("worker", "KUZET_", KuzetConfig), ("console", "KUZET_CONSOLE_", ConsoleSettings)]
+    ("name", "prefix", "model"),
+    [
+        ("worker", "KUZET_", KuzetConfig),
+        ("console", "KUZET_CONSOLE_", ConsoleSettings),
+        ("kafka-acls", "KUZET_", KuzetConfig),  # the admin's bus settings, read as a worker reads them
+    ],
 )
 def test_compose_environment_names_real_settings(name: str, prefix: str, model: type[BaseModel]) -> None:
     env = COMPOSE["services"][name]["environment"]
