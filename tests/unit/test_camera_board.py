@@ -166,3 +166,17 @@ def test_api_needs_a_dispatcher_role(client: TestClient) -> None:
     assert anonymous.get("/api/cameras").status_code == 401
     assert anonymous.post("/api/session", json={"username": "investigator", "password": PASSWORDS["investigator"]})
     assert anonymous.get("/api/cameras").status_code == 403
+
+
+def test_board_index_follows_what_this_replica_hands_to_its_browsers() -> None:
+    """With replicas a status is announced first (notifier) and reaches every replica's hub, this one's included,
+    through the database's change feed (relay=False): the index takes it then, once."""
+    hub = FeedHub(store=None)  # type: ignore[arg-type]  # no loop attached: nothing is streamed here
+    board = CameraBoard(GROUPS, stale_after_ms=0)
+    hub.camera_observers.append(board.update)
+    announced: list[str] = []
+    hub.notifier = lambda kind, cams=(): announced.append(kind)
+    hub.publish_cameras([health("n-001")])
+    assert announced == ["cameras"] and len(board) == 0
+    hub.publish_cameras([health("n-001")], relay=False)
+    assert len(board) == 1 and ids(board) == ["n-001"]
