@@ -23,8 +23,11 @@ from core.alerting import AlertPolicy
 from core.analytics_config import AnalyticsConfig
 from core.camera_policy import CameraPolicy
 from core.labels import Label
+from core.sim_url import SCHEME as SIM_SCHEME
+from core.sim_url import is_sim_url, parse_sim_url
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SIMULATION_REFUSED = "sim:// cameras are simulated and refused unless ingest.simulation is true"
 _SECRET_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")
 
 
@@ -148,7 +151,13 @@ class CameraConfig(Strict):
             return url
         if parts.scheme in ("", "file"):
             return url
-        raise ValueError(f"unsupported stream URL scheme {parts.scheme!r}: use rtsp, rtsps, http(s) or a file path")
+        if parts.scheme == SIM_SCHEME:
+            parse_sim_url(url)  # a simulated camera (core.sim_url); workers run it only with ingest.simulation
+            return url
+        raise ValueError(
+            f"unsupported stream URL scheme {parts.scheme!r}: "
+            "use rtsp, rtsps, http(s), a file path or sim:// (simulation)"
+        )
 
     @field_validator("credentials")
     @classmethod
@@ -266,6 +275,9 @@ class IngestConfig(Strict):
     backoff_max_s: float = Field(default=30.0, gt=0.0, le=600.0)
     degraded_ratio: float = Field(
         default=0.5, gt=0.0, le=1.0, description="analysed/expected fps below this -> degraded"
+    )
+    simulation: bool = Field(
+        default=False, description="run sim:// cameras (no video; control-plane simulation): never in production"
     )
 
 
@@ -409,6 +421,8 @@ class KuzetConfig(BaseSettings):
         if len(names) != len(self.models):
             raise ValueError("model names must be unique")
         for cam in self.cameras:
+            if is_sim_url(cam.url) and not self.ingest.simulation:
+                raise ValueError(f"camera {cam.id}: {SIMULATION_REFUSED}")
             missing = [d for d in cam.detectors if d not in names]
             if missing:
                 raise ValueError(f"camera {cam.id} uses unknown detector(s) {missing}; configured: {sorted(names)}")

@@ -135,6 +135,9 @@ class CameraStatus(Event):
     reconnects: int = Field(ge=0)
     worker_id: str = Field(min_length=1, max_length=64)
     at: AwareDatetime
+    generation: int | None = Field(
+        default=None, ge=0, description="worker-group generation the worker ran this camera under (None: no group)"
+    )
 
 
 class LineCount(Event):

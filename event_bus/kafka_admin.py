@@ -185,6 +185,7 @@ class GroupMember:
     host: str
     user_data: dict[str, Any]  # what the member declared when it joined (JSON object; {} when none or unreadable)
     partitions: dict[str, list[int]] = field(default_factory=dict)  # topic -> assigned partitions
+    assigned: dict[str, Any] = field(default_factory=dict)  # the assignment's user data (JSON object; {} when none)
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -232,6 +233,7 @@ def describe_group(bootstrap: str, group: str, security: dict[str, Any] | None =
             host=str(_field(m, "client_host", "")).lstrip("/"),
             user_data=_user_data(_field(m, "member_metadata")),
             partitions=_assigned(_field(m, "member_assignment")),
+            assigned=_user_data(_field(m, "member_assignment")),
         )
         for m in desc.get("members", []) or []
     ]

@@ -1,17 +1,27 @@
-"""Kafka consumer groups for weighted, cooperative partition ownership, and following a topic to its end.
+"""Kafka consumer groups for camera-level, cooperative, capacity-balanced ownership; following a topic to its end.
 
 The worker's camera assignment (:mod:`worker.assignment`) rests on Kafka's
 own group coordination; the Kafka side of it lives here, so that nothing
-outside ``event_bus`` imports ``kafka``:
+outside ``event_bus`` imports ``kafka``.
 
-* :func:`plan_assignment` and :func:`cooperative_round`: the plan (pure,
-  unit-tested): partitions per member, balancing partition weights relative to
-  capacity, sticky to current owners, never handing a partition to a new owner
-  while the old one still holds it (KIP-429);
-* :class:`WeightedAssignor`: that plan as a kafka-python assignor (protocol
-  name ``kuzet-camera-balanced``, kept for running groups);
-* :class:`GroupConsumer`: a member of such a group on one topic, with
-  assignment callbacks, positions and end offsets;
+Why cameras, not partitions: a group that owns *partitions* of the registry
+is capped at the registry's partition count (64) and rebalances only when
+membership changes. Here every worker reads the whole compacted registry
+(:func:`follow_topic`, no group: 20,000 cameras is about 12 MB), the group is
+used for liveness and fencing only (members are assigned no partitions), and
+the leader's assignor hands out camera ids in each member's assignment user
+data. Members declare their worker id, capacity and the cameras they still
+run in their subscription user data.
+
+* :func:`plan_cameras` and :func:`cooperative_round`: the plan (pure,
+  unit-tested): cameras per member in proportion to declared capacity, sticky
+  (a camera moves only when its owner left or balance requires it, and then
+  only the fewest), never handing a camera to a new owner while any member
+  still reports running it (KIP-429's two phases, at camera level);
+* :class:`CameraAssignor`: that plan as a kafka-python assignor (protocol
+  name ``kuzet-cameras``);
+* :class:`GroupConsumer`: a member of such a group, with its generation, the
+  age of its last successful heartbeat (self-fencing) and a rejoin request;
 * :func:`follow_topic`: every partition of a topic read from its beginning,
   with no group, telling when it has caught up.
 
@@ -24,12 +34,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor, RebalanceProtocol
 from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, ConsumerProtocolSubscription
 
@@ -44,205 +54,213 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class MemberInfo:
-    """What a member tells the leader when it joins: its capacity and the partitions it owns now."""
+    """What a member tells the leader when it joins: its capacity and the cameras it runs now."""
 
     capacity: int
-    owned: frozenset[int] = frozenset()
+    owned: frozenset[str] = frozenset()
     worker_id: str = ""
 
 
-def plan_assignment(
-    partitions: Sequence[int], members: Mapping[str, MemberInfo], weights: Mapping[int, int]
-) -> dict[str, list[int]]:
-    """Partitions per member, balancing cameras (``weights``) relative to capacity, sticky to current owners.
+def quotas(total: int, members: Mapping[str, MemberInfo]) -> dict[str, int]:
+    """Cameras per member, proportional to capacity (largest remainders; ties by member id), summing to ``total``."""
+    ids = sorted(members)
+    if not ids:
+        return {}
+    caps = {m: max(1, members[m].capacity) for m in ids}
+    cap_sum = sum(caps.values())
+    exact = {m: total * caps[m] / cap_sum for m in ids}
+    out = {m: int(exact[m]) for m in ids}
+    rest = total - sum(out.values())
+    for m in sorted(ids, key=lambda x: (-(exact[x] - out[x]), x))[:rest]:
+        out[m] += 1
+    return out
 
-    1. Every partition keeps its current owner if that owner is still a member
-       (first claimant wins a double claim).
-    2. Unowned partitions go, heaviest first, to the member with the lowest
-       load / capacity (empty partitions to the member with fewest partitions,
-       so future cameras spread too).
-    3. While moving one partition from the most to the least loaded member
-       lowers the larger of their two loads, move the best such partition.
+
+def plan_cameras(cameras: Collection[str], members: Mapping[str, MemberInfo]) -> dict[str, list[str]]:
+    """Cameras per member: balanced to :func:`quotas`, moving the fewest cameras that balance requires.
+
+    1. A camera stays with the member that runs it (if it is still in the
+       registry; a camera two members claim stays with neither here, see
+       :func:`cooperative_round`).
+    2. A member above its quota gives up only its excess (its last cameras in
+       id order, so the choice is deterministic).
+    3. Free cameras (new, orphaned by a member that left, or given up) fill the
+       members below quota, in id order.
+
+    Adding cameras only raises quotas, so nobody is above quota and no running
+    camera moves unless capacities make it necessary.
     """
     if not members:
         return {}
     ids = sorted(members)
-    cap = {m: max(1, members[m].capacity) for m in ids}
-    owner: dict[int, str] = {}
+    wanted = set(cameras)
+    claims: dict[str, list[str]] = {}
     for m in ids:
-        for p in sorted(members[m].owned):
-            if p in partitions and p not in owner:
-                owner[p] = m
-    load = dict.fromkeys(ids, 0)
-    count = dict.fromkeys(ids, 0)
-    for p, m in owner.items():
-        load[m] += weights.get(p, 0)
-        count[m] += 1
-    unowned = sorted((p for p in partitions if p not in owner), key=lambda p: (-weights.get(p, 0), p))
-    for p in unowned:
-        w = weights.get(p, 0)
-        m = (
-            min(ids, key=lambda x: ((load[x] + w) / cap[x], count[x], x))
-            if w
-            else min(ids, key=lambda x: (count[x] / cap[x], x))
-        )
-        owner[p] = m
-        load[m] += w
-        count[m] += 1
-    for _ in range(4 * len(partitions) + 16):
-        hi = max(ids, key=lambda x: (load[x] / cap[x], x))
-        lo = min(ids, key=lambda x: (load[x] / cap[x], x))
-        if hi == lo:
-            break
-        worst = load[hi] / cap[hi]
-        best: tuple[float, int] | None = None
-        for p, m in owner.items():
-            w = weights.get(p, 0)
-            if m != hi or w == 0:
-                continue
-            after = max((load[hi] - w) / cap[hi], (load[lo] + w) / cap[lo])
-            if after < worst - 1e-9 and (best is None or after < best[0]):
-                best = (after, p)
-        if best is None:
-            break
-        p = best[1]
-        w = weights.get(p, 0)
-        owner[p] = lo
-        load[hi] -= w
-        load[lo] += w
-        count[hi] -= 1
-        count[lo] += 1
-    # spread empty partitions evenly too (they receive future cameras); moving them costs nothing
-    for _ in range(len(partitions)):
-        hi = max(ids, key=lambda x: (count[x] / cap[x], x))
-        lo = min(ids, key=lambda x: (count[x] / cap[x], x))
-        if count[hi] - count[lo] <= 1:
-            break
-        empties = [p for p, m in owner.items() if m == hi and weights.get(p, 0) == 0]
-        if not empties:
-            break
-        owner[max(empties)] = lo
-        count[hi] -= 1
-        count[lo] += 1
-    out: dict[str, list[int]] = {m: [] for m in ids}
-    for p, m in owner.items():
-        out[m].append(p)
-    return {m: sorted(ps) for m, ps in out.items()}
+        for cam in members[m].owned:
+            if cam in wanted:
+                claims.setdefault(cam, []).append(m)
+    keep: dict[str, list[str]] = {m: [] for m in ids}
+    for cam, who in claims.items():
+        if len(who) == 1:
+            keep[who[0]].append(cam)
+    quota = quotas(len(wanted), members)
+    free = sorted(wanted - {c for cs in keep.values() for c in cs})
+    out: dict[str, list[str]] = {}
+    for m in ids:
+        mine = sorted(keep[m])
+        if len(mine) > quota[m]:
+            free.extend(mine[quota[m] :])
+            mine = mine[: quota[m]]
+        out[m] = mine
+    free.sort()
+    it = iter(free)
+    for m in ids:
+        room = quota[m] - len(out[m])
+        if room > 0:
+            out[m].extend(c for _, c in zip(range(room), it, strict=False))
+    return {m: sorted(cs) for m, cs in out.items()}
 
 
-def cooperative_round(plan: Mapping[str, list[int]], members: Mapping[str, MemberInfo]) -> dict[str, list[int]]:
-    """KIP-429 first round: hold back every partition that still belongs to another member.
+def cooperative_round(plan: Mapping[str, list[str]], members: Mapping[str, MemberInfo]) -> dict[str, list[str]]:
+    """KIP-429's first round, per camera: hold back every camera some *other* member still runs.
 
-    Its owner sees it missing, revokes it (stopping those cameras) and rejoins;
-    the next round hands it to its new owner. So no partition, and no camera,
-    is ever owned by two members at once.
+    Its owner sees it missing from its assignment, stops it and rejoins,
+    reporting it no longer runs it; the next round hands it to its new owner.
+    So no camera is ever assigned to one member while another reports it.
     """
-    current: dict[int, str] = {}
-    for m in sorted(members):
-        for p in members[m].owned:
-            current.setdefault(p, m)
-    return {m: [p for p in ps if current.get(p, m) == m] for m, ps in plan.items()}
+    runners: dict[str, set[str]] = {}
+    for m, info in members.items():
+        for cam in info.owned:
+            runners.setdefault(cam, set()).add(m)
+    return {m: [c for c in cams if not (runners.get(c, set()) - {m})] for m, cams in plan.items()}
+
+
+def moved(before: Mapping[str, Collection[str]], after: Mapping[str, Collection[str]]) -> int:
+    """Cameras that ran on one member before and are planned on a different member after."""
+    where = {c: m for m, cs in before.items() for c in cs}
+    return sum(1 for m, cs in after.items() for c in cs if c in where and where[c] != m)
+
+
+def minimum_moves(
+    owned: Mapping[str, Collection[str]], cameras: Collection[str], members: Mapping[str, MemberInfo]
+) -> int:
+    """The fewest running cameras any exact-quota plan must move: each member's excess over its quota."""
+    wanted = set(cameras)
+    quota = quotas(len(wanted), members)
+    return sum(max(0, len(set(owned.get(m, ())) & wanted) - quota[m]) for m in members)
+
+
+# -- user data ------------------------------------------------------------------------------------------------------
+
+
+def encode_member(worker_id: str, capacity: int, owned: Collection[str]) -> bytes:
+    return json.dumps({"worker_id": worker_id, "capacity": capacity, "owned": sorted(owned)}).encode()
+
+
+def parse_member(user_data: bytes | None) -> MemberInfo:
+    """Capacity, worker id and running cameras from a member's user data (defaults when absent or garbled)."""
+    capacity, worker_id, owned = 1, "", frozenset[str]()
+    try:
+        doc = json.loads(bytes(user_data or b"{}"))
+        capacity = max(1, int(doc.get("capacity", capacity)))
+        worker_id = str(doc.get("worker_id", ""))[:64]
+        raw = doc.get("owned", [])
+        owned = frozenset(str(c) for c in raw) if isinstance(raw, list) else frozenset()
+    except (ValueError, TypeError, AttributeError):
+        pass
+    return MemberInfo(capacity, owned, worker_id)
+
+
+def encode_cameras(cameras: Sequence[str]) -> bytes:
+    return json.dumps({"cameras": sorted(cameras)}).encode()
+
+
+def parse_cameras(user_data: bytes | None) -> list[str]:
+    """Camera ids of an assignment's user data ([] when absent or garbled: the member then runs nothing)."""
+    try:
+        doc = json.loads(bytes(user_data or b"{}"))
+        raw = doc.get("cameras", [])
+        return [str(c) for c in raw] if isinstance(raw, list) else []
+    except (ValueError, TypeError, AttributeError):
+        return []
 
 
 # -- the Kafka assignor ---------------------------------------------------------------------------------------------
 
 
-class WeightedAssignor(AbstractPartitionAssignor):  # type: ignore[misc]  # kafka-python is untyped
-    """Cooperative assignor balancing partition *weights* (cameras, for the registry) relative to capacity.
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    """One member's share of one generation: the cameras it may run, and since when (monotonic clock)."""
 
-    ``weights`` returns the weight of each partition of ``weighted_topic``;
-    only the group leader's answer is used. When it returns None (the leader's
-    view is not loaded yet) every partition weighs 1. Each member declares its
-    id and capacity in the subscription's user data.
+    generation: int
+    cameras: frozenset[str]
+    at: float
+
+
+class CameraAssignor(AbstractPartitionAssignor):  # type: ignore[misc]  # kafka-python is untyped
+    """Hands out camera ids (not partitions) in the assignment user data, by :func:`plan_cameras`.
+
+    ``cameras`` returns the registry's enabled camera ids as this member sees
+    them, or None while its view is still loading; only the leader's answer
+    is used (a leader that has not loaded the registry plans with the cameras
+    members already run, and rejoins once loaded). ``owned`` returns the
+    cameras this member still runs, reported at every join.
     """
 
-    name = "kuzet-camera-balanced"
-    version = 1  # ConsumerProtocolSubscription v1 carries owned_partitions (KIP-429)
+    name = "kuzet-cameras"
+    version = 1
 
     def __init__(
-        self, weights: Callable[[], Mapping[int, int] | None], capacity: int, worker_id: str, weighted_topic: str
+        self,
+        cameras: Callable[[], Collection[str] | None],
+        owned: Callable[[], Collection[str]],
+        on_assigned: Callable[[Assigned], None],
+        capacity: int,
+        worker_id: str,
     ) -> None:
-        self._weights = weights
-        self.weighted_topic = weighted_topic
+        self._cameras = cameras
+        self._owned = owned
+        self._on_assigned = on_assigned
         self.capacity = capacity
         self.worker_id = worker_id
-        self._owned: list[TopicPartition] = []
-        self.last_plan: dict[str, list[int]] = {}
+        self.planned_for: frozenset[str] | None = None  # the camera set of the last plan this member made as leader
+        self.last_plan: dict[str, list[str]] = {}
+        self.last_moves = 0
         self.assignments = 0
 
     def supported_protocols(self) -> list[RebalanceProtocol]:
         return [RebalanceProtocol.COOPERATIVE]
 
     def metadata(self, topics_: set[str]) -> ConsumerProtocolSubscription:
-        sub_tp = ConsumerProtocolSubscription.TopicPartition
-        by_topic: dict[str, list[int]] = {}
-        for tp in self._owned:
-            by_topic.setdefault(tp.topic, []).append(tp.partition)
-        user = json.dumps({"worker_id": self.worker_id, "capacity": self.capacity}).encode()
         return ConsumerProtocolSubscription(
             version=self.version,
             topics=sorted(topics_),
-            user_data=user,
-            owned_partitions=[sub_tp(topic=t, partitions=sorted(ps)) for t, ps in sorted(by_topic.items())],
+            user_data=encode_member(self.worker_id, self.capacity, self._owned()),
+            owned_partitions=[],
         )
 
     def on_assignment(self, assignment: ConsumerProtocolAssignment, generation: int) -> None:
-        self._owned = list(assignment.partitions())
+        cams = frozenset(parse_cameras(assignment.user_data))
+        self._on_assigned(Assigned(int(generation), cams, time.monotonic()))
 
     def assign(self, cluster: Any, members: Sequence[Any]) -> dict[str, ConsumerProtocolAssignment]:
-        infos: dict[str, _ParsedMember] = {}
-        subscribed: set[str] = set()
-        for member in members:
-            meta = member.metadata
-            subscribed.update(meta.topics)
-            infos[member.member_id] = parse_member(meta)
-        weights = self._weights() or {}
-        result: dict[str, ConsumerProtocolAssignment] = {}
-        per_topic: dict[str, dict[str, list[int]]] = {}
-        for topic in sorted(subscribed):
-            parts = sorted(cluster.partitions_for_topic(topic) or [])
-            topic_infos = {
-                m: MemberInfo(i.capacity, frozenset(i.owned_by_topic.get(topic, ())), i.worker_id)
-                for m, i in infos.items()
-            }
-            w = weights if weights else dict.fromkeys(parts, 1)
-            plan = plan_assignment(parts, topic_infos, w)
-            per_topic[topic] = cooperative_round(plan, topic_infos)
-            if topic == self.weighted_topic:
-                self.last_plan = plan
-        for member in members:
-            mid = member.member_id
-            assigned = [(t, per_topic[t].get(mid, [])) for t in sorted(per_topic) if per_topic[t].get(mid)]
-            result[mid] = ConsumerProtocolAssignment(self.version, assigned, b"")
+        infos = {m.member_id: parse_member(m.metadata.user_data) for m in members}
+        view = self._cameras()
+        cameras = set(view) if view is not None else {c for i in infos.values() for c in i.owned}
+        plan = plan_cameras(cameras, infos)
+        final = cooperative_round(plan, infos)
+        self.planned_for = frozenset(cameras) if view is not None else None
+        self.last_moves = moved({m: i.owned for m, i in infos.items()}, plan)
+        self.last_plan = plan
         self.assignments += 1
         log.info(
-            "assignment computed for %d member(s): weight per member %s",
+            "camera assignment for %d member(s), %d camera(s), %d moving: %s",
             len(members),
-            {infos[m].worker_id or m: sum(weights.get(p, 0) for p in ps) for m, ps in self.last_plan.items()},
+            len(cameras),
+            self.last_moves,
+            {infos[m].worker_id or m: f"{len(final[m])}/{len(plan[m])}/{infos[m].capacity}" for m in sorted(plan)},
         )
-        return result
-
-
-@dataclass(frozen=True, slots=True)
-class _ParsedMember:
-    capacity: int
-    worker_id: str
-    owned_by_topic: dict[str, list[int]]
-
-
-def parse_member(meta: Any) -> _ParsedMember:
-    """Capacity and worker id from a member's user data (defaults when absent or garbled), and what it owns."""
-    capacity, worker_id = 1_000_000, ""
-    try:
-        doc = json.loads(bytes(meta.user_data or b"{}"))
-        capacity = max(1, int(doc.get("capacity", capacity)))
-        worker_id = str(doc.get("worker_id", ""))[:64]
-    except (ValueError, TypeError, AttributeError):
-        pass
-    owned: dict[str, list[int]] = {}
-    for tp in getattr(meta, "owned_partitions", None) or ():
-        owned.setdefault(tp.topic, []).extend(tp.partitions)
-    return _ParsedMember(capacity, worker_id, owned)
+        return {m: ConsumerProtocolAssignment(self.version, [], encode_cameras(final.get(m, []))) for m in infos}
 
 
 # -- a group member -------------------------------------------------------------------------------------------------
@@ -253,11 +271,12 @@ def _raw(tp: Any, r: Any) -> RawRecord:
 
 
 class GroupConsumer:
-    """One member of ``group_id`` on ``topic`` with a :class:`WeightedAssignor`; offsets are never committed.
+    """One member of ``group_id`` with a :class:`CameraAssignor`: liveness and assignment only, no records.
 
-    ``on_assigned(partitions)`` and ``on_revoked(partitions, lost)`` run on the
-    polling thread, inside :meth:`poll`, as Kafka's rebalance listener does.
-    Not thread-safe: call it from the thread that polls.
+    It subscribes to ``topic`` (a group needs a subscription) but is assigned
+    no partitions; offsets are never committed. Not thread-safe except
+    :meth:`heartbeat_age_s`, :meth:`generation` and :meth:`request_rejoin`,
+    which read or set single attributes.
     """
 
     def __init__(
@@ -267,9 +286,7 @@ class GroupConsumer:
         group_id: str,
         *,
         client_id: str,
-        assignor: WeightedAssignor,
-        on_assigned: Callable[[list[int]], None],
-        on_revoked: Callable[[list[int], bool], None],
+        assignor: CameraAssignor,
         session_timeout_ms: int,
         heartbeat_interval_ms: int,
         max_poll_interval_ms: int,
@@ -280,64 +297,39 @@ class GroupConsumer:
             group_id=group_id,
             client_id=client_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="latest",
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms,
             partition_assignment_strategy=[assignor],
             **env_settings(),
         )
-        self._consumer.subscribe([topic], listener=_Listener(topic, on_assigned, on_revoked))
+        self._consumer.subscribe([topic])
+        # kafka-python keeps its coordinator private; generation, heartbeat times and rejoin live there
+        self._coordinator: Any = self._consumer._coordinator
 
-    def _tp(self, partition: int) -> TopicPartition:
-        return TopicPartition(self.topic, partition)
+    def poll(self, timeout_ms: int) -> None:
+        """Join, heartbeat bookkeeping and rebalances happen in here (assignor callbacks included)."""
+        self._consumer.poll(timeout_ms=timeout_ms, max_records=1)
 
-    def poll(self, timeout_ms: int, max_records: int) -> list[RawRecord]:
-        batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        return [_raw(tp, r) for tp, records in batches.items() for r in records]
+    def generation(self) -> int | None:
+        """The current generation, or None while unjoined or rebalancing."""
+        gen = self._coordinator.generation_if_stable()
+        return None if gen is None else int(gen.generation_id)
 
-    def seek_to_beginning(self, partitions: Sequence[int]) -> None:
-        if partitions:
-            self._consumer.seek_to_beginning(*[self._tp(p) for p in partitions])
+    def heartbeat_age_s(self, since: float) -> float:
+        """Seconds since the coordinator last acknowledged us: a heartbeat, or the join at ``since`` (monotonic)."""
+        return time.monotonic() - max(float(self._coordinator.heartbeat.last_receive), since)
 
-    def position(self, partition: int) -> int:
-        return int(self._consumer.position(self._tp(partition)))
+    def is_leader(self) -> bool:
+        return bool(getattr(self._coordinator, "_is_leader", False))
 
-    def highwater(self, partition: int) -> int | None:
-        """The partition's end as the fetcher last saw it (None before any fetch)."""
-        high = self._consumer.highwater(self._tp(partition))
-        return None if high is None else int(high)
-
-    def end_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
-        ends = self._consumer.end_offsets([self._tp(p) for p in partitions])
-        return {tp.partition: int(end) for tp, end in ends.items()}
+    def request_rejoin(self) -> None:
+        """Make the next :meth:`poll` rejoin: the leader then plans again (cameras released or registry changed)."""
+        self._coordinator.request_rejoin()
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
-    def __init__(
-        self,
-        topic: str,
-        on_assigned: Callable[[list[int]], None],
-        on_revoked: Callable[[list[int], bool], None],
-    ) -> None:
-        self.topic = topic
-        self.on_assigned = on_assigned
-        self.on_revoked = on_revoked
-
-    def _parts(self, tps: Any) -> list[int]:
-        return sorted(tp.partition for tp in tps if tp.topic == self.topic)
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.on_revoked(self._parts(revoked), False)
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.on_assigned(self._parts(assigned))
-
-    def on_partitions_lost(self, lost: Any) -> None:
-        self.on_revoked(self._parts(lost), True)
 
 
 # -- following a whole topic ----------------------------------------------------------------------------------------
@@ -348,6 +340,7 @@ class FollowedBatch:
     records: list[RawRecord]
     caught_up: bool  # every partition has been read up to where it ended when the follower started
     lag: int  # records behind the partitions' current ends
+    partitions: int = 0
 
 
 def follow_topic(bootstrap: str, topic: str, *, client_id: str, stop: threading.Event) -> Iterator[FollowedBatch]:
@@ -380,6 +373,6 @@ def follow_topic(bootstrap: str, topic: str, *, client_id: str, stop: threading.
             records = [_raw(tp, r) for tp, rs in consumer.poll(timeout_ms=500, max_records=5000).items() for r in rs]
             caught_up = caught_up or all(consumer.position(tp) >= ends[tp] for tp in tps)
             lag = sum(max(0, (consumer.highwater(tp) or 0) - consumer.position(tp)) for tp in tps)
-            yield FollowedBatch(records, caught_up, lag)
+            yield FollowedBatch(records, caught_up, lag, len(tps))
     finally:
         consumer.close(autocommit=False)

@@ -1,43 +1,42 @@
-"""Camera assignment through Kafka's own group coordination (DESIGN.md, "Kafka").
+"""Camera assignment through Kafka's own group coordination (DESIGN.md, "Kafka"), camera by camera.
 
-Workers join one consumer group on the compacted registry topic
-``kuzet.cameras.v1``. Each assigned partition is read from its beginning (never
-committed: the group is used for membership and assignment only) to build the
-worker's camera set, then followed for changes. No scheduler of our own: a dead
-worker stops heart-beating, the coordinator expels it after
-``session_timeout_ms`` and its partitions go to the survivors.
+Workers join one consumer group. Every worker reads the *whole* compacted
+registry ``kuzet.cameras.v1`` (:class:`~worker.registry_view.RegistryView`);
+the group is used for membership, liveness and fencing only: the leader's
+assignor (:class:`~event_bus.kafka_group.CameraAssignor`) hands out camera
+ids, in proportion to each member's declared capacity, in the assignment's
+user data. So the number of workers is not capped by the registry's
+partitions, and the plan is recomputed when cameras are added or removed
+(the leader rejoins when its view of the camera set differs from what it last
+planned), not only when members come and go.
 
-The Kafka side (the group member, the assignor, following the registry) is
-:mod:`event_bus.kafka_group`; this module decides what the worker runs.
+Never two owners, by three rules:
 
-Why a custom assignor (:class:`~event_bus.kafka_group.WeightedAssignor`): the built-in ones
-balance *partitions*, and with 24 cameras hashed over 64 partitions that leaves
-one worker with twice the cameras of another. Ours weighs each partition by the
-cameras it holds (the leader keeps a live count of the whole registry in a
-:class:`RegistryView`), divides by each member's declared capacity, and keeps
-partitions where they are unless moving one improves the balance (sticky, so a
-join moves only what it must).
+* cooperative (KIP-429) at camera level: a camera that moves is first taken
+  from its owner (who stops it and rejoins, no longer reporting it) and given
+  to its new owner only in a later generation, once no member reports
+  running it; cameras that stay put are not touched;
+* self-fencing: a member whose last acknowledged heartbeat (or join) is older
+  than the session timeout minus a margin stops all its cameras and rejoins:
+  the coordinator may already have expelled it and handed its cameras on
+  (a paused or partitioned process);
+* every camera status a worker sends carries the generation of the
+  assignment it runs under (:meth:`CameraAssignment.status_generation`), and a
+  fenced worker sends none, so the status stream shows who owned what, when.
 
-Why cooperative (KIP-429) rebalancing: with the eager protocol every rebalance
-revokes every partition from every worker, which would restart every camera and
-end every open incident at each join. Cooperatively, a partition that moves is
-first revoked from its owner (who stops its cameras in the revocation callback)
-and only assigned to its new owner in the follow-up round, so a camera never
-runs on two workers at once; cameras that stay put are not touched.
+Capacity: the leader balances by capacity, so a member gets more than its
+capacity only when the whole group is full; cameras beyond it are not started
+and are visible (``pending``: a status with reason ``unassigned-capacity``,
+the metric ``kuzet_worker_cameras_pending``), never silently dropped.
 
-Capacity: a worker runs at most ``capacity`` cameras. Cameras of its partitions
-beyond that are not started and are visible (``pending``: a status event with
-reason ``unassigned-capacity``, the metric ``kuzet_worker_cameras_pending``) —
-never silently dropped.
+Invalid registry records are skipped, logged, counted and dead-lettered to
+``kuzet.dlq.v1`` by the view's ``on_invalid``; the camera keeps its last
+valid definition.
 
-Invalid records that reach the topic (the CLI refuses them, a buggy producer
-may not) are skipped, logged, counted and dead-lettered to ``kuzet.dlq.v1``; the
-camera keeps its last valid definition.
-
-Why one module over 400 lines: :class:`CameraAssignment` is one state machine (partitions, running
-and pending cameras under one lock, changed by the poll loop and by the rebalance callbacks on the same
-thread); splitting it would spread that invariant over modules. The Kafka side and the registry count
-are already elsewhere (:mod:`event_bus.kafka_group`, :mod:`worker.registry_view`).
+Why one module over 400 lines: :class:`CameraAssignment` is one state machine (assignment, running,
+pending and fenced state under one lock, changed by the poll loop and read by the status path); splitting
+it would spread that invariant over modules. The Kafka side and the registry view are elsewhere
+(:mod:`event_bus.kafka_group`, :mod:`worker.registry_view`).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -59,11 +58,10 @@ from event_bus import topics
 from event_bus.consume import dead_letter
 from event_bus.interfaces import InRecord, OutRecord
 from event_bus.kafka_admin import RawRecord
-from event_bus.kafka_group import GroupConsumer, WeightedAssignor
+from event_bus.kafka_group import Assigned, CameraAssignor, GroupConsumer
 from event_bus.records import to_record
 from ingest.camera import StatusChange
 from worker.camera_status import camera_status
-from worker.registry import InvalidCameraRecord, decode_record
 from worker.registry_view import RegistryView
 
 log = logging.getLogger(__name__)
@@ -71,9 +69,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GROUP = "kuzet-workers"
 PENDING_REASON = "unassigned-capacity"
 """Reason prefix of the status event of a camera its worker has no room for (``kuzet status`` shows it)."""
-
-
-# -- the assignment loop --------------------------------------------------------------------------------------------
 
 
 class WorkerLike(Protocol):
@@ -91,7 +86,7 @@ class WorkerLike(Protocol):
 
 
 EventSink = Callable[[str, str, dict[str, Any]], None]
-"""(event, camera_id or "", details) for the journal: start, stop, update, pending, invalid, assigned, revoked."""
+"""(event, camera_id or "", details) for the journal: start, stop, update, pending, invalid, assigned, fenced."""
 RecordSink = Callable[[Sequence[OutRecord]], None]
 """Where DLQ and status records go (the worker's durable spool)."""
 
@@ -101,7 +96,7 @@ class AssignmentSettings:
     bootstrap: str
     group_id: str = DEFAULT_GROUP
     capacity: int = 64
-    # ~8 s session: a SIGKILLed worker's partitions move within ~10-15 s; heartbeats every 2 s tolerate a GC pause
+    # ~8 s session: a SIGKILLed worker's cameras move within ~10-15 s; heartbeats every 2 s tolerate a GC pause
     session_timeout_ms: int = 8000
     heartbeat_interval_ms: int = 2000
     max_poll_interval_ms: int = 60_000
@@ -109,13 +104,13 @@ class AssignmentSettings:
     retry_failed_s: float = 15.0
     client_id: str = "kuzet-worker"
     registry_wait_s: float = 15.0
+    rejoin_quiet_s: float = 1.0  # the leader replans this long after the camera set last changed (batches adds)
 
-
-@dataclass
-class _Partition:
-    cameras: dict[str, CameraConfig] = field(default_factory=dict)
-    end_offset: int | None = None
-    loaded: bool = False
+    @property
+    def fence_after_s(self) -> float:
+        """Heartbeat age past which we stop everything: the session timeout less a heartbeat (at least 1 s)."""
+        session = self.session_timeout_ms / 1000
+        return max(0.5, session - max(1.0, self.heartbeat_interval_ms / 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,16 +118,17 @@ class AssignmentStats:
     """Read by the metrics collector at scrape time."""
 
     group: str
-    partitions: int
-    loading_partitions: int
-    cameras_desired: int
+    generation: int | None
+    cameras_assigned: int
     cameras_running: int
     cameras_pending: int
     capacity: int
     invalid_records: int
     start_failures: int
     rebalances: int
+    fenced: int
     registry_lag: int
+    registry_loaded: bool
     registry_cameras_enabled: int
     registry_cameras_disabled: int
     last_poll_age_s: float
@@ -140,7 +136,7 @@ class AssignmentStats:
 
 
 class CameraAssignment:
-    """Runs the group consumer on its own thread and keeps ``worker``'s cameras equal to its partitions' cameras."""
+    """Runs the group member on its own thread and keeps ``worker``'s cameras equal to its assigned cameras."""
 
     def __init__(
         self,
@@ -155,28 +151,35 @@ class CameraAssignment:
     ) -> None:
         self.worker = worker
         self.settings = settings
-        self.policy = policy if policy is not None else CameraPolicy()
-        self._known = set(known_detectors) if known_detectors is not None else None
         self._sink = sink
         self._on_event = on_event
-        self.view = view or RegistryView(settings.bootstrap, client_id=f"{settings.client_id}-view")
+        self.view = view or RegistryView(
+            settings.bootstrap,
+            client_id=f"{settings.client_id}-view",
+            policy=policy,
+            known_detectors=known_detectors,
+        )
+        self.view.on_invalid = self._invalid
         self._own_view = view is None
-        self._parts: dict[int, _Partition] = {}
-        self._running: dict[str, tuple[CameraConfig, int]] = {}
-        self._pending: dict[str, int] = {}
+        self._grant: Assigned | None = None
+        self._running: dict[str, CameraConfig] = {}
+        self._pending: set[str] = set()
         self._failed: dict[str, float] = {}
-        self._reported: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._group: GroupConsumer | None = None
-        self.assignor = WeightedAssignor(self.view.weights, settings.capacity, worker.worker_id, topics.CAMERAS)
+        self._seen: tuple[object, ...] = ()
+        self._set_changed_at = 0.0
+        self._set_version = -1
+        self.assignor = CameraAssignor(
+            self.view.enabled_ids, self._owned_for_join, self._assigned, settings.capacity, worker.worker_id
+        )
         self.invalid_records = 0
         self.start_failures = 0
         self.rebalances = 0
+        self.fenced = 0
         self._last_poll = time.monotonic()
-        self._member = False
-        self._lag = 0
         self.error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -199,34 +202,53 @@ class CameraAssignment:
     # -- observation -------------------------------------------------------------------------------------------
 
     def stats(self) -> AssignmentStats:
+        enabled, disabled = self.view.registered()
         with self._lock:
-            desired = sum(len(p.cameras) for p in self._parts.values() if p.loaded)
-            enabled, disabled = self.view.registered()
+            grant = self._grant
             return AssignmentStats(
                 group=self.settings.group_id,
-                partitions=len(self._parts),
-                loading_partitions=sum(1 for p in self._parts.values() if not p.loaded),
-                cameras_desired=desired,
+                generation=grant.generation if grant is not None else None,
+                cameras_assigned=len(grant.cameras) if grant is not None else 0,
                 cameras_running=len(self._running),
                 cameras_pending=len(self._pending),
                 capacity=self.settings.capacity,
                 invalid_records=self.invalid_records,
                 start_failures=self.start_failures,
                 rebalances=self.rebalances,
-                registry_lag=self._lag,
+                fenced=self.fenced,
+                registry_lag=self.view.lag,
+                registry_loaded=self.view.loaded,
                 registry_cameras_enabled=enabled,
                 registry_cameras_disabled=disabled,
                 last_poll_age_s=time.monotonic() - self._last_poll,
-                member_of_group=self._member,
+                member_of_group=grant is not None,
             )
 
     def pending(self) -> list[str]:
         with self._lock:
             return sorted(self._pending)
 
-    def partitions(self) -> list[int]:
+    def owned(self) -> set[str]:
+        """What we report to the leader at each join: cameras we run or were given (and may start)."""
         with self._lock:
-            return sorted(self._parts)
+            return set(self._running) | (set(self._grant.cameras) if self._grant is not None else set())
+
+    def _owned_for_join(self) -> set[str]:
+        """:meth:`owned`, after fencing if our membership may have lapsed (a resumed process rejoins empty)."""
+        group = self._group
+        if group is not None:
+            self._fence(group)
+        return self.owned()
+
+    def status_generation(self) -> int | None:
+        """The generation our camera statuses carry; None when we must not speak for any camera (fenced)."""
+        with self._lock:
+            grant, group = self._grant, self._group
+        if grant is None or group is None:
+            return None
+        if group.heartbeat_age_s(grant.at) > self.settings.fence_after_s:
+            return None
+        return grant.generation
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
@@ -235,15 +257,15 @@ class CameraAssignment:
             log.warning("registry view not loaded after %.0f s; joining anyway", self.settings.registry_wait_s)
         while not self._stop.is_set():
             try:
-                self._consume()
+                self._member()
             except Exception as exc:
                 self.error = redact_text(f"{type(exc).__name__}: {exc}")[:300]
                 log.error("camera assignment failed: %s; stopping our cameras and rejoining", self.error)
-                self._release(list(self._parts))
+                self._drop_all("assignment failed")
                 self._stop.wait(2.0)
-        self._release(list(self._parts))
+        self._drop_all("worker stopping")
 
-    def _consume(self) -> None:
+    def _member(self) -> None:
         s = self.settings
         group = GroupConsumer(
             s.bootstrap,
@@ -251,131 +273,106 @@ class CameraAssignment:
             s.group_id,
             client_id=s.client_id,
             assignor=self.assignor,
-            on_assigned=self._assigned,
-            on_revoked=self._revoked,
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
         )
-        self._group = group
+        with self._lock:
+            self._group = group
         try:
             while not self._stop.is_set():
-                records = group.poll(timeout_ms=s.poll_timeout_ms, max_records=2000)
+                group.poll(timeout_ms=s.poll_timeout_ms)
                 self._last_poll = time.monotonic()
-                for r in records:
-                    self._apply(r.partition, r)
-                self._check_loaded(group)
-                self._reconcile()
-                self._lag = self._group_lag(group)
+                if self._fence(group):
+                    continue
+                if self._reconcile():
+                    group.request_rejoin()  # cameras we gave up are free now: the leader can place them
+                if self._camera_set_changed(group):
+                    group.request_rejoin()
         finally:
-            # stop cameras before leaving: the partitions' next owners must not start them while they run here
-            self._release(list(self._parts))
-            self._member = False
+            # stop cameras before leaving: their next owners must not start them while they run here
+            self._drop_all("leaving the group")
+            with self._lock:
+                self._group = None
             group.close()
-            self._group = None
 
-    def _apply(self, partition: int, r: RawRecord) -> None:
-        part = self._parts.get(partition)
-        if part is None:
-            return
-        try:
-            entry = decode_record(r.key, r.value, self.policy)
-            if entry.camera is not None and self._known is not None:
-                missing = [d for d in entry.camera.detectors if d not in self._known]
-                if missing:
-                    raise InvalidCameraRecord(
-                        f"camera {entry.camera_id}: unknown detector(s) {missing}; "
-                        f"this worker runs {sorted(self._known)}"
-                    )
-        except InvalidCameraRecord as exc:
-            self._invalid(partition, r, str(exc))
-            return
+    def _fence(self, group: GroupConsumer) -> bool:
+        """Stop everything when our membership may have lapsed (no heartbeat acknowledged for too long)."""
         with self._lock:
-            if entry.camera is None or not entry.camera.enabled:
-                part.cameras.pop(entry.camera_id, None)
-            else:
-                part.cameras[entry.camera_id] = entry.camera
+            grant = self._grant
+        if grant is None or group.heartbeat_age_s(grant.at) <= self.settings.fence_after_s:
+            return False
+        self.fenced += 1
+        log.warning(
+            "worker %s: no heartbeat acknowledged for %.1f s (generation %d): stopping its %d camera(s) and rejoining",
+            self.worker.worker_id,
+            group.heartbeat_age_s(grant.at),
+            grant.generation,
+            len(self._running),
+        )
+        self._event("fenced", "", {"generation": grant.generation})
+        self._drop_all("fenced: membership may have lapsed")
+        group.request_rejoin()
+        return True
 
-    def _invalid(self, partition: int, r: RawRecord, reason: str) -> None:
-        if (partition, r.offset) in self._reported:
-            return  # re-read after a rebalance: reported once per process
-        self._reported.add((partition, r.offset))
-        self.invalid_records += 1
-        log.warning("skipping invalid camera record at %s/%d@%d: %s", topics.CAMERAS, partition, r.offset, reason)
-        self._event("invalid", "", {"partition": partition, "offset": r.offset, "reason": reason})
-        if self._sink is not None:
-            rec = InRecord(
-                topic=topics.CAMERAS,
-                partition=partition,
-                offset=r.offset,
-                key=r.key.decode("utf-8", errors="replace") if r.key is not None else None,
-                value=_redacted(bytes(r.value)) if r.value is not None else b"",
-                timestamp_ms=r.timestamp_ms,
-            )
-            try:
-                self._sink([dead_letter(rec, reason, consumer=self.settings.group_id)])
-            except Exception as exc:
-                log.error("could not dead-letter an invalid camera record: %s", redact_text(str(exc)))
-
-    def _group_lag(self, group: GroupConsumer) -> int:
-        """Records between our positions and the ends of our partitions (high-water marks the fetcher already has)."""
-        lag = 0
-        for p, st in list(self._parts.items()):
-            high = group.highwater(p)
-            if high is None:
-                high = st.end_offset
-            if high is None:
-                continue
-            try:
-                lag += max(0, high - group.position(p))
-            except Exception:  # noqa: S112  # no position yet
-                continue
-        return lag
-
-    def _check_loaded(self, group: GroupConsumer) -> None:
-        loading = [p for p, st in self._parts.items() if not st.loaded]
-        if not loading:
-            return
-        need_end = [p for p in loading if self._parts[p].end_offset is None]
-        if need_end:
-            for p, end in group.end_offsets(need_end).items():
-                if p in self._parts:
-                    self._parts[p].end_offset = end
-        for p in loading:
-            st = self._parts.get(p)
-            if st is not None and st.end_offset is not None and group.position(p) >= st.end_offset:
-                st.loaded = True
+    def _camera_set_changed(self, group: GroupConsumer) -> bool:
+        """As leader: the registry's camera set differs from the last plan and has been quiet a moment."""
+        if not group.is_leader() or not self.view.loaded:
+            return False
+        now = time.monotonic()
+        if self.view.version != self._set_version:
+            self._set_version = self.view.version
+            self._set_changed_at = now
+        if now - self._set_changed_at < self.settings.rejoin_quiet_s:
+            return False
+        if self.assignor.planned_for is not None and self.assignor.planned_for == self.view.enabled_ids():
+            return False
+        self._set_changed_at = now  # one rejoin request per quiet period
+        log.info("registry camera set changed since the last plan: rebalancing")
+        return True
 
     # -- keeping the worker in step -----------------------------------------------------------------------------
 
-    def _reconcile(self) -> None:
-        """Start, update and stop cameras so the worker runs exactly its loaded partitions' cameras (up to capacity)."""
-        desired: dict[str, tuple[CameraConfig, int]] = {}
+    def _reconcile(self) -> bool:
+        """Start, update and stop cameras so the worker runs exactly its assigned cameras (up to capacity).
+
+        Returns True when it stopped a camera that was taken from us (the leader waits for that to place it).
+        """
         with self._lock:
-            loaded = {p for p, st in self._parts.items() if st.loaded}
-            for p in loaded:
-                for cid, cam in self._parts[p].cameras.items():
-                    desired[cid] = (cam, p)
-        for cid, (cam, p) in list(self._running.items()):
-            if p in loaded and cid not in desired:
-                self._stop_camera(cid, "removed from the registry")
-            elif cid in desired and desired[cid][0] != cam:
-                self._update_camera(desired[cid][0], desired[cid][1])
+            grant = self._grant
         now = time.monotonic()
-        new_pending: dict[str, int] = {}
-        for cid in sorted(desired):
+        key = (grant, self.view.changes, bool(self._pending or self._failed) and int(now))
+        if key == self._seen:
+            return False
+        self._seen = key
+        assigned = grant.cameras if grant is not None else frozenset()
+        released = False
+        for cid, cam in list(self._running.items()):
+            current = self.view.camera(cid)
+            if cid not in assigned:
+                self._stop_camera(cid, "assigned elsewhere")
+                released = True
+            elif current is None:
+                self._stop_camera(cid, "removed from the registry")
+            elif current != cam:
+                self._update_camera(current)
+        pending: set[str] = set()
+        for cid in sorted(assigned):
             if cid in self._running:
                 continue
-            cam, p = desired[cid]
+            wanted = self.view.camera(cid)
+            if wanted is None:
+                continue
             if len(self._running) >= self.settings.capacity:
-                new_pending[cid] = p
+                pending.add(cid)
                 continue
             if self._failed.get(cid, 0.0) > now:
                 continue
-            self._start_camera(cam, p)
-        self._set_pending(new_pending)
+            self._start_camera(wanted, grant.generation if grant is not None else 0)
+        self._set_pending(pending)
+        return released
 
-    def _start_camera(self, cam: CameraConfig, partition: int) -> None:
+    def _start_camera(self, cam: CameraConfig, generation: int) -> None:
         try:
             self.worker.add_camera(cam)
         except Exception as exc:
@@ -385,11 +382,11 @@ class CameraAssignment:
             self._event("start_failed", cam.id, {"error": redact_text(repr(exc))[:300]})
             return
         with self._lock:
-            self._running[cam.id] = (cam, partition)
+            self._running[cam.id] = cam
         self._failed.pop(cam.id, None)
-        self._event("start", cam.id, {"partition": partition, "fps": cam.analysis_fps, "zones": len(cam.zones)})
+        self._event("start", cam.id, {"generation": generation, "fps": cam.analysis_fps, "zones": len(cam.zones)})
 
-    def _update_camera(self, cam: CameraConfig, partition: int) -> None:
+    def _update_camera(self, cam: CameraConfig) -> None:
         try:
             self.worker.update_camera(cam)
         except Exception as exc:
@@ -400,10 +397,8 @@ class CameraAssignment:
             self._failed[cam.id] = time.monotonic() + self.settings.retry_failed_s
             return
         with self._lock:
-            self._running[cam.id] = (cam, partition)
-        self._event(
-            "update", cam.id, {"partition": partition, "fps": cam.analysis_fps, "zones": [z.name for z in cam.zones]}
-        )
+            self._running[cam.id] = cam
+        self._event("update", cam.id, {"fps": cam.analysis_fps, "zones": [z.name for z in cam.zones]})
 
     def _stop_camera(self, cid: str, why: str) -> None:
         try:
@@ -414,9 +409,21 @@ class CameraAssignment:
             self._running.pop(cid, None)
         self._event("stop", cid, {"why": why})
 
-    def _set_pending(self, pending: dict[str, int]) -> None:
+    def _drop_all(self, why: str) -> None:
+        """Stop every camera (in parallel: fencing and leaving must be quick) and forget the assignment."""
         with self._lock:
-            fresh = sorted(set(pending) - set(self._pending))
+            self._grant = None
+            self._pending = set()
+            victims = list(self._running)
+        self._seen = ()
+        if not victims:
+            return
+        with ThreadPoolExecutor(max_workers=min(16, len(victims)), thread_name_prefix="camera-stop") as pool:
+            list(pool.map(lambda cid: self._stop_camera(cid, why), victims))
+
+    def _set_pending(self, pending: set[str]) -> None:
+        with self._lock:
+            fresh = sorted(pending - self._pending)
             self._pending = pending
         if not fresh:
             return
@@ -427,6 +434,7 @@ class CameraAssignment:
             len(fresh),
             ", ".join(fresh[:10]),
         )
+        generation = self.status_generation()
         records = []
         for cid in fresh:
             self._event("pending", cid, {"capacity": self.settings.capacity})
@@ -440,25 +448,31 @@ class CameraAssignment:
                 reconnects=0,
                 at=datetime.now(UTC),
             )
-            records.append(to_record(camera_status(change, self.worker.worker_id)))
+            status = camera_status(change, self.worker.worker_id)
+            records.append(to_record(status.model_copy(update={"generation": generation})))
         if self._sink is not None:
             try:
                 self._sink(records)
             except Exception as exc:
                 log.error("could not report pending cameras: %s", redact_text(str(exc)))
 
-    def _release(self, partitions: Iterable[int]) -> None:
-        """Stop the cameras of ``partitions`` (in parallel: revocation must be quick) and forget those partitions."""
-        gone = set(partitions)
-        with self._lock:
-            for p in gone:
-                self._parts.pop(p, None)
-            victims = [cid for cid, (_c, p) in self._running.items() if p in gone]
-            self._pending = {cid: p for cid, p in self._pending.items() if p not in gone}
-        if not victims:
-            return
-        with ThreadPoolExecutor(max_workers=min(16, len(victims)), thread_name_prefix="camera-stop") as pool:
-            list(pool.map(lambda cid: self._stop_camera(cid, "partition revoked"), victims))
+    def _invalid(self, r: RawRecord, reason: str) -> None:
+        self.invalid_records += 1
+        log.warning("skipping invalid camera record at %s/%d@%d: %s", topics.CAMERAS, r.partition, r.offset, reason)
+        self._event("invalid", "", {"partition": r.partition, "offset": r.offset, "reason": reason})
+        if self._sink is not None:
+            rec = InRecord(
+                topic=topics.CAMERAS,
+                partition=r.partition,
+                offset=r.offset,
+                key=r.key.decode("utf-8", errors="replace") if r.key is not None else None,
+                value=_redacted(bytes(r.value)) if r.value is not None else b"",
+                timestamp_ms=r.timestamp_ms,
+            )
+            try:
+                self._sink([dead_letter(rec, reason, consumer=self.settings.group_id)])
+            except Exception as exc:
+                log.error("could not dead-letter an invalid camera record: %s", redact_text(str(exc)))
 
     def _event(self, kind: str, camera_id: str, details: dict[str, Any]) -> None:
         if self._on_event is not None:
@@ -467,22 +481,24 @@ class CameraAssignment:
             except Exception as exc:
                 log.warning("journal write failed: %s", exc)
 
-    # -- listener callbacks (on the consumer's thread, inside poll) ---------------------------------------------
+    # -- the assignor's callback (on the consumer's thread, inside poll) ----------------------------------------
 
-    def _assigned(self, partitions: list[int]) -> None:
+    def _assigned(self, grant: Assigned) -> None:
+        """A new generation's share: taken cameras stop in the next reconcile, still reported as ours until then."""
         self.rebalances += 1
-        self._member = True
         with self._lock:
-            for p in partitions:
-                self._parts[p] = _Partition()
-        if partitions and self._group is not None:
-            self._group.seek_to_beginning(partitions)  # the camera set is the whole partition, never an offset
-        self._event("assigned", "", {"partitions": partitions})
-
-    def _revoked(self, partitions: list[int], lost: bool = False) -> None:
-        self.rebalances += 1
-        self._release(partitions)
-        self._event("lost" if lost else "revoked", "", {"partitions": partitions})
+            before = self._grant.cameras if self._grant is not None else frozenset()
+            self._grant = grant
+        self._event(
+            "assigned",
+            "",
+            {
+                "generation": grant.generation,
+                "cameras": len(grant.cameras),
+                "added": len(grant.cameras - before),
+                "taken": len(before - grant.cameras),
+            },
+        )
 
 
 def _redacted(value: bytes) -> bytes:

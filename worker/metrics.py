@@ -410,15 +410,19 @@ class WorkerCollector(Collector):
             "kuzet_worker_capacity": ("Cameras this worker declared it can hold", a.capacity),
             "kuzet_worker_cameras_running": ("Cameras running on this worker", a.cameras_running),
             "kuzet_worker_cameras_pending": (
-                "Cameras of this worker's partitions not started because it is full (unassigned-capacity)",
+                "Cameras assigned to this worker not started because it is full (unassigned-capacity)",
                 a.cameras_pending,
             ),
             "kuzet_worker_full": (
                 "1 when the worker runs as many cameras as its capacity",
                 int(a.cameras_running >= a.capacity),
             ),
-            "kuzet_registry_partitions_assigned": ("Registry partitions assigned to this worker", a.partitions),
-            "kuzet_registry_partitions_loading": ("Assigned partitions still being read", a.loading_partitions),
+            "kuzet_worker_cameras_assigned": ("Cameras the group leader assigned to this worker", a.cameras_assigned),
+            "kuzet_group_generation": (
+                "Generation of this worker's current assignment (-1: none)",
+                a.generation if a.generation is not None else -1,
+            ),
+            "kuzet_registry_loaded": ("1 once this worker has read the whole registry", int(a.registry_loaded)),
             "kuzet_group_member": ("1 while this worker is a member of the camera group", int(a.member_of_group)),
             "kuzet_assignment_poll_age_seconds": ("Seconds since the group consumer last polled", a.last_poll_age_s),
         }
@@ -435,7 +439,11 @@ class WorkerCollector(Collector):
         counters = {
             "kuzet_registry_invalid_records": ("Invalid camera records skipped and dead-lettered", a.invalid_records),
             "kuzet_camera_start_failures": ("Cameras that failed to start or update", a.start_failures),
-            "kuzet_rebalances": ("Partition assignment changes seen by this worker", a.rebalances),
+            "kuzet_rebalances": ("Camera assignments this worker received", a.rebalances),
+            "kuzet_worker_fenced": (
+                "Times this worker stopped its cameras because its membership may have lapsed",
+                a.fenced,
+            ),
         }
         for name, (doc, value) in counters.items():
             c = CounterMetricFamily(name, doc)

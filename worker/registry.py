@@ -317,12 +317,14 @@ class CameraRegistry:
         self.timeout_s = timeout_s
         self._writer = AckedWriter(bootstrap, client_id=client_id, timeout_s=timeout_s, security=self.security)
 
-    def ensure_topic(self) -> list[str]:
-        """Create the registry topic (compacted, 64 partitions) and the DLQ / status topics if missing."""
+    def ensure_topic(self, partitions: int = REGISTRY_PARTITIONS) -> list[str]:
+        """Create the registry topic (compacted) and the DLQ / status topics if missing.
+
+        The partition count is no cap on workers (cameras are assigned one by one, :mod:`worker.assignment`);
+        it only spreads the registry's reads and writes.
+        """
         try:
-            created = ensure_topics(
-                self.bootstrap, [topics.CAMERAS], partitions=REGISTRY_PARTITIONS, security=self.security
-            )
+            created = ensure_topics(self.bootstrap, [topics.CAMERAS], partitions=partitions, security=self.security)
             created += ensure_topics(self.bootstrap, [topics.CAMERA_STATUS, topics.DLQ], security=self.security)
         except KafkaAdminError as exc:
             raise RegistryError(str(exc)) from None

@@ -8,6 +8,9 @@ Nothing is lost between stages that matter: an incident is appended to the
 fsynced spool before anything else sees it; the relay uploads its snapshot
 and only then publishes the event. Frames, on the other hand, may be dropped
 under overload (newest frame wins per camera) and every drop is counted.
+
+Why one module over 400 lines: :class:`Worker` is the one place the parts meet (cameras, real or simulated,
+models, pipeline, outbox, status gate); its methods are short delegations to the modules named above.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.config import CameraConfig, KuzetConfig
+from core.config import SIMULATION_REFUSED, CameraConfig, KuzetConfig
 from core.frame import Frame
 from core.health import CameraState
 from core.labels import Label
 from core.redact import redact_url
+from core.sim_url import is_sim_url
 from detectors.per_camera import CameraTuning, PerCameraDetector, tuning_from_config
 from detectors.registry import Detector, load_detector
 from event_bus.events import CameraStatus, Incident, LineCount, PlateRead
@@ -35,6 +39,7 @@ from event_bus.relay import Relay
 from event_bus.spool import Spool
 from event_bus.transport import open_publisher
 from ingest.camera import CameraRunner, StatusChange
+from ingest.sim import SimCamera, SimDriver
 from plate_reader.pipeline import PlateOcr
 from plate_reader.reader import PlateReader, PlateReaderConfig
 from storage.manifests import evidence_upload_hook
@@ -57,6 +62,8 @@ log = logging.getLogger(__name__)
 
 IncidentObserver = Callable[[Incident], None]
 StatusObserver = Callable[[CameraStatus], None]
+StatusGate = Callable[[], int | None]
+"""The group generation statuses go out under, or None: send none (a fenced scale-out worker, worker.assignment)."""
 PlateObserver = Callable[[PlateRead], None]
 DetectorHook = Callable[[str, Detector], Detector]
 """Wraps each detector once it is loaded (model name, detector) -> detector; used to time inference for metrics."""
@@ -76,7 +83,7 @@ class CameraHealth:
 @dataclass
 class _Camera:
     config: CameraConfig
-    runner: CameraRunner
+    runner: CameraRunner | SimCamera  # sim:// cameras: no decoder, no pipeline (ingest.sim)
     tuning: dict[str, CameraTuning | None] = field(default_factory=dict)  # per model: tiling, threshold, min box
 
 
@@ -146,6 +153,8 @@ class Worker:
             on_inferred=self._analysed,
         )
         self._heartbeat: StatusHeartbeat | None = None
+        self._sim = SimDriver()  # its thread starts with the first sim:// camera
+        self.status_gate: StatusGate | None = None
         self.left_in_outbox = 0  # events still in the spool after stop (delivered by the next start)
         self._started = False
         self._stopped = False
@@ -187,6 +196,7 @@ class Worker:
             self._publish_statuses(self._heartbeat.beat(state=CameraState.DOWN, reason="worker stopped"))
         for camera_id in list(self._cameras):
             self.remove_camera(camera_id)
+        self._sim.stop()
         self._pipeline.stop()
         if self.clips is not None and self._started:
             self.clips.stop(flush_timeout_s)
@@ -215,6 +225,9 @@ class Worker:
     # -- cameras -----------------------------------------------------------------------------------------------
 
     def add_camera(self, camera: CameraConfig) -> None:
+        if is_sim_url(camera.url):
+            self._add_sim_camera(camera)
+            return
         with self._lock:
             if camera.id in self._cameras:
                 raise ValueError(f"camera {camera.id} is already running on this worker")
@@ -237,10 +250,23 @@ class Worker:
         if cam is None:
             return
         cam.runner.stop()
+        if isinstance(cam.runner, SimCamera):
+            return  # never in the pipeline
         if not self._pipeline.remove_camera(camera_id, datetime.now(UTC)):
             log.warning("camera %s: its last events were not written in time; they follow", camera_id)
         if self.clips is not None:
             self.clips.remove(camera_id)
+
+    def _add_sim_camera(self, camera: CameraConfig) -> None:
+        """A simulated camera: status changes on its schedule, no frames; refused unless ingest.simulation."""
+        if not self.cfg.ingest.simulation:
+            raise ValueError(f"camera {camera.id}: {SIMULATION_REFUSED}")
+        runner = self._sim.camera(camera, self._status_changed)
+        with self._lock:
+            if camera.id in self._cameras:
+                raise ValueError(f"camera {camera.id} is already running on this worker")
+            self._cameras[camera.id] = _Camera(camera, runner)
+        runner.start()
 
     def update_camera(self, camera: CameraConfig) -> None:
         """Apply a changed camera (zones, fps, detectors, URL) by restarting that camera only, not the worker.
@@ -391,6 +417,11 @@ class Worker:
 
     def _publish_statuses(self, statuses: list[CameraStatus]) -> None:
         """Status changes and heartbeats take the same path as incidents: the outbox first, then the bus."""
+        if self.status_gate is not None and statuses:
+            generation = self.status_gate()
+            if generation is None:
+                return  # fenced: another worker may own these cameras now, so say nothing about them
+            statuses = [s.model_copy(update={"generation": generation}) for s in statuses]
         for s in statuses:
             self.outbox.append(s.camera_id, to_record(s))  # False: held in its backlog, not lost
         self.relay.poke()

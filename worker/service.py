@@ -1,8 +1,9 @@
 """The scale-out worker's life: a worker whose cameras come from the registry topic through the worker group.
 
-Start as many as needed (up to the registry's 64 partitions); each one joins
-the group, gets a balanced share of the cameras, takes over a dead worker's
-cameras within the group's session timeout, and serves ``/metrics``,
+Start as many as needed (the registry's partition count is no limit: cameras
+are assigned one by one, :mod:`worker.assignment`); each one joins the group,
+gets a share of the cameras in proportion to its capacity, takes over a dead
+worker's cameras within the group's session timeout, and serves ``/metrics``,
 ``/healthz`` and ``/readyz``. ``kuzet scale-worker`` parses its options and
 calls :func:`run_scale_worker`.
 
@@ -104,6 +105,7 @@ def run_scale_worker(
         policy=cfg.camera_policy,
         on_event=journal.write,
     )
+    worker.status_gate = assignment.status_generation  # statuses carry the generation; none once fenced
     metrics.bind(worker, assignment)
     health = _Readiness(cfg, worker, assignment, capacity)
     server = HealthServer(
@@ -175,7 +177,7 @@ class _Readiness:
         return {
             "worker": self.cfg.worker.id,
             "capacity": self.capacity,
-            "partitions": self.assignment.partitions(),
+            "generation": self.assignment.stats().generation,
             "cameras": {cid: {"state": h.state, "last_analysed_at": h.last_analysed_at} for cid, h in health.items()},
             "pending": self.assignment.pending(),
         }

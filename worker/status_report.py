@@ -3,9 +3,10 @@
 Three sources, all on the broker, so the report can be built from any machine
 that reaches Kafka (no access to the workers' pods needed):
 
-* the worker group's description: members, the partitions each owns, and the
-  worker id and capacity each declared when it joined (assignor user data);
-* the registry topic: every camera and the partition it lives on;
+* the worker group's description: members, the cameras each was assigned
+  (the assignment's user data, :mod:`event_bus.kafka_group`), and the worker
+  id and capacity each declared when it joined (subscription user data);
+* the registry topic: every camera (and the partition it hashes to);
 * ``kuzet.camera-status.v1`` over the last ``since_s`` seconds: each camera's
   latest reported state (workers send a heartbeat per camera every
   ``worker.status_interval_s``, and an ``unassigned-capacity`` status for
@@ -39,7 +40,7 @@ class WorkerRow:
     member_id: str
     host: str
     capacity: int | None
-    partitions: list[int] = field(default_factory=list)
+    assigned: list[str] = field(default_factory=list)  # what the leader gave it (scale-out workers)
     cameras: list[str] = field(default_factory=list)
     kind: str = "scale-worker"  # or "worker": a `kuzet worker` seen only through its heartbeats
 
@@ -79,7 +80,7 @@ class StatusReport:
 
 
 def describe_workers(bootstrap: str, group: str) -> tuple[str, list[WorkerRow]]:
-    """Members of the worker group with their declared id / capacity and registry partitions."""
+    """Members of the worker group with their declared id / capacity and assigned cameras."""
     state, members = describe_group(bootstrap, group)
     rows: list[WorkerRow] = []
     for m in members:
@@ -94,7 +95,7 @@ def describe_workers(bootstrap: str, group: str) -> tuple[str, list[WorkerRow]]:
                 member_id=m.member_id,
                 host=m.host,
                 capacity=capacity,
-                partitions=m.partitions.get(topics.CAMERAS, []),
+                assigned=_camera_list(m.assigned.get("cameras")),
             )
         )
     return state, sorted(rows, key=lambda r: r.worker_id)
@@ -143,7 +144,7 @@ def build_report(
         group_f = pool.submit(group_members)
         statuses_f = pool.submit(latest_statuses, bootstrap, since_s, timeout_s)
         snap, (group_state, workers), statuses = snap_f.result(), group_f.result(), statuses_f.result()
-    owner: dict[int, WorkerRow] = {p: w for w in workers for p in w.partitions}
+    owner: dict[str, WorkerRow] = {c: w for w in workers for c in w.assigned}
     now = datetime.now(UTC)
     cameras: list[CameraRow] = []
     for cid in sorted(snap.cameras):
@@ -151,12 +152,12 @@ def build_report(
         cam = entry.camera
         if cam is None:
             continue
-        w = owner.get(entry.partition)
+        w = owner.get(cid)
         st = statuses.get(cid)
         if not cam.enabled:
             state, reason = "disabled", ""
         elif w is None:
-            state, reason = "unassigned", "no worker owns its partition"
+            state, reason = "unassigned", "no worker is assigned this camera"
         elif st is None:
             state, reason = "unknown", "no status reported recently"
         else:
@@ -180,6 +181,10 @@ def build_report(
         cameras.append(_camera_row(cid, True, None, wid, state, reason, st))
     workers += sorted(file_workers.values(), key=lambda r: r.worker_id)
     return StatusReport(group, group_state, workers, cameras, len(snap.invalid))
+
+
+def _camera_list(raw: Any) -> list[str]:
+    return [str(c) for c in raw] if isinstance(raw, list) else []
 
 
 def _reported_state(st: dict[str, Any], now: datetime, stale_after_s: float) -> tuple[str, str]:

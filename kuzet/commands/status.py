@@ -110,10 +110,10 @@ def status(
 def _print_report(report: StatusReport) -> None:
     """Two tables that fit 80 columns: workers, then cameras."""
     typer.echo(f"group {report.group}: {report.group_state}; {len(report.workers)} worker(s)")
-    typer.echo(f"{'WORKER':<22} {'KIND':<12} {'HOST':<16} {'CAP':>5} {'PARTS':>5} {'CAMERAS':>7}")
+    typer.echo(f"{'WORKER':<22} {'KIND':<12} {'HOST':<16} {'CAP':>5} {'GIVEN':>5} {'CAMERAS':>7}")
     for w in report.workers:
         cap = str(w.capacity) if w.capacity is not None else "-"
-        parts = str(len(w.partitions)) if w.kind == "scale-worker" else "-"
+        parts = str(len(w.assigned)) if w.kind == "scale-worker" else "-"
         typer.echo(
             f"{w.worker_id[:22]:<22} {w.kind:<12} {(w.host or '-')[:16]:<16} {cap:>5} {parts:>5} {len(w.cameras):>7}"
         )

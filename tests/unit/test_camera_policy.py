@@ -102,7 +102,7 @@ def test_config_file_cameras_are_checked_too(tmp_path: Any) -> None:
 
 def test_worker_assignment_skips_and_dead_letters_a_record_outside_the_policy() -> None:
     a, worker, sunk, _events = _assignment(capacity=10)
-    a._apply(0, Rec(b"cam-x", encode_camera(_cam(**EXFIL)), 0))
+    a.view.apply(Rec(b"cam-x", encode_camera(_cam(**EXFIL)), 0))
     a._reconcile()
     assert worker.camera_ids() == [] and a.invalid_records == 1
     dlq = [r for r in sunk if r.topic == topics.DLQ]

@@ -1,15 +1,17 @@
-"""The assignment's reconciliation without a broker: capacity (pending, reported), updates, removals, bad records."""
+"""The assignment without a broker: capacity (pending), updates, removals, bad records, two phases, fencing."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from core.config import CameraConfig
 from event_bus import topics
 from event_bus.interfaces import OutRecord
 from event_bus.kafka_admin import RawRecord
-from worker.assignment import PENDING_REASON, AssignmentSettings, CameraAssignment, _Partition
+from event_bus.kafka_group import Assigned
+from worker.assignment import PENDING_REASON, AssignmentSettings, CameraAssignment
 from worker.registry import encode_camera
 
 
@@ -37,23 +39,23 @@ class FakeWorker:
         return sorted(self.running)
 
 
-class FakeView:
-    lag = 0
+class FakeGroup:
+    """The group member as the assignment sees it: heartbeat age and rejoin requests."""
 
-    def weights(self) -> dict[int, int]:
-        return {}
+    def __init__(self) -> None:
+        self.age_s = 0.0
+        self.rejoins = 0
 
-    def registered(self) -> tuple[int, int]:
-        return (0, 0)
+    def heartbeat_age_s(self, since: float) -> float:
+        return self.age_s
 
-    def start(self) -> None: ...
+    def request_rejoin(self) -> None:
+        self.rejoins += 1
 
-    def stop(self) -> None: ...
 
-
-def Rec(key: bytes | None, value: bytes | None, offset: int) -> RawRecord:
-    """A registry record as the group consumer hands it over (partition is the caller's argument to _apply)."""
-    return RawRecord(0, offset, key, value, 0)
+def Rec(key: bytes | None, value: bytes | None, offset: int, partition: int = 0) -> RawRecord:
+    """A registry record as the registry view reads it."""
+    return RawRecord(partition, offset, key, value, 0)
 
 
 def _cam(cid: str, **kw: Any) -> CameraConfig:
@@ -70,25 +72,28 @@ def _assignment(capacity: int) -> tuple[CameraAssignment, FakeWorker, list[OutRe
         known_detectors=["person"],
         sink=sunk.extend,
         on_event=lambda kind, cid, _d: events.append((kind, cid)),
-        view=FakeView(),
     )
-    a._parts = {0: _Partition(loaded=True), 1: _Partition(loaded=True)}
     return a, worker, sunk, events
 
 
 def _feed(a: CameraAssignment, partition: int, cid: str, value: bytes | None, offset: int) -> None:
-    a._apply(partition, Rec(cid.encode(), value, offset))
+    a.view.apply(Rec(cid.encode(), value, offset, partition))
+
+
+def _give(a: CameraAssignment, generation: int, *cameras: str) -> None:
+    a._assigned(Assigned(generation, frozenset(cameras), time.monotonic()))
 
 
 def test_capacity_leaves_cameras_pending_and_reports_them() -> None:
     a, worker, sunk, _events = _assignment(capacity=3)
     for i in range(5):
         _feed(a, i % 2, f"cam-{i}", encode_camera(_cam(f"cam-{i}")), i)
+    _give(a, 4, *[f"cam-{i}" for i in range(5)])
     a._reconcile()
     assert worker.camera_ids() == ["cam-0", "cam-1", "cam-2"]
     assert a.pending() == ["cam-3", "cam-4"]
     stats = a.stats()
-    assert (stats.cameras_running, stats.cameras_pending, stats.capacity) == (3, 2, 3)
+    assert (stats.cameras_running, stats.cameras_pending, stats.capacity, stats.generation) == (3, 2, 3, 4)
     reasons = {r.key: json.loads(r.value)["reason"] for r in sunk if r.topic == topics.CAMERA_STATUS}
     assert set(reasons) == {"cam-3", "cam-4"} and all(v.startswith(PENDING_REASON) for v in reasons.values())
     a._reconcile()
@@ -103,6 +108,7 @@ def test_updates_restart_one_camera_and_disabled_or_tombstoned_stop() -> None:
     a, worker, _sunk, events = _assignment(capacity=10)
     _feed(a, 0, "cam-a", encode_camera(_cam("cam-a")), 0)
     _feed(a, 1, "cam-b", encode_camera(_cam("cam-b")), 0)
+    _give(a, 1, "cam-a", "cam-b")
     a._reconcile()
     worker.calls.clear()
     a._reconcile()
@@ -113,7 +119,7 @@ def test_updates_restart_one_camera_and_disabled_or_tombstoned_stop() -> None:
     assert worker.calls == [("update", "cam-a")] and worker.running["cam-a"].zones[0].name == "left"
     _feed(a, 1, "cam-b", encode_camera(_cam("cam-b", enabled=False)), 1)
     _feed(a, 0, "cam-a", None, 2)
-    a._reconcile()
+    assert a._reconcile() is False, "cameras gone from the registry need no second round"
     assert worker.camera_ids() == []
     assert ("stop", "cam-a") in events and ("stop", "cam-b") in events
 
@@ -125,37 +131,45 @@ def test_bad_records_are_skipped_reported_once_and_dead_lettered_without_credent
     good["camera"]["url"] = "rtsp://admin:hunter2@127.0.0.1/x"
     _feed(a, 0, "cam-a", json.dumps(good).encode(), 1)  # bad update: the camera keeps its last valid definition
     _feed(a, 0, "cam-b", encode_camera(_cam("cam-b", detectors=["no-such-model"])), 2)
-    a._apply(1, Rec(b"Bad Key", b"{}", 0))
+    a.view.apply(Rec(b"Bad Key", b"{}", 0, 1))
     _feed(a, 1, "cam-c", b"\xff\xfe", 1)
+    _give(a, 1, "cam-a", "cam-b", "cam-c")
     a._reconcile()
     assert worker.camera_ids() == ["cam-a"] and worker.running["cam-a"].url == "rtsp://127.0.0.1/cam-a"
     assert a.invalid_records == 4
     dlq = [r for r in sunk if r.topic == topics.DLQ]
     assert len(dlq) == 4 and not any(b"hunter2" in r.value for r in dlq)
     assert any("unknown detector" in dict(r.headers)["kuzet-error"].decode() for r in dlq)
-    _feed(a, 0, "cam-b", encode_camera(_cam("cam-b", detectors=["no-such-model"])), 2)  # re-read after a rebalance
+    _feed(a, 0, "cam-b", encode_camera(_cam("cam-b", detectors=["no-such-model"])), 2)  # read again
     assert a.invalid_records == 4, "the same record is reported once per process"
     assert sum(1 for kind, _ in events if kind == "invalid") == 4
 
 
-def test_revocation_stops_only_that_partitions_cameras() -> None:
+def test_a_taken_camera_is_reported_until_stopped_then_the_worker_asks_to_rejoin() -> None:
     a, worker, _sunk, _events = _assignment(capacity=10)
+    for cid in ("cam-a", "cam-b"):
+        _feed(a, 0, cid, encode_camera(_cam(cid)), 0)
+    _give(a, 1, "cam-a", "cam-b")
+    a._reconcile()
+    _give(a, 2, "cam-a")  # the leader moves cam-b elsewhere
+    assert a.owned() == {"cam-a", "cam-b"}, "still running: the leader must not hand it on yet"
+    assert a._reconcile() is True, "cam-b stopped: rejoin so its new owner gets it"
+    assert worker.camera_ids() == ["cam-a"] and a.owned() == {"cam-a"}
+
+
+def test_a_worker_without_heartbeats_fences_itself_and_reports_nothing() -> None:
+    a, worker, _sunk, events = _assignment(capacity=10)
     _feed(a, 0, "cam-a", encode_camera(_cam("cam-a")), 0)
-    _feed(a, 1, "cam-b", encode_camera(_cam("cam-b")), 0)
+    group = FakeGroup()
+    a._group = group  # type: ignore[assignment]
+    _give(a, 7, "cam-a")
     a._reconcile()
-    a._release([1])
-    assert worker.camera_ids() == ["cam-a"] and a.partitions() == [0]
-
-
-def test_a_loading_partition_starts_nothing_until_read_to_its_end() -> None:
-    a, worker, _sunk, _events = _assignment(capacity=10)
-    a._parts[2] = _Partition(loaded=False)
-    _feed(a, 2, "cam-z", encode_camera(_cam("cam-z")), 0)
-    a._reconcile()
-    assert worker.camera_ids() == []
-    a._parts[2].loaded = True
-    a._reconcile()
-    assert worker.camera_ids() == ["cam-z"]
+    assert a.status_generation() == 7
+    group.age_s = a.settings.fence_after_s + 0.1  # e.g. resumed after SIGSTOP past the session timeout
+    assert a.status_generation() is None, "no status may claim the camera now"
+    assert a._owned_for_join() == set(), "and it rejoins owning nothing"
+    assert worker.camera_ids() == [] and ("fenced", "") in events and group.rejoins == 1
+    assert a.stats().fenced == 1 and a.stats().generation is None
 
 
 def test_status_command_prints_cameras_per_worker(monkeypatch: Any) -> None:
@@ -167,7 +181,7 @@ def test_status_command_prints_cameras_per_worker(monkeypatch: Any) -> None:
     report = StatusReport(
         group="kuzet-workers",
         group_state="Stable",
-        workers=[WorkerRow("w1", "m-1", "10.0.0.5", 8, [0, 1], ["cam-a", "cam-b"])],
+        workers=[WorkerRow("w1", "m-1", "10.0.0.5", 8, ["cam-a", "cam-b"], ["cam-a", "cam-b"])],
         cameras=[
             CameraRow("cam-a", True, 0, "w1", "up", "heartbeat", "w1", "2026-01-01T00:00:00Z"),
             CameraRow("cam-b", True, 1, "w1", "pending-capacity", f"{PENDING_REASON}: full", "w1", None),

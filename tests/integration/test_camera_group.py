@@ -1,0 +1,309 @@
+"""Twelve worker processes on a registry of eight partitions: camera-level assignment, adds, a forced split.
+
+Its own Kafka broker (the registry must be *created* with 8 partitions, and the session broker's registry
+may already exist with 64), sim:// cameras (no video: the control plane only), and twelve
+``python -m kuzet.commands.scaleout`` processes with a 6 s session timeout (the broker's minimum). Everything is checked from the
+status stream ``kuzet.camera-status.v1``, as an operator would: every status carries its worker and the
+group generation it was sent under, and a fenced worker sends none.
+
+"Never on two workers" is checked on the whole stream: for each camera, the span from a worker's first to
+its last status in one run of statuses may not overlap another worker's span for that camera. Heartbeats
+every second make the spans a lower bound of the time a worker held the camera, so an overlap here is a
+real double ownership, never an artefact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from event_bus import topics
+from event_bus.kafka_group import follow_topic
+from worker.registry import CameraRegistry, validate_camera
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP = "kuzet-camera-group-test"
+N_WORKERS = 12
+N_CAMERAS = 96
+N_ADDED = 24
+CAPACITY = 16
+SESSION_MS = 6000  # the broker's group.min.session.timeout.ms
+
+
+PERSON_MODEL = {
+    "name": "person",
+    "manifest_id": "ssdlite-person",
+    "input_size": 300,
+    "labels": {"person": "person"},
+    "threads": 1,
+}
+
+
+@dataclass
+class Status:
+    camera: str
+    worker: str
+    generation: int | None
+    at: float
+    state: str
+
+
+@dataclass
+class StatusStream:
+    """Every camera status since the cluster started, read by a follower thread."""
+
+    bootstrap: str
+    statuses: list[Status] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for batch in follow_topic(self.bootstrap, topics.CAMERA_STATUS, client_id="t-status", stop=self.stop):
+                    got = [_status(r.value) for r in batch.records]
+                    with self.lock:
+                        self.statuses.extend(s for s in got if s is not None)
+                return
+            except Exception:  # the topic may not exist for a moment: follow again
+                self.stop.wait(1.0)
+
+    def since(self, t: float) -> list[Status]:
+        with self.lock:
+            return [s for s in self.statuses if s.at >= t]
+
+    def owners(self, since: float) -> dict[str, set[str]]:
+        """Camera -> workers that reported it (state up or down, not pending) since ``since``."""
+        out: dict[str, set[str]] = {}
+        for s in self.since(since):
+            out.setdefault(s.camera, set()).add(s.worker)
+        return out
+
+    def latest_owner(self) -> dict[str, str]:
+        with self.lock:
+            ordered = sorted(self.statuses, key=lambda s: s.at)
+        return {s.camera: s.worker for s in ordered}
+
+    def overlaps(self) -> list[str]:
+        """Cameras whose spans on two workers overlap in time (see the module docstring)."""
+        with self.lock:
+            ordered = sorted(self.statuses, key=lambda s: s.at)
+        spans: dict[str, list[list[Any]]] = {}  # camera -> [[worker, first, last], ...] in order
+        for s in ordered:
+            runs = spans.setdefault(s.camera, [])
+            if runs and runs[-1][0] == s.worker:
+                runs[-1][2] = s.at
+            else:
+                runs.append([s.worker, s.at, s.at])
+        bad = []
+        for cam, runs in spans.items():
+            for (w1, _f1, l1), (w2, f2, _l2) in zip(runs, runs[1:], strict=False):
+                if w1 != w2 and f2 <= l1:
+                    bad.append(f"{cam}: {w1} until {l1:.3f}, {w2} from {f2:.3f}")
+            # a worker that comes back to a camera after another held it: the other's span must have ended
+            seen: dict[str, float] = {}
+            for w, f, last in runs:
+                for other, other_last in seen.items():
+                    if other != w and f < other_last:
+                        bad.append(f"{cam}: {w} from {f:.3f} while {other} until {other_last:.3f}")
+                seen[w] = last
+        return bad
+
+
+def _status(value: bytes | None) -> Status | None:
+    try:
+        doc = json.loads(value or b"")
+        if str(doc.get("reason", "")).startswith("unassigned-capacity"):
+            return None
+        at = datetime.fromisoformat(str(doc["at"]).replace("Z", "+00:00")).timestamp()
+        return Status(str(doc["camera_id"]), str(doc["worker_id"]), doc.get("generation"), at, str(doc["state"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@dataclass
+class Cluster:
+    bootstrap: str
+    tmp: Path
+    stream: StatusStream
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start_worker(self, worker_id: str) -> None:
+        d = self.tmp / worker_id
+        d.mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "worker": {"id": worker_id, "data_dir": str(d)},
+            "ingest": {"simulation": True},
+            "models": [PERSON_MODEL],
+            "bus": {
+                "kind": "kafka",
+                "kafka": {"bootstrap_servers": self.bootstrap, "delivery_timeout_s": 10.0},
+                "spool_path": str(d / "spool.sqlite3"),
+                "local_path": str(d / "bus.sqlite3"),
+            },
+            "storage": {"kind": "local", "local_dir": str(d / "snapshots")},
+            "log_level": "warning",
+        }
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        args = ["--config", str(d / "config.yaml"), "--group", GROUP, "--capacity", str(CAPACITY)]
+        args += ["--metrics-port", "0", "--journal", str(d / "journal.jsonl"), "--status-interval", "1"]
+        args += ["--session-timeout-ms", str(SESSION_MS)]
+        with (d / "worker.log").open("ab") as sink:
+            self.procs[worker_id] = subprocess.Popen(
+                [sys.executable, "-m", "kuzet.commands.scaleout", *args],
+                cwd=REPO,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+
+    def logs(self) -> str:
+        parts = []
+        for wid in self.procs:
+            log = self.tmp / wid / "worker.log"
+            tail = log.read_text(encoding="utf-8", errors="replace")[-1500:] if log.exists() else ""
+            parts.append(f"--- {wid} (rc={self.procs[wid].poll()}) ---\n{tail}")
+        return "\n".join(parts)
+
+
+def _sim_camera(i: int) -> Any:
+    return validate_camera({"id": f"sim-{i:04d}", "url": f"sim:///sim-{i:04d}?seed=3&mtbf_s=3600&connect_s=0.2"})
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    from deploy.services.kafka import KafkaService
+
+    tmp = tmp_path_factory.mktemp("camera-group")
+    kafka = KafkaService(tmp / "kafka", die_with_parent=True)
+    kafka.start()
+    registry = CameraRegistry(str(kafka.bootstrap))
+    registry.ensure_topic(partitions=8)
+    registry.put([_sim_camera(i) for i in range(N_CAMERAS)])
+    stream = StatusStream(str(kafka.bootstrap))
+    follower = threading.Thread(target=stream.run, daemon=True)
+    follower.start()
+    c = Cluster(str(kafka.bootstrap), tmp, stream)
+    try:
+        yield c
+    finally:
+        for p in c.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.send_signal(signal.SIGTERM)
+        for p in c.procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+        stream.stop.set()
+        follower.join(10)
+        registry.close()
+        kafka.stop()
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str, c: Cluster) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(1.0)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{c.logs()}")
+
+
+def _settled(c: Cluster, cameras: set[str], window_s: float = 3.0) -> dict[str, str] | None:
+    """Camera -> its one worker, when every camera was reported in the last ``window_s`` by exactly one worker."""
+    owners = c.stream.owners(time.time() - window_s)
+    if set(owners) != cameras or any(len(ws) != 1 for ws in owners.values()):
+        return None
+    return {cam: next(iter(ws)) for cam, ws in owners.items()}
+
+
+def test_twelve_workers_on_eight_partitions_each_camera_on_one_worker(cluster: Cluster) -> None:
+    assert len(CameraRegistry(cluster.bootstrap).snapshot().cameras) == N_CAMERAS
+    for i in range(N_WORKERS):
+        cluster.start_worker(f"w{i:02d}")
+    cams = {f"sim-{i:04d}" for i in range(N_CAMERAS)}
+    wait_for(lambda: _settled(cluster, cams) is not None, 300, f"{N_CAMERAS} cameras on one worker each", cluster)
+    time.sleep(4)  # any follow-up round settles; then look again
+    owners = _settled(cluster, cams)
+    assert owners is not None
+    per_worker = Counter(owners.values())
+    assert set(per_worker) == {f"w{i:02d}" for i in range(N_WORKERS)}, f"every worker holds cameras: {per_worker}"
+    assert set(per_worker.values()) == {N_CAMERAS // N_WORKERS}, per_worker  # equal capacities: 8 each
+    assert cluster.stream.overlaps() == []
+
+
+def test_added_cameras_move_nothing_else(cluster: Cluster) -> None:
+    cams = {f"sim-{i:04d}" for i in range(N_CAMERAS)}
+    before = _settled(cluster, cams)
+    assert before is not None
+    CameraRegistry(cluster.bootstrap).put([_sim_camera(i) for i in range(N_CAMERAS, N_CAMERAS + N_ADDED)])
+    allcams = {f"sim-{i:04d}" for i in range(N_CAMERAS + N_ADDED)}
+    wait_for(lambda: _settled(cluster, allcams) is not None, 120, "added cameras running", cluster)
+    time.sleep(3)
+    after = _settled(cluster, allcams)
+    assert after is not None
+    moved = sorted(c for c in before if after[c] != before[c])
+    assert moved == [], f"quotas only grew (8 -> 10 each): no running camera had to move, moved {moved}"
+    assert set(Counter(after.values()).values()) == {(N_CAMERAS + N_ADDED) // N_WORKERS}
+    assert cluster.stream.overlaps() == []
+
+
+def test_forced_split_never_shows_a_camera_on_two_workers(cluster: Cluster) -> None:
+    allcams = {f"sim-{i:04d}" for i in range(N_CAMERAS + N_ADDED)}
+    owners = _settled(cluster, allcams)
+    assert owners is not None
+    victim = "w03"
+    theirs = {c for c, w in owners.items() if w == victim}
+    assert theirs
+    proc = cluster.procs[victim]
+    proc.send_signal(signal.SIGSTOP)
+    paused_at = time.time()
+    try:
+        # the coordinator expels it after the session timeout; its cameras go to the others
+        wait_for(
+            lambda: all(cluster.stream.latest_owner().get(c) not in (None, victim) for c in theirs),
+            120,
+            "the paused worker's cameras running elsewhere",
+            cluster,
+        )
+        taken_after = time.time() - paused_at
+        assert taken_after >= SESSION_MS / 1000 * 0.5, "moved only once its session could have lapsed"
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    resumed_at = time.time()
+    # resumed, it fences itself (stale heartbeat), rejoins empty and gets a balanced share again
+    wait_for(lambda: _settled(cluster, allcams) is not None, 120, "the group settled after the split", cluster)
+    time.sleep(4)
+    settled = _settled(cluster, allcams)
+    assert settled is not None and victim in set(settled.values()), "the resumed worker holds cameras again"
+    stale = [
+        s
+        for s in cluster.stream.since(paused_at - 0.5)
+        if s.worker == victim and s.at >= resumed_at - 0.5 and s.camera in theirs and s.camera != settled.get(s.camera)
+    ]
+    gens = {s.generation for s in cluster.stream.since(paused_at) if s.worker == victim and s.at >= resumed_at}
+    assert cluster.stream.overlaps() == [], "a camera ran on two workers"
+    assert None not in gens, "scale-out statuses carry their generation"
+    assert not stale or all(s.generation is not None for s in stale)
+    journal = (cluster.tmp / victim / "journal.jsonl").read_text(encoding="utf-8")
+    assert '"event": "fenced"' in journal, "the resumed worker fenced itself"
