@@ -2,9 +2,9 @@
 
 Its own Kafka broker (the registry must be *created* with 8 partitions, and the session broker's registry
 may already exist with 64), sim:// cameras (no video: the control plane only), and twelve
-``python -m kuzet.commands.scaleout`` processes with a 6 s session timeout (the broker's minimum). Everything is checked from the
-status stream ``kuzet.camera-status.v1``, as an operator would: every status carries its worker and the
-group generation it was sent under, and a fenced worker sends none.
+``python -m kuzet.commands.scaleout`` processes with a 6 s session timeout (the broker's minimum).
+Everything is checked from the status stream ``kuzet.camera-status.v1``, as an operator would: every
+status carries its worker and the group generation it was sent under, and a fenced worker sends none.
 
 "Never on two workers" is checked on the whole stream: for each camera, the span from a worker's first to
 its last status in one run of statuses may not overlap another worker's span for that camera. Heartbeats
@@ -14,6 +14,7 @@ real double ownership, never an artefact.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -113,7 +114,7 @@ class StatusStream:
                 runs.append([s.worker, s.at, s.at])
         bad = []
         for cam, runs in spans.items():
-            for (w1, _f1, l1), (w2, f2, _l2) in zip(runs, runs[1:], strict=False):
+            for (w1, _f1, l1), (w2, f2, _l2) in itertools.pairwise(runs):
                 if w1 != w2 and f2 <= l1:
                     bad.append(f"{cam}: {w1} until {l1:.3f}, {w2} from {f2:.3f}")
             # a worker that comes back to a camera after another held it: the other's span must have ended
@@ -229,7 +230,7 @@ def wait_for(predicate: Any, timeout_s: float, what: str, c: Cluster) -> float:
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{c.logs()}")
 
 
-def _settled(c: Cluster, cameras: set[str], window_s: float = 3.0) -> dict[str, str] | None:
+def _settled(c: Cluster, cameras: set[str], window_s: float = 5.0) -> dict[str, str] | None:
     """Camera -> its one worker, when every camera was reported in the last ``window_s`` by exactly one worker."""
     owners = c.stream.owners(time.time() - window_s)
     if set(owners) != cameras or any(len(ws) != 1 for ws in owners.values()):
@@ -237,41 +238,54 @@ def _settled(c: Cluster, cameras: set[str], window_s: float = 3.0) -> dict[str, 
     return {cam: next(iter(ws)) for cam, ws in owners.items()}
 
 
+def _wait_settled(c: Cluster, cameras: set[str]) -> dict[str, str]:
+    wait_for(lambda: _settled(c, cameras) is not None, 60, "every camera on one worker", c)
+    return _settled(c, cameras) or _wait_settled(c, cameras)
+
+
 def test_twelve_workers_on_eight_partitions_each_camera_on_one_worker(cluster: Cluster) -> None:
     assert len(CameraRegistry(cluster.bootstrap).snapshot().cameras) == N_CAMERAS
     for i in range(N_WORKERS):
         cluster.start_worker(f"w{i:02d}")
     cams = {f"sim-{i:04d}" for i in range(N_CAMERAS)}
-    wait_for(lambda: _settled(cluster, cams) is not None, 300, f"{N_CAMERAS} cameras on one worker each", cluster)
-    time.sleep(4)  # any follow-up round settles; then look again
-    owners = _settled(cluster, cams)
-    assert owners is not None
-    per_worker = Counter(owners.values())
-    assert set(per_worker) == {f"w{i:02d}" for i in range(N_WORKERS)}, f"every worker holds cameras: {per_worker}"
-    assert set(per_worker.values()) == {N_CAMERAS // N_WORKERS}, per_worker  # equal capacities: 8 each
+
+    def balanced() -> dict[str, str] | None:  # equal capacities: 8 cameras on each of the 12 workers
+        owners = _settled(cluster, cams)
+        if owners is None or set(Counter(owners.values()).values()) != {N_CAMERAS // N_WORKERS}:
+            return None
+        return owners if len(set(owners.values())) == N_WORKERS else None
+
+    wait_for(lambda: balanced() is not None, 300, f"{N_CAMERAS} cameras, 8 on each worker", cluster)
     assert cluster.stream.overlaps() == []
 
 
 def test_added_cameras_move_nothing_else(cluster: Cluster) -> None:
     cams = {f"sim-{i:04d}" for i in range(N_CAMERAS)}
-    before = _settled(cluster, cams)
-    assert before is not None
+    before = _wait_settled(cluster, cams)
+    added_at = time.time()
     CameraRegistry(cluster.bootstrap).put([_sim_camera(i) for i in range(N_CAMERAS, N_CAMERAS + N_ADDED)])
     allcams = {f"sim-{i:04d}" for i in range(N_CAMERAS + N_ADDED)}
-    wait_for(lambda: _settled(cluster, allcams) is not None, 120, "added cameras running", cluster)
-    time.sleep(3)
-    after = _settled(cluster, allcams)
-    assert after is not None
-    moved = sorted(c for c in before if after[c] != before[c])
+    per_worker = (N_CAMERAS + N_ADDED) // N_WORKERS
+
+    def balanced() -> dict[str, str] | None:
+        owners = _settled(cluster, allcams)
+        ok = owners is not None and set(Counter(owners.values()).values()) == {per_worker}
+        return owners if ok else None
+
+    wait_for(lambda: balanced() is not None, 120, "added cameras running, 10 on each worker", cluster)
+    after = balanced() or {}
+    moved = sorted(c for c in before if after.get(c, before[c]) != before[c])
     assert moved == [], f"quotas only grew (8 -> 10 each): no running camera had to move, moved {moved}"
-    assert set(Counter(after.values()).values()) == {(N_CAMERAS + N_ADDED) // N_WORKERS}
+    owners_over_time: dict[str, set[str]] = {}
+    for st in cluster.stream.since(added_at):
+        owners_over_time.setdefault(st.camera, set()).add(st.worker)
+    assert not [c for c in before if owners_over_time.get(c, set()) - {before[c]}], "a running camera moved"
     assert cluster.stream.overlaps() == []
 
 
 def test_forced_split_never_shows_a_camera_on_two_workers(cluster: Cluster) -> None:
     allcams = {f"sim-{i:04d}" for i in range(N_CAMERAS + N_ADDED)}
-    owners = _settled(cluster, allcams)
-    assert owners is not None
+    owners = _wait_settled(cluster, allcams)
     victim = "w03"
     theirs = {c for c, w in owners.items() if w == victim}
     assert theirs
@@ -291,19 +305,15 @@ def test_forced_split_never_shows_a_camera_on_two_workers(cluster: Cluster) -> N
     finally:
         proc.send_signal(signal.SIGCONT)
     resumed_at = time.time()
-    # resumed, it fences itself (stale heartbeat), rejoins empty and gets a balanced share again
-    wait_for(lambda: _settled(cluster, allcams) is not None, 120, "the group settled after the split", cluster)
-    time.sleep(4)
-    settled = _settled(cluster, allcams)
-    assert settled is not None and victim in set(settled.values()), "the resumed worker holds cameras again"
-    stale = [
-        s
-        for s in cluster.stream.since(paused_at - 0.5)
-        if s.worker == victim and s.at >= resumed_at - 0.5 and s.camera in theirs and s.camera != settled.get(s.camera)
-    ]
-    gens = {s.generation for s in cluster.stream.since(paused_at) if s.worker == victim and s.at >= resumed_at}
+
+    def victim_back() -> bool:  # resumed, it fences itself, rejoins empty and gets a balanced share again
+        now = _settled(cluster, allcams)
+        return now is not None and victim in set(now.values())
+
+    wait_for(victim_back, 120, "the group settled after the split, the resumed worker holding cameras", cluster)
     assert cluster.stream.overlaps() == [], "a camera ran on two workers"
-    assert None not in gens, "scale-out statuses carry their generation"
-    assert not stale or all(s.generation is not None for s in stale)
+    after = [s for s in cluster.stream.since(paused_at - 1.0) if s.worker != victim or s.at >= resumed_at]
+    assert after and all(s.generation is not None for s in after), "scale-out statuses carry their generation"
     journal = (cluster.tmp / victim / "journal.jsonl").read_text(encoding="utf-8")
-    assert '"event": "fenced"' in journal, "the resumed worker fenced itself"
+    assert '"event": "fenced"' in journal, "the resumed worker fenced itself before rejoining"
+    print(f"forced split: cameras of the paused worker ran elsewhere {taken_after:.1f} s after SIGSTOP")
