@@ -48,7 +48,7 @@ def test_the_worker_refuses_a_registry_sim_camera_outside_simulation(tmp_path: P
                                      "spool_path": str(tmp_path / "spool.db")},
                              "storage": {"kind": "local", "local_dir": str(tmp_path / "snap")}})  # fmt: skip
     worker = Worker(cfg)
-    with pytest.raises(ValueError, match="refused unless ingest.simulation"):
+    with pytest.raises(ValueError, match=r"refused unless ingest\.simulation"):
         worker.add_camera(CameraConfig(id="sim-1", url="sim:///sim-1"))
     assert worker.camera_ids() == []
     worker.spool.close()
