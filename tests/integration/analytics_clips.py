@@ -4,7 +4,8 @@ People: walkers cut out of the vtest clip (the difference to its median
 background gives each one's silhouette), pasted onto that empty background
 and moved along scripted paths, so the number of crossings per direction and
 the size of a crowd are known exactly and the real person detector sees real
-people.
+people. Traffic: cars with rendered plates (plate_reader.synthetic) driven at
+known pixel speeds, so section speeds are known from the geometry.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import av
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from plate_reader.synthetic import PlateSpec, available_fonts, place_plate, render_plate
 
 U8 = npt.NDArray[np.uint8]
 VTEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "vtest.avi"
@@ -156,3 +159,64 @@ def render_people_scene(path: Path) -> PeopleScene:
     frames += [background.copy() for _ in range(6 * FPS)]
     write_clip(frames, path)
     return PeopleScene(path, 3, 2, len(crowd_at), crowd_seconds, len(frames) / FPS)
+
+
+# -- traffic ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Car:
+    plate: PlateSpec
+    path: list[float]  # x of the plate centre per frame (fraction of width); NaN = not in the picture
+
+
+@dataclass(frozen=True)
+class TrafficScene:
+    path: Path
+    cars: dict[str, Car]
+    width: int
+    seconds: float
+
+
+PLATE_Y = 0.62
+
+
+def _drive(x0: float, x1: float, seconds: float) -> list[float]:
+    return list(np.linspace(x0, x1, max(2, round(seconds * FPS))))
+
+
+def render_traffic_scene(path: Path, background: U8) -> TrafficScene:
+    """Five cars, one after another, each made to commit or avoid one offence.
+
+    With the speed section from x 0.3 to x 0.7 (0.4 of the width): ``FAST`` drives left to right across
+    the picture in 6 s (2.7 s in the section), ``SLOW`` the same way in 12 s (5.3 s); ``WRONG`` drives
+    right to left in 12 s (the lane goes left to right); ``PARKED`` comes in slowly (4.6 s in the section),
+    stops 6 s at x 0.75 in the no-stopping zone (x 0.6-0.9) and leaves; ``WAITS`` stops 6 s at x 0.2,
+    outside the zone and before the section, then drives on slowly. Cars move slowly enough that a loaded
+    worker analysing under one frame a second still follows each plate from frame to frame.
+    """
+    cars = {
+        "FAST": Car(PlateSpec("123ABC02", "kz", "kz-2012"), _drive(0.05, 0.95, 6.0)),
+        "SLOW": Car(PlateSpec("505KLM17", "kz", "kz-2012"), _drive(0.05, 0.95, 12.0)),
+        "WRONG": Car(PlateSpec("777XYZ01", "kz", "kz-2012"), _drive(0.95, 0.05, 12.0)),
+        "PARKED": Car(
+            PlateSpec("318PQR05", "kz", "kz-2012"),
+            _drive(0.05, 0.75, 8.0) + [0.75] * (6 * FPS) + _drive(0.75, 0.95, 2.0),
+        ),
+        "WAITS": Car(
+            PlateSpec("246DEF11", "kz", "kz-2012"),
+            _drive(0.05, 0.2, 2.0) + [0.2] * (6 * FPS) + _drive(0.2, 0.95, 8.0),
+        ),
+    }
+    font = "hershey-duplex" if "hershey-duplex" in available_fonts() else available_fonts()[0]
+    frames: list[U8] = [background.copy() for _ in range(LEAD_IN)]
+    for i, car in enumerate(cars.values()):
+        plate = render_plate(car.plate, font, np.random.default_rng(100 + i))
+        for x in car.path:
+            # the same seed every frame: the car keeps its look, only its position changes
+            placed = place_plate(background, plate, np.random.default_rng(300 + i), (200, 200), True, (x, PLATE_Y))
+            frames.append(placed.image)
+        frames += [background.copy() for _ in range(3 * FPS)]  # the last pass ends (1.5 s unseen) first
+    frames += [background.copy() for _ in range(8 * FPS)]
+    write_clip(frames, path)
+    return TrafficScene(path, cars, background.shape[1], len(frames) / FPS)
