@@ -8,8 +8,8 @@ local bus and its board is open in Chromium:
 * while they run, both cameras stay "up" for several intervals (the heartbeats keep them fresh);
 * one worker is stopped with Ctrl-C: it says goodbye, and its camera shows "down";
 * the other is SIGKILLed (a crash, an OOM kill, a lost machine): it sends nothing more, and the board
-  shows its camera "stale" two heartbeat intervals after its last heartbeat, give or take the board's
-  periodic re-fetch (the 20,000-camera board asks the server every 5 s; nothing is pushed for silence).
+  shows its camera "stale" within two heartbeat intervals of its last heartbeat (plus the board's
+  once-a-second tick: nothing is pushed for silence, the browser ages the row itself).
 
 The board is read through one selector only (the row's ``data-camera`` and its ``camera-state`` cell),
 so a rebuilt board keeps this test meaningful. A sampler in the page records what the state cell shows,
@@ -34,10 +34,9 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL_S = 5.0
 STALE_AFTER_S = 2 * INTERVAL_S  # what the console is told: two missed heartbeats
-# A silent worker sends nothing, so the board only learns "stale" from its periodic re-fetch (dispatch/static/
-# cameras.js REFRESH_MS, 5 s); plus a fetch under load and the sampler's 250 ms.
-BOARD_REFRESH_S = 5.0
-SLACK_S = BOARD_REFRESH_S + 3.0
+# A silent worker sends nothing: the board turns a row stale itself, on its once-a-second tick between fetches
+# (dispatch/static/cameras.js); plus the sampler's 250 ms and a browser timer late on a loaded box.
+SLACK_S = 2.5
 
 SAMPLE = """(ids) => {
   window.__states = Object.fromEntries(ids.map((id) => [id, []]));
@@ -123,8 +122,7 @@ def test_board_shows_a_stopped_workers_camera_down_and_a_killed_ones_stale_withi
     after_kill_s = (shown_ms - killed_ms) / 1000
     print(
         f"\ncamera board: heartbeat {INTERVAL_S:g} s; killed worker's camera shown stale {after_kill_s:.1f} s after "
-        f"the kill, {after_beat_s:.1f} s after its last heartbeat (2 heartbeats = {STALE_AFTER_S:g} s, "
-        f"+ up to {BOARD_REFRESH_S:g} s board re-fetch)"
+        f"the kill, {after_beat_s:.1f} s after its last heartbeat (2 heartbeats = {STALE_AFTER_S:g} s)"
     )
     assert final_beat_ms >= last_beat_ms and final_beat_ms <= killed_ms + 1000, "nothing came after the kill"
     assert STALE_AFTER_S - 1.0 <= after_beat_s <= STALE_AFTER_S + SLACK_S, after_beat_s
