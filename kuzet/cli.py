@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +12,7 @@ from rich.markup import escape
 
 from core.config import ConfigError, load_config
 from core.logs import setup_logging
+from kuzet.stop_signals import StopSignals
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Kuzet: CCTV streams to incidents.")
 err = Console(stderr=True)
@@ -78,10 +77,7 @@ def demo(
         if result.console is not None:
             if wait:
                 typer.echo(f"The console keeps serving at {result.console.url}; press Ctrl-C to stop.")
-                stop = threading.Event()
-                signal.signal(signal.SIGINT, lambda *_: stop.set())
-                signal.signal(signal.SIGTERM, lambda *_: stop.set())
-                stop.wait()
+                StopSignals().wait()
             result.console.stop()
     except (ConfigError, FileNotFoundError) as exc:
         err.print(f"[red]demo failed:[/red] {escape(str(exc))}")
@@ -113,9 +109,7 @@ def worker(
         err.print(f"[red]configuration error[/red]\n{escape(str(exc))}")
         raise typer.Exit(2) from None
     setup_logging(cfg.log_level)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopSignals()
     summary = WorkerSummary(cfg.worker.id, summary_minutes * 60.0)
     with Journal.open(journal) as jrnl:
 
