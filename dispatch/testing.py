@@ -10,8 +10,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -132,3 +135,32 @@ def serve_in_thread(app: Any, port: int | None = None) -> ServedApp:
             raise RuntimeError("test console did not start")
         time.sleep(0.02)
     return ServedApp(f"http://127.0.0.1:{port}", server, thread)
+
+
+@contextmanager
+def local_console(tmp_path: Path, **settings: Any) -> Iterator[tuple[ServedApp, Any, Any]]:
+    """A console served on loopback over a local bus in ``tmp_path``, with :func:`add_standard_users`:
+    yields (served app, a publisher on its bus, its workflow store); ``settings`` override the defaults."""
+    from dispatch.app import create_app
+    from dispatch.settings import ConsoleSettings
+    from event_bus.local_bus import LocalBusPublisher
+    from storage.workflow import open_workflow_store
+
+    bus = tmp_path / "bus.sqlite3"
+    store = open_workflow_store(tmp_path / "console.sqlite3", hasher=FAST_HASHER)
+    add_standard_users(store)
+    defaults: dict[str, Any] = {
+        "database": str(tmp_path / "console.sqlite3"),
+        "bus": {"kind": "local", "local_path": bus},
+        "storage": {"kind": "local", "local_dir": tmp_path / "snapshots"},
+        "heartbeat_s": 0.5,
+        "cookie_secure": False,  # the tests speak plain HTTP on loopback
+    }
+    served = serve_in_thread(create_app(ConsoleSettings(**(defaults | settings)), store=store))
+    pub = LocalBusPublisher(bus)
+    try:
+        yield served, pub, store
+    finally:
+        served.stop()
+        pub.close()
+        store.close()

@@ -44,9 +44,7 @@ from event_bus.spool_recovery import Quarantine
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+_RECORD_COLUMNS = """
     topic      TEXT    NOT NULL,
     key        TEXT    NOT NULL,
     value      BLOB    NOT NULL,
@@ -54,18 +52,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     blob       BLOB,
     blob_key   TEXT,
     size       INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL"""
+"""A record's columns: the outbox's and, with why and when, the parked table's (a record moves between them)."""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,{_RECORD_COLUMNS}
 );
 CREATE TABLE IF NOT EXISTS parked (
-    id         INTEGER PRIMARY KEY,
-    topic      TEXT    NOT NULL,
-    key        TEXT    NOT NULL,
-    value      BLOB    NOT NULL,
-    headers    TEXT    NOT NULL,
-    blob       BLOB,
-    blob_key   TEXT,
-    size       INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
+    id         INTEGER PRIMARY KEY,{_RECORD_COLUMNS},
     parked_ms  INTEGER NOT NULL,
     reason     TEXT    NOT NULL
 );

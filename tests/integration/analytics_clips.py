@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from plate_reader.synthetic import PlateSpec, available_fonts, place_plate, render_plate
+from tests.integration.h264 import write_h264
 
 U8 = npt.NDArray[np.uint8]
 VTEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "vtest.avi"
@@ -29,16 +29,7 @@ LEAD_IN = 5 * FPS
 
 def write_clip(frames: list[U8], path: Path, fps: int = FPS) -> Path:
     """H.264 mp4, a key frame every second (the RTSP server loops it)."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.options = {"g": str(fps), "crf": "18"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_h264(frames, path, fps, crf=18)
 
 
 # -- people ----------------------------------------------------------------------------------------------------

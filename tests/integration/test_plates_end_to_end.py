@@ -24,6 +24,7 @@ from services.plate_indexer import PlateIndexer
 from storage.plates.factory import open_stores
 from storage.plates.query import SearchMode, SearchQuery
 from storage.plates.search import Principal, search_plates
+from tests.integration.h264 import write_h264
 from tests.integration.worker_support import camera, read_topic, worker_config
 from worker.runtime import Worker
 
@@ -60,16 +61,7 @@ def render_passes(path: Path) -> Path:
             frames.append(placed.image)
         frames += [background] * GAP_FRAMES
     frames += [background] * TAIL_FRAMES
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = background.shape[1], background.shape[0], "yuv420p"
-        stream.options = {"g": str(FPS), "crf": "18"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_h264(frames, path, FPS, crf=18)
 
 
 def test_one_plate_read_per_pass_on_kafka_and_searchable_in_postgres(

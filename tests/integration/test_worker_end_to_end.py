@@ -9,8 +9,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 from rich.console import Console
 
@@ -19,6 +17,7 @@ from core.config import CameraConfig
 from detectors.synthetic import FireSpec, fire_clip
 from event_bus.events import Incident, IncidentState, IncidentType
 from kuzet.demo import DEMO_CLIP, run_demo
+from tests.integration.h264 import write_h264
 from tests.integration.worker_support import worker_config
 from worker.runtime import Worker
 
@@ -58,19 +57,6 @@ def test_demo_on_vtest_reports_each_walker_once_and_no_fire(tmp_path: Path) -> N
         (ARTIFACTS / f"{e.track_id}.jpg").write_bytes(data)  # for a person to look at
 
 
-def _write_clip(frames: list[np.ndarray], path: Path, fps: int) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        stream.options = {"g": str(fps)}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 def _run_to_end(cam: CameraConfig, tmp: Path) -> list[Incident]:
     seen: list[Incident] = []
     worker = Worker(worker_config(tmp, [cam], rules={"end_after_s": 2.0, "cooldown_s": 30.0}), on_incident=seen.append)
@@ -86,7 +72,7 @@ def _run_to_end(cam: CameraConfig, tmp: Path) -> list[Incident]:
 
 
 def test_rendered_fire_gives_exactly_one_fire_incident(tmp_path: Path) -> None:
-    clip = _write_clip(fire_clip(60, fps=5, fire_from=10, seed=3), tmp_path / "fire.mp4", fps=5)
+    clip = write_h264(fire_clip(60, fps=5, fire_from=10, seed=3), tmp_path / "fire.mp4", fps=5)
     cam = CameraConfig(id="cam-fire-1", url=str(clip), analysis_fps=5.0, realtime=False, detectors=["fire"])
     events = _run_to_end(cam, tmp_path)
     starts = [e for e in events if e.state is IncidentState.START]

@@ -180,6 +180,16 @@ def test_scheduler_newest_wins_under_overload_and_counts_drops() -> None:
     assert st.submitted == 7 and st.analysed == 3
 
 
+def _run_a_then_b(sched: BatchScheduler) -> None:
+    """Frame "a" through the scheduler, then frame "b" (each on its own: a failure on "a" must not touch "b")."""
+    sched.start()
+    sched.submit(frame("a"))
+    assert sched.wait_idle(5)
+    sched.submit(frame("b"))
+    assert sched.wait_idle(5)
+    sched.stop()
+
+
 def test_detector_error_is_counted_and_thread_survives() -> None:
     det = FakeDetector(fail_on={1})
     ok: list[str] = []
@@ -191,12 +201,7 @@ def test_detector_error_is_counted_and_thread_survives() -> None:
         on_result=lambda f, d: ok.append(f.camera_id),
         on_failure=lambda f, e: failed.append((f.camera_id, str(e))),
     )
-    sched.start()
-    sched.submit(frame("a"))
-    assert sched.wait_idle(5)
-    sched.submit(frame("b"))
-    assert sched.wait_idle(5)
-    sched.stop()
+    _run_a_then_b(sched)
     assert failed == [("a", "boom")] and ok == ["b"]
     st = sched.stats()
     assert st.errors == 1 and st.failed == 1 and st.analysed == 1
@@ -212,12 +217,7 @@ def test_callback_error_does_not_kill_the_thread() -> None:
             raise ValueError("rule bug")
 
     sched = BatchScheduler(det, max_batch=1, max_wait_s=0.0, on_result=cb)
-    sched.start()
-    sched.submit(frame("a"))
-    assert sched.wait_idle(5)
-    sched.submit(frame("b"))
-    assert sched.wait_idle(5)
-    sched.stop()
+    _run_a_then_b(sched)
     assert seen == ["a", "b"] and sched.stats().callback_errors == 1
 
 

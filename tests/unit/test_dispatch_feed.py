@@ -19,43 +19,24 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatch.app import create_app
 from dispatch.feed import _parse_last_id
-from dispatch.settings import ConsoleSettings
 from dispatch.testing import (
-    FAST_HASHER,
     PASSWORDS,
     ServedApp,
-    add_standard_users,
+    local_console,
     make_incident,
     record_of,
-    serve_in_thread,
 )
 from event_bus import topics
 from event_bus.consume import read_dead_letter
 from event_bus.interfaces import OutRecord
 from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
-from storage.workflow import open_workflow_store
 
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[tuple[ServedApp, LocalBusPublisher, Any]]:
-    bus = tmp_path / "bus.sqlite3"
-    store = open_workflow_store(tmp_path / "console.sqlite3", hasher=FAST_HASHER)
-    add_standard_users(store)
-    settings = ConsoleSettings(
-        database=str(tmp_path / "console.sqlite3"),
-        bus={"kind": "local", "local_path": bus},
-        storage={"kind": "local", "local_dir": tmp_path / "snapshots"},
-        heartbeat_s=0.5,
-        cookie_secure=False,
-    )
-    served = serve_in_thread(create_app(settings, store=store))
-    pub = LocalBusPublisher(bus)
-    yield served, pub, store
-    served.stop()
-    pub.close()
-    store.close()
+    with local_console(tmp_path) as served_pub_store:
+        yield served_pub_store
 
 
 def login(url: str, role: str = "dispatcher") -> tuple[httpx.Client, str]:

@@ -19,6 +19,17 @@ from storage.workflow import open_workflow_store
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
+def _grouping_settings(tmp_path: Path) -> ConsoleSettings:
+    """A console on ``c.sqlite3`` (no bus) that folds a camera's alerts within a minute into one card."""
+    return ConsoleSettings(
+        database=str(tmp_path / "c.sqlite3"),
+        consume=False,
+        cookie_secure=False,  # the test client speaks plain HTTP
+        storage={"kind": "local", "local_dir": tmp_path / "snaps"},
+        feed_group_window_s=60.0,
+    )
+
+
 def test_alerts_of_one_camera_within_the_window_fold_into_one_card(tmp_path: Path) -> None:
     store = open_workflow_store(tmp_path / "c.sqlite3", hasher=FAST_HASHER)
     incs = [make_incident(camera_id="cam-1", started_at=T0 + timedelta(seconds=60 * i)) for i in range(5)]
@@ -46,13 +57,7 @@ def test_feed_cards_show_alerts_and_history_keeps_detections(tmp_path: Path) -> 
     ]
     episode = alerts[0].model_copy(update={"object_count": 4, "track_ids": [1, 2, 3, 4]})
     store.ingest([detection_update(i) for i in [episode, *alerts[1:], *detections]])
-    settings = ConsoleSettings(
-        database=str(tmp_path / "c.sqlite3"),
-        consume=False,
-        cookie_secure=False,  # the test client speaks plain HTTP
-        storage={"kind": "local", "local_dir": tmp_path / "snaps"},
-        feed_group_window_s=60.0,
-    )
+    settings = _grouping_settings(tmp_path)
     c = TestClient(create_app(settings, store=store))
     assert c.post("/api/session", json={"username": "dispatcher", "password": PASSWORDS["dispatcher"]}).is_success
     cards = c.get("/api/feed/cards").json()["items"]
@@ -88,13 +93,7 @@ def test_acknowledging_a_folded_card_acts_on_every_incident_in_it_each_in_its_ow
     admin = store.user("admin")
     assert admin is not None
     store.act(str(alerts[1].incident_id), Action.ACKNOWLEDGE, admin)  # a colleague got to one of them first
-    settings = ConsoleSettings(
-        database=str(tmp_path / "c.sqlite3"),
-        consume=False,
-        cookie_secure=False,  # the test client speaks plain HTTP
-        storage={"kind": "local", "local_dir": tmp_path / "snaps"},
-        feed_group_window_s=60.0,
-    )
+    settings = _grouping_settings(tmp_path)
     app = create_app(settings, store=store)
 
     def client(role: str) -> tuple[TestClient, dict[str, str]]:

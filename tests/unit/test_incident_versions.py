@@ -20,15 +20,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dispatch.app import create_app
-from dispatch.settings import ConsoleSettings
-from dispatch.testing import FAST_HASHER, ServedApp, add_standard_users, make_incident, serve_in_thread
+from dispatch.testing import ServedApp, local_console, make_incident
 from event_bus import schemas, topics
 from event_bus.consume import decode
 from event_bus.events import ClipRef, ClipStatus, Incident, WatchlistMatchRef
 from event_bus.interfaces import InRecord, OutRecord
 from event_bus.local_bus import LocalBusPublisher
-from storage.workflow import WorkflowStore, open_workflow_store
+from storage.workflow import WorkflowStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -126,21 +124,8 @@ def test_clip_ref_rules() -> None:
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[tuple[ServedApp, LocalBusPublisher, WorkflowStore]]:
-    bus = tmp_path / "bus.sqlite3"
-    store = open_workflow_store(tmp_path / "console.sqlite3", hasher=FAST_HASHER)
-    add_standard_users(store)
-    settings = ConsoleSettings(
-        database=str(tmp_path / "console.sqlite3"),
-        bus={"kind": "local", "local_path": bus},
-        storage={"kind": "local", "local_dir": tmp_path / "snapshots"},
-        heartbeat_s=0.5,
-    )
-    served = serve_in_thread(create_app(settings, store=store))
-    pub = LocalBusPublisher(bus)
-    yield served, pub, store
-    served.stop()
-    pub.close()
-    store.close()
+    with local_console(tmp_path) as served_pub_store:
+        yield served_pub_store
 
 
 def test_console_reads_v1_and_v2_records(console: tuple[ServedApp, LocalBusPublisher, WorkflowStore]) -> None:
