@@ -15,6 +15,9 @@ It prints a table and writes ``artifacts/benchmarks/console_load.json``.
 Pass/fail criteria: the DOM stays bounded (cards <= max_cards), the page keeps
 answering (p95 stall < 250 ms), and server RSS is flat (growth over the last
 two thirds of the run < 15 %).
+
+Why one module over 400 lines: one load run (publisher, browser page, server probes) whose parts share
+the event-id accounting; split, none of them runs alone.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ recorded with it (other processes on the box change every figure).
 
 Each section states its prediction before it runs (``PREDICTIONS``) and the
 JSON says whether it held.
+
+Why one module over 400 lines: its sections are measured side by side in one run (the ratios need one
+process on the same cores), so they live in one command.
 """
 
 from __future__ import annotations

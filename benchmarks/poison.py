@@ -20,7 +20,11 @@ the consumer's thread was still alive, the seconds from the consumer's start to
 the good record being processed, and dead letters per second over that time.
 It is written to ``artifacts/benchmarks/poison.json``; ``--consumers`` runs a
 subset, ``--per-kind`` sets the size (1,000 by default: run it with ``nice``).
-``tests/integration/test_poison_kafka.py`` runs the same code with a few records per kind on the session's broker.
+``tests/integration/test_poison_kafka.py`` runs the same code with a few records per kind on the
+session's broker.
+
+Why one module over 400 lines: one benchmark that drives four real consumers the way their services run
+them, plus the DLQ accounting they share; the CI test imports its runners.
 """
 
 from __future__ import annotations

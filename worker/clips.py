@@ -24,6 +24,9 @@ cut at ``max_clip_s`` or stopped with the camera gives a clip marked
 and a sidecar holding the incident's last event; :meth:`ClipRecorder.recover`
 (called at start) salvages every complete fragment and publishes it marked
 incomplete, ending the incident the dead worker could not end.
+
+Why one module over 400 lines: recording, finishing and recovering a clip are one life cycle over one
+on-disk layout (part file, sidecar); the pieces only make sense together.
 """
 
 from __future__ import annotations

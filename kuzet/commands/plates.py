@@ -5,6 +5,10 @@ the stores: the same checks (role, reason, bounds, audit first, fail closed)
 apply here as in the web console. Who acts is authenticated, never stated:
 an API token of a console user or, on PostgreSQL, a database login mapped to
 one (:mod:`kuzet.commands.identity`); the role comes from that user's record.
+
+Why one module over 400 lines: every ``kuzet plates`` subcommand (search, export, index, watch, retention,
+watchlist, audit) shares the same options, store opening and authentication; each command body is a few
+lines over :mod:`storage.plates`, :mod:`services` and :mod:`kuzet.commands.identity`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Console hardening (issue 10 part B): login limits, tokens, cookies/HSTS, off-loop lookups, SSE re-check,
-refusal and evidence audits, watchlist audit order, settings names. Each test failed before its fix."""
+refusal and evidence audits, watchlist audit order, settings names. Each test failed before its fix.
+
+Why one module over 400 lines: the findings share one console fixture set (store, users, settings); each
+test is one finding and stays short."""
 
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ Every fault the real world produces (refused connection, stall, reset, corrupt
 packets, a server that ends the stream) is injected here without FFmpeg, and
 all timing (stall watchdog, back-off, health windows) runs on a FakeClock, so
 these tests are exact and fast.
+
+Why one module over 400 lines: the camera runner's states (connect, read, stall, back-off, health) are
+tested against one fake source and clock; the cases are short and read best together.
 """
 
 from __future__ import annotations
