@@ -133,6 +133,14 @@ class Database:
         with self.tx() as c:
             return c.all(sql, params)
 
+    def connection(self) -> Any:
+        """The driver's connection, opened again first if it was lost: for a store whose SQL needs the driver
+        itself (PostgreSQL COPY, SQLite FTS5 reads) while opening and reconnecting stay here."""
+        with self._lock:
+            if self.dialect == "postgres" and (self._conn is None or self._conn.closed or self._conn.broken):
+                self._reconnect()
+            return self._conn
+
     def backend_pid(self) -> int | None:
         """The PostgreSQL server process serving this connection (benchmarks measure its CPU); None on SQLite."""
         with self.tx():  # connected (a lazy or lost connection opens here)

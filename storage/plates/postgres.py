@@ -54,6 +54,7 @@ from psycopg import sql
 
 from core.redact import redact_text
 from core.snapshot import SnapshotRef
+from storage.db import Database
 from storage.plates.query import SearchMode, ValidQuery
 from storage.plates.store import (
     PlateReadRecord,
@@ -186,23 +187,26 @@ class PostgresHistoryStore:
         statement_timeout_ms: int = 10_000,
         connect_timeout_s: int = 10,
     ) -> None:
-        self._conninfo = conninfo
         self._statement_timeout_ms = statement_timeout_ms
-        self._connect_timeout_s = connect_timeout_s
         self._lock = threading.RLock()
+        # opening and reconnecting: the one database layer (opened at first use, like the services expect)
+        self._database = Database(
+            conninfo,
+            connect_timeout_s=connect_timeout_s,
+            lazy=True,
+            unavailable=lambda exc: StoreError(redact_text(f"plate history: cannot connect: {exc}")),
+        )
         self._db: psycopg.Connection[Any] | None = None
         self._known_days: set[date] = set()
         self._fold_src, self._fold_dst = _fold_translate()
 
     # ------------------------------------------------------------------ plumbing
     def _connection(self) -> psycopg.Connection[Any]:
-        if self._db is None or self._db.closed or self._db.broken:
-            try:
-                self._db = psycopg.connect(self._conninfo, connect_timeout=self._connect_timeout_s)
-            except psycopg.Error as exc:
-                raise StoreError(redact_text(f"plate history: cannot connect: {exc}")) from None
+        conn: psycopg.Connection[Any] = self._database.connection()
+        if conn is not self._db:  # a new connection (first or after a loss): partitions known are re-read
+            self._db = conn
             self._known_days.clear()
-        return self._db
+        return conn
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -218,9 +222,8 @@ class PostgresHistoryStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self._database.close()
+            self._db = None
 
     def migrate(self) -> None:
         with self._tx() as cur:

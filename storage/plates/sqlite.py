@@ -26,6 +26,7 @@ from uuid import UUID
 
 from core.snapshot import SnapshotRef
 from core.sqlite_tx import rollback
+from storage.db import Database
 from storage.plates.query import SearchMode, ValidQuery
 from storage.plates.store import (
     PlateReadRecord,
@@ -101,11 +102,8 @@ class SqliteHistoryStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._database = Database(self.path)  # opened by the one database layer (WAL, synchronous=NORMAL)
+        self._db: sqlite3.Connection = self._database.connection()
         self._lock = threading.RLock()
 
     @contextmanager
