@@ -172,6 +172,13 @@ def _url(p: Proc) -> str | None:
     return None
 
 
+def _count(p: Proc, event: str) -> int:
+    try:
+        return sum(1 for line in p.journal.read_text(encoding="utf-8").splitlines() if f'"event": "{event}"' in line)
+    except OSError:
+        return 0
+
+
 def _series(p: Proc) -> int | None:
     url = _url(p)
     if url is None:
@@ -220,7 +227,8 @@ def _status_command(bootstrap: str, group: str) -> tuple[float, dict[str, Any]]:
     return took, json.loads(res.stdout)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    """Fills ``result`` phase by phase, so a phase that times out still leaves the earlier figures."""
     tmp = Path(tempfile.mkdtemp(prefix="kuzet-city-"))
     kafka = None
     bootstrap = args.bootstrap
@@ -236,7 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     for start in range(0, args.cameras, 2000):
         registry.put([_camera(i) for i in range(start, min(args.cameras, start + 2000))])
-    result: dict[str, Any] = {
+    result |= {
         "cameras": args.cameras,
         "workers": args.workers,
         "capacities": caps,
@@ -256,7 +264,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(args.workers):
             procs.append(_start_worker(args, bootstrap, tmp, f"city-w{i:02d}", caps[i % len(caps)]))
         everyone = {f"city-{i:05d}" for i in range(args.cameras)}
-        cold = _wait(lambda: everyone <= set(stream.first_after(launch)), args.timeout, "cold start")
+        try:
+            cold = _wait(lambda: everyone <= set(stream.first_after(launch)), args.timeout, "cold start")
+        finally:
+            result["cold_start_reporting"] = len(everyone & set(stream.first_after(launch)))
+            result["fenced_per_worker"] = {p.worker_id: _count(p, "fenced") for p in procs}
+            result["process"] = {p.worker_id: _proc_figures(p.popen.pid) for p in procs}
         result["cold_start_all_reporting_s"] = round(cold, 1)
         time.sleep(args.status_interval + 5)  # one full heartbeat round, then the steady-state window
         steady_from = time.time()
@@ -374,14 +387,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default=None, help="use this broker instead of starting one")
     ap.add_argument("--out", type=Path, default=OUT / "city_scale.json")
     args = ap.parse_args(argv)
-    result = run(args)
+    result: dict[str, Any] = {}
+    try:
+        run(args, result)
+    except TimeoutError as exc:  # what caps the run is a result too: keep the phases that finished
+        result["stopped"] = str(exc)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     _plot(result, args.out.with_suffix(".png"))
     print(json.dumps({k: v for k, v in result.items() if k not in ("per_worker", "process")}, indent=1))
     print(
         "per worker (capacity / assigned):",
-        {k: (v["capacity"], v["assigned"]) for k, v in result["per_worker"].items()},
+        {k: (v["capacity"], v["assigned"]) for k, v in result.get("per_worker", {}).items()},
     )
     return 0
 

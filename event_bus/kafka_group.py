@@ -321,6 +321,14 @@ class GroupConsumer:
         """Seconds since the coordinator last acknowledged us: a heartbeat, or the join at ``since`` (monotonic)."""
         return time.monotonic() - max(float(self._coordinator.heartbeat.last_receive), since)
 
+    def rebalancing(self) -> bool:
+        """True while a join / sync is under way (kafka-python sends no heartbeats then)."""
+        return bool(self._coordinator.rebalance_in_progress())
+
+    def expelled(self) -> bool:
+        """True once the coordinator told us our generation or member id is no longer valid."""
+        return int(self._coordinator.group_metadata().generation_id) < 0
+
     def is_leader(self) -> bool:
         return bool(getattr(self._coordinator, "_is_leader", False))
 

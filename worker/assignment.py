@@ -171,6 +171,7 @@ class CameraAssignment:
         self._group: GroupConsumer | None = None
         self._seen: tuple[object, ...] = ()
         self._set_changed_at = 0.0
+        self._fresh_in_rebalance = 0.0  # monotonic: last poll that saw a rebalance we entered as a fresh member
         self._set_version = -1
         self.assignor = CameraAssignor(
             self.view.enabled_ids, self._owned_for_join, self._assigned, settings.capacity, worker.worker_id
@@ -244,11 +245,19 @@ class CameraAssignment:
         """The generation our camera statuses carry; None when we must not speak for any camera (fenced)."""
         with self._lock:
             grant, group = self._grant, self._group
-        if grant is None or group is None:
-            return None
-        if group.heartbeat_age_s(grant.at) > self.settings.fence_after_s:
+        if grant is None or group is None or self._stale(group, grant):
             return None
         return grant.generation
+
+    def _stale(self, group: GroupConsumer, grant: Assigned) -> bool:
+        """Our membership may have lapsed: the coordinator expelled us, or nothing acknowledged us for too long.
+
+        kafka-python sends no heartbeats during a join / sync, so time spent in a rebalance we entered as a
+        fresh member counts as acknowledged (the coordinator does not expire members that are rejoining).
+        """
+        if group.expelled():
+            return True
+        return group.heartbeat_age_s(max(grant.at, self._fresh_in_rebalance)) > self.settings.fence_after_s
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
@@ -283,6 +292,10 @@ class CameraAssignment:
             while not self._stop.is_set():
                 group.poll(timeout_ms=s.poll_timeout_ms)
                 self._last_poll = time.monotonic()
+                with self._lock:
+                    grant = self._grant
+                if grant is not None and group.rebalancing() and not self._stale(group, grant):
+                    self._fresh_in_rebalance = self._last_poll
                 if self._fence(group):
                     continue
                 if self._reconcile():
@@ -300,7 +313,7 @@ class CameraAssignment:
         """Stop everything when our membership may have lapsed (no heartbeat acknowledged for too long)."""
         with self._lock:
             grant = self._grant
-        if grant is None or group.heartbeat_age_s(grant.at) <= self.settings.fence_after_s:
+        if grant is None or not self._stale(group, grant):
             return False
         self.fenced += 1
         log.warning(

@@ -44,10 +44,14 @@ class FakeGroup:
 
     def __init__(self) -> None:
         self.age_s = 0.0
+        self.out = False
         self.rejoins = 0
 
     def heartbeat_age_s(self, since: float) -> float:
         return self.age_s
+
+    def expelled(self) -> bool:
+        return self.out
 
     def request_rejoin(self) -> None:
         self.rejoins += 1
@@ -170,6 +174,13 @@ def test_a_worker_without_heartbeats_fences_itself_and_reports_nothing() -> None
     assert a._owned_for_join() == set(), "and it rejoins owning nothing"
     assert worker.camera_ids() == [] and ("fenced", "") in events and group.rejoins == 1
     assert a.stats().fenced == 1 and a.stats().generation is None
+    # told by the coordinator that its generation is gone (heartbeat or join error): fenced at once
+    group.age_s, group.out = 0.0, False
+    _give(a, 9, "cam-a")
+    a._reconcile()
+    assert a.status_generation() == 9 and worker.camera_ids() == ["cam-a"]
+    group.out = True
+    assert a.status_generation() is None and a._owned_for_join() == set() and worker.camera_ids() == []
 
 
 def test_status_command_prints_cameras_per_worker(monkeypatch: Any) -> None:
