@@ -469,6 +469,7 @@ def main() -> None:
     )
     ap.add_argument("--label", default="", help="a name for these steps in the report (e.g. the plan measured)")
     ap.add_argument("--append", action="store_true", help="keep the steps already in the JSON report")
+    ap.add_argument("--ingest-reads", type=int, default=100_000, help="reads sent through store.insert per size")
     args = ap.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
 
@@ -522,7 +523,7 @@ def main() -> None:
             )
             gen = grow(dsn, size, args.vehicles, args.window_days)
             print(f"  {gen}", flush=True)
-            ingest = ingest_copy(dsn)
+            ingest = ingest_copy(dsn, args.ingest_reads)
             print(f"  ingest (COPY via store.insert): {ingest['rows_per_s']:,} reads/s", flush=True)
             with psycopg.connect(dsn) as c:
                 total = int(c.execute("SELECT count(*) FROM plate_reads").fetchone()[0])  # type: ignore[index]
