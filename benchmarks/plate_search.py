@@ -421,24 +421,36 @@ def plot(steps: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    labels = list(dict.fromkeys(str(s.get("label", "")) for s in steps))
-    styles = ["-", "--", ":", "-."]
-    for k, label in enumerate(labels):
-        mine = [s for s in steps if str(s.get("label", "")) == label]
-        xs = [s.get("density_of_rows_over_90_days", s["rows"]) / 1e6 for s in mine]
-        for name in [r["query"] for r in mine[0]["results"]]:
-            p95 = [next(r["p95_ms"] for r in s["results"] if r["query"] == name) for s in mine]
-            tag = f"{name} [{label}]" if label else name
-            ax.plot(xs, p95, marker="o", linestyle=styles[k % len(styles)], label=tag)
-    ax.axhline(200, color="red", linestyle="--", linewidth=1, label="target p95 200 ms")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("reads in the history (millions over 90 day partitions, or that density)")
-    ax.set_ylabel("p95 latency through search_plates (ms)")
-    ax.set_title("Plate search p95 as the history grows (PostgreSQL, shared 2-core VM)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6))
+    plans = list(dict.fromkeys(str(s.get("label") or "").split(":")[0] for s in steps))  # "A", "B": one line each
+    styles = ["--", "-", ":", "-."]
+    for ax, key, what in ((axes[0], "p95_ms", "p95 wall time"), (axes[1], "cpu_p95_ms", "p95 CPU time")):
+        for k, plan in enumerate(plans):
+            mine = [s for s in steps if str(s.get("label") or "").split(":")[0] == plan]
+            for n, name in enumerate(r["query"] for r in mine[-1]["results"]):
+                pts = [
+                    (s.get("density_of_rows_over_90_days", s["rows"]) / 1e6, r[key])
+                    for s in mine
+                    for r in s["results"]
+                    if r["query"] == name and r.get(key) is not None
+                ]
+                if pts:
+                    ax.plot(
+                        *zip(*pts, strict=True),
+                        marker="o",
+                        linestyle=styles[k % len(styles)],
+                        color=f"C{n}",
+                        label=f"{name} [{plan}]" if plan else name,
+                    )
+        ax.axhline(200, color="red", linestyle="--", linewidth=1, label="target p95 200 ms")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("reads (millions over 90 day partitions, or that density)")
+        ax.set_ylabel(f"{what} per search_plates call (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_title("wall time (box shared, load 15-33)")
+    axes[1].set_title("CPU time, client + database (load-independent)")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
