@@ -171,6 +171,7 @@ class CameraAssignment:
         self._group: GroupConsumer | None = None
         self._seen: tuple[object, ...] = ()
         self._set_changed_at = 0.0
+        self._taken = False  # the last assignment took cameras from us: rejoin once they are stopped
         self._fresh_in_rebalance = 0.0  # monotonic: last poll that saw a rebalance we entered as a fresh member
         self._set_version = -1
         self.assignor = CameraAssignor(
@@ -359,7 +360,7 @@ class CameraAssignment:
             return False
         self._seen = key
         assigned = grant.cameras if grant is not None else frozenset()
-        released = False
+        released, self._taken = self._taken, False  # taken pending cameras count too: nobody runs them
         for cid, cam in list(self._running.items()):
             current = self.view.camera(cid)
             if cid not in assigned:
@@ -502,6 +503,7 @@ class CameraAssignment:
         with self._lock:
             before = self._grant.cameras if self._grant is not None else frozenset()
             self._grant = grant
+            self._taken = bool(before - grant.cameras)
         self._event(
             "assigned",
             "",

@@ -174,6 +174,11 @@ def test_a_worker_without_heartbeats_fences_itself_and_reports_nothing() -> None
     assert a._owned_for_join() == set(), "and it rejoins owning nothing"
     assert worker.camera_ids() == [] and ("fenced", "") in events and group.rejoins == 1
     assert a.stats().fenced == 1 and a.stats().generation is None
+    # a camera taken while pending (never started) also needs the follow-up round
+    _give(a, 8, "cam-a", "cam-z")
+    a._reconcile()
+    _give(a, 9, "cam-a")
+    assert a._reconcile() is True
     # told by the coordinator that its generation is gone (heartbeat or join error): fenced at once
     group.age_s, group.out = 0.0, False
     _give(a, 9, "cam-a")
