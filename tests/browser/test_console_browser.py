@@ -337,6 +337,11 @@ def test_screenshots_feed_detail_cameras(browser: Any, tmp_path: Path, size: str
         assert first_state == "down"  # sorted by state: worst first
         shot(page, f"camera-board-{size}")
         page.click("th[data-key=camera_id]")
+        # the board sorts on the server: wait for the re-fetched page rather than read the old one
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"camera-row\"] td')?.innerText === 'bridge-1'",
+            timeout=5000,
+        )
         assert page.locator('[data-testid="camera-row"] td').first.inner_text() == "bridge-1"
         page.goto(f"{console.url}/incidents")
         shot(page, f"incident-list-{size}")
