@@ -35,6 +35,9 @@ Dialect = Literal["sqlite", "postgres"]
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
+_MIGRATION_LOCK_KEY = 0x6B757A6D  # "kuzm": serialises schema creation across processes
+
+
 class NotFoundError(KeyError):
     """No such row (incident, user) in a store."""
 
@@ -124,6 +127,17 @@ class Database:
             with self._conn.transaction():
                 yield Cursor(self)
 
+    @contextmanager
+    def migration(self) -> Iterator[Cursor]:
+        """A transaction for a store's DDL. On PostgreSQL it first takes a cluster-wide advisory lock: two
+        replicas starting together both run ``CREATE ... IF NOT EXISTS``, and the loser of that race fails on
+        the catalog's unique index instead of seeing the table (two plate indexers started at once crashed
+        one of them on the watchlist table)."""
+        with self.tx() as c:
+            if self.dialect == "postgres":
+                c.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK_KEY,))
+            yield c
+
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """All rows of one query: a transaction of its own on PostgreSQL; on SQLite a plain read (WAL readers
         never wait for the writer, and ``BEGIN IMMEDIATE`` would make them)."""
@@ -183,7 +197,7 @@ class Store:
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
-        with db.tx() as c:
+        with db.migration() as c:
             self._migrate(c)
 
     @property

@@ -124,7 +124,7 @@ class WatchlistStore:
         self._sqlite = self._db.dialect == "sqlite"
 
     def migrate(self) -> None:
-        with self._db.tx() as c:
+        with self._db.migration() as c:
             c.script(_SQLITE_SCHEMA if self._sqlite else _PG_SCHEMA)
 
     def close(self) -> None:

@@ -64,6 +64,15 @@ def test_manifests_run_two_indexers_in_one_group_and_two_consoles() -> None:
     assert _deployment("kuzet-plate-indexer", "HorizontalPodAutoscaler")["spec"]["minReplicas"] >= 2
 
 
+SASL_ENV = {
+    "KUZET_BUS__KAFKA__SECURITY_PROTOCOL",
+    "KUZET_BUS__KAFKA__SASL_USERNAME",
+    "KUZET_BUS__KAFKA__SASL_PASSWORD",
+    "KUZET_BUS__KAFKA__SSL_CAFILE",
+    "KUZET_KAFKA_PASSWORD",
+}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,10 +121,13 @@ class Indexer:
                 "KUZET_METRICS_PORT": str(self.port),
             }
         )
+        # The manifest's SASL_SSL settings are left out here: this test's broker is the session's plaintext
+        # one (test_deploy_files_run runs the same containers against a SASL_SSL broker with the ACLs).
         assert {e["name"] for e in container["env"]} == {
             "KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS",
             "KUZET_METRICS_PORT",
             "KUZET_PLATES_DB",
+            *SASL_ENV,
         }
         self.log = log
         self._log = log.open("wb")
