@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,10 @@ def test_dispatcher_feed_queue_gets_no_camera_messages_and_board_gets_one_change
         await asyncio.sleep(0.05)
         return feed.queue.qsize(), board.queue.qsize(), [board.queue.get_nowait().event]
 
-    feed_q, board_q, events = asyncio.run(run())
+    # on a thread of its own: in the full suite the session's Playwright browser keeps an event loop running
+    # on the main thread, where asyncio.run refuses to start another
+    with ThreadPoolExecutor(1) as pool:
+        feed_q, board_q, events = pool.submit(asyncio.run, run()).result()
     assert (feed_q, board_q, events) == (0, 1, ["camera_changes"])
 
 
