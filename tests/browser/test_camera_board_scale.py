@@ -28,6 +28,7 @@ from event_bus import topics
 from event_bus.events import CameraStatus
 from event_bus.kafka_publisher import KafkaPublisher
 from tests.browser.conftest import Console, _wait_for_assignment, make_console, shot
+from tests.shared_broker import delete_records
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -75,27 +76,7 @@ def publisher(kafka_bootstrap: str) -> Iterator[KafkaPublisher]:
     pub = KafkaPublisher(KafkaConfig(bootstrap_servers=kafka_bootstrap, client_id="board-scale-test"))
     yield pub
     pub.close()
-    _truncate_statuses(kafka_bootstrap)
-
-
-def _truncate_statuses(bootstrap: str) -> None:
-    """Delete the statuses this test produced from the shared broker's status topic.
-
-    Later tests' consoles read the topic from its oldest record; 20,000-status waves left behind would
-    sit in front of their incidents while they catch up (found in the full suite: the next browser
-    tests' cards came seconds late).
-    """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.admin import KafkaAdminClient
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        parts = [TopicPartition(topics.CAMERA_STATUS, p) for p in consumer.partitions_for_topic(topics.CAMERA_STATUS)]
-        admin.delete_records(consumer.end_offsets(parts))
-    finally:
-        consumer.close()
-        admin.close()
+    delete_records(kafka_bootstrap, topics.CAMERA_STATUS)  # later consoles read statuses from the oldest
 
 
 def _ms(dt: datetime | None) -> int | None:

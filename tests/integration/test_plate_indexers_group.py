@@ -36,6 +36,7 @@ from event_bus.events import PlateRead
 from event_bus.interfaces import OutRecord
 from event_bus.kafka_admin import ensure_topics
 from event_bus.kafka_publisher import KafkaPublisher
+from tests.shared_broker import delete_records
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -187,6 +188,14 @@ def _wait(check: Any, timeout_s: float) -> bool:
     return bool(check())
 
 
+@pytest.fixture
+def plates_topic_cleared(kafka_bootstrap: str) -> Iterator[None]:
+    """This test's 7,000 reads are deleted after it: later tests read the plate topic from its oldest record."""
+    yield
+    delete_records(kafka_bootstrap, topics.PLATES)
+
+
+@pytest.mark.usefixtures("plates_topic_cleared")
 def test_two_indexers_share_the_group_and_lose_or_duplicate_nothing_when_one_is_killed(
     kafka_bootstrap: str, db_url: str, tmp_path: Path
 ) -> None:
