@@ -135,6 +135,21 @@ def postgres_dsn(_postgres_session: Any) -> str:
     return str(service.dsn)
 
 
+@pytest.fixture
+def db_url(postgres_dsn: str) -> Iterator[str]:
+    """A fresh database per test on the session's cluster, so tests never see each other's rows."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    yield postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 # ---------------------------------------------------------------------- media
 @pytest.fixture(scope="session")
 def vtest_h264() -> Path:

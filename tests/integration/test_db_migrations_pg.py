@@ -10,8 +10,7 @@ create the watchlist and the console's stores in a fresh database, several round
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -23,16 +22,6 @@ from storage.workflow import open_workflow_store
 pytestmark = [pytest.mark.services]
 
 RACERS = 8
-
-
-@pytest.fixture
-def fresh_db(postgres_dsn: str) -> Iterator[str]:
-    name = f"migrate_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    yield postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _race(start: Callable[[], None]) -> list[BaseException]:
@@ -55,9 +44,9 @@ def _race(start: Callable[[], None]) -> list[BaseException]:
     return errors
 
 
-def test_watchlist_replicas_migrate_one_database_at_once(fresh_db: str) -> None:
+def test_watchlist_replicas_migrate_one_database_at_once(db_url: str) -> None:
     def start() -> None:
-        store = WatchlistStore(conninfo=fresh_db)
+        store = WatchlistStore(conninfo=db_url)
         try:
             store.migrate()
         finally:
@@ -65,16 +54,16 @@ def test_watchlist_replicas_migrate_one_database_at_once(fresh_db: str) -> None:
 
     for _ in range(3):
         assert _race(start) == []
-    with psycopg.connect(fresh_db) as c:
+    with psycopg.connect(db_url) as c:
         assert c.execute("SELECT count(*) FROM watchlist").fetchone() == (0,)
 
 
-def test_console_replicas_migrate_one_database_at_once(fresh_db: str) -> None:
+def test_console_replicas_migrate_one_database_at_once(db_url: str) -> None:
     def start() -> None:
-        open_workflow_store(fresh_db, hasher=FAST_HASHER).close()
+        open_workflow_store(db_url, hasher=FAST_HASHER).close()
 
     assert _race(start) == []
-    store = open_workflow_store(fresh_db, hasher=FAST_HASHER)
+    store = open_workflow_store(db_url, hasher=FAST_HASHER)
     try:
         assert store.dialect == "postgres"
     finally:

@@ -28,18 +28,6 @@ WHO = Principal("ayan", "investigator")
 
 
 @pytest.fixture
-def db_url(postgres_dsn: str) -> Iterator[str]:
-    """A fresh database per test, so tests (and engineers sharing the cluster) never see each other's rows."""
-    name = f"plates_{uuid4().hex[:12]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    url = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@pytest.fixture
 def stores(db_url: str) -> Iterator[Any]:
     s = open_stores(db_url)
     yield s

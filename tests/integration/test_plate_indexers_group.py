@@ -96,17 +96,6 @@ def _stored(port: int) -> float:
     return _metric(port, 'kuzet_indexer_records_total{outcome="stored"}')
 
 
-@pytest.fixture
-def db_url(postgres_dsn: str) -> Iterator[str]:
-    name = f"plates_group_{uuid4().hex[:10]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    url = postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 class Indexer:
     """One ``kuzet plates index`` process started from the manifest's container spec."""
 
