@@ -37,10 +37,22 @@ log = logging.getLogger(__name__)
 MAX_DET = 300
 
 
+NO_SPIN = ("session.intra_op.allow_spinning", "0")
+"""Intra-op pool threads sleep between operators instead of busy-waiting.
+
+A worker runs one session per model in its own thread, and the plate
+recogniser beside them, on a few cores. onnxruntime's default (spinning)
+has each idle pool burn the core another stage needs: the whole worker on the
+busy scene ran 2.9-3.2x the frames/s with spinning off (1 camera, batch 1,
+same run, ``benchmarks/pipeline.py``'s worker with both settings).
+"""
+
+
 def _session_options(threads: int) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1  # one model graph at a time; extra pools only contend on few cores
+    so.add_session_config_entry(*NO_SPIN)
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3

@@ -52,6 +52,9 @@ class RapidRecognizer:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        # Sleep, don't spin, between operators: the recogniser shares the cores with the detectors' sessions
+        # (see detectors.backends.onnxruntime_backend.NO_SPIN for the measurement).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         self.model_path = Path(model_path) if model_path else packaged_model()
         self.session = ort.InferenceSession(str(self.model_path), sess_options=so, providers=["CPUExecutionProvider"])
