@@ -30,6 +30,8 @@ from dispatch.evidence import evidence_service
 from dispatch.evidence import router as evidence_router
 from dispatch.feed import FeedHub
 from dispatch.feed_cards import router as feed_cards_router
+from dispatch.line_count_ingest import LineCountIngestor, line_count_subscriber
+from dispatch.line_counts import LineCountBoard
 from dispatch.live import router as live_router
 from dispatch.login_guard import LoginGuard, slots_for_budget
 from dispatch.plates import PlateService
@@ -77,7 +79,8 @@ def create_app(
     settings = settings or ConsoleSettings()
     store = store or open_workflow_store(settings.database)
     hub = FeedHub(store)
-    board = CameraBoard(settings.camera_groups, int(settings.camera_stale_after_s * 1000))
+    line_counts = LineCountBoard(settings.line_counts_max_cameras)
+    board = CameraBoard(settings.camera_groups, int(settings.camera_stale_after_s * 1000), line_counts=line_counts)
     hub.camera_observers.append(board.update)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     ctx = ConsoleContext(
@@ -113,12 +116,19 @@ def create_app(
             evidence = ctx.extra.get("evidence")
             record = evidence.record_events if evidence is not None else None
             ctx.ingestor = BusIngestor(make_subscriber, dlq, store, hub, on_incidents=record).start()
+            make_counts, counts_dlq = line_count_subscriber(settings)
+            ctx.extra["line_counts"] = LineCountIngestor(
+                make_counts, counts_dlq, line_counts, lambda _cameras: hub.announce_camera_changes()
+            ).start()
         try:
             yield
         finally:
             if ctx.ingestor is not None:
                 ctx.ingestor.stop()
                 ctx.ingestor = None
+            counts_reader = ctx.extra.pop("line_counts", None)
+            if counts_reader is not None:
+                counts_reader.stop()
             if follower is not None and notifier is not None:
                 follower.stop()
                 notifier.close()

@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from dispatch.line_counts import LineCountBoard
 from storage.camera_health import CameraHealth
 
 __all__ = ["BOARD_STATES", "SORT_KEYS", "BoardPage", "BoardQuery", "CameraBoard"]
@@ -69,8 +70,16 @@ class BoardPage:
 class CameraBoard:
     """Thread-safe columnar index of camera health (writers: the bus thread; readers: request threads)."""
 
-    def __init__(self, groups: dict[str, list[str]], stale_after_ms: int, *, capacity: int = 1024) -> None:
+    def __init__(
+        self,
+        groups: dict[str, list[str]],
+        stale_after_ms: int,
+        *,
+        capacity: int = 1024,
+        line_counts: LineCountBoard | None = None,
+    ) -> None:
         self.stale_after_ms = stale_after_ms
+        self.line_counts = line_counts  # each row shows its camera's latest line counts (looked up per page row)
         self.group_names = sorted(groups)
         self._patterns = [groups[g] for g in self.group_names]
         self._lock = threading.Lock()
@@ -233,6 +242,7 @@ class CameraBoard:
         doc["stale"] = st == "stale"
         doc["last_frame_age_ms"] = None if np.isinf(age[i]) else int(age[i])
         doc["groups"] = [g for k, g in enumerate(self.group_names) if self._member[k, i]]
+        doc["line_counts"] = self.line_counts.get(row.camera_id) if self.line_counts is not None else None
         return doc
 
 

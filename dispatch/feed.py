@@ -52,6 +52,8 @@ class FeedMessage:
 
 
 _CHANGES = FeedMessage("camera_changes", "{}")
+_BOARD_CHANGED = FeedMessage("board", "{}")  # internal: something on the board changed that is not a status
+_BOARD_EVENTS = frozenset({"camera", "board"})
 _WANTS = {"incident": "incidents", "camera": "cameras"}  # message event -> the kind that receives it
 
 
@@ -109,6 +111,13 @@ class FeedHub:
         msgs = [FeedMessage("camera", json.dumps(c.to_json(), separators=(",", ":"))) for c in cameras]
         self._hand_over(msgs)
 
+    def announce_camera_changes(self) -> None:
+        """Thread-safe: tell the camera boards of this process to re-fetch (their line counts changed).
+
+        Not relayed to other replicas: each replica reads the line counts itself (:mod:`dispatch.line_count_ingest`).
+        """
+        self._hand_over([_BOARD_CHANGED])
+
     def _hand_over(self, msgs: list[FeedMessage]) -> None:
         if not msgs or self._loop is None or self._loop.is_closed():
             return
@@ -124,7 +133,7 @@ class FeedHub:
             if (
                 "camera_changes" in listener.kinds
                 and not listener.changes_pending
-                and any(m.event == "camera" for m in msgs)
+                and any(m.event in _BOARD_EVENTS for m in msgs)
             ):
                 listener.changes_pending = True
                 wanted.append(_CHANGES)

@@ -104,6 +104,16 @@ class ConsoleSettings(BaseSettings):
     )
     consume: bool = Field(default=True, description="read the bus (off: serve the database only, e.g. in tests)")
     from_beginning: bool = Field(default=True, description="a new consumer group starts at the oldest record")
+    line_counts_lookback_s: float = Field(
+        default=180.0,
+        ge=10.0,
+        le=86400.0,
+        description="on start, the camera board's line counts are rebuilt from kuzet.line-counts.v1 records this"
+        " recent: more than the workers' analytics.count_period_s, so every camera's last period is found",
+    )
+    line_counts_max_cameras: int = Field(
+        default=100_000, ge=1, le=1_000_000, description="cameras whose latest line counts the console keeps"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     cookie_secure: bool = Field(

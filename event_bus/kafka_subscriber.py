@@ -10,14 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from event_bus.interfaces import InRecord
 from event_bus.kafka_security import env_settings
 
 
 class KafkaSubscriber:
-    """One consumer in ``group_id`` (None: no group, no commits; reads assigned from where ``from_beginning`` says)."""
+    """One consumer in ``group_id`` (None: no group, no commits; reads assigned from where ``from_beginning`` says).
+
+    ``since_ms`` (group-less only): read every partition of ``topics``, each from its first record at or after
+    that time (the end where there is none), so a reader that needs everything recent, not a share of it
+    (every console replica's line counts), starts where its state is rebuilt from and not at the oldest record.
+    The partitions are those the topics have when it opens; an unknown topic raises (the caller retries).
+    """
 
     def __init__(
         self,
@@ -28,7 +34,10 @@ class KafkaSubscriber:
         from_beginning: bool = False,
         client_id: str = "kuzet-consumer",
         extra: dict[str, Any] | None = None,
+        since_ms: int | None = None,
     ) -> None:
+        if since_ms is not None and group_id is not None:
+            raise ValueError("since_ms is for a reader without a consumer group")
         settings: dict[str, Any] = {
             "bootstrap_servers": bootstrap.split(","),
             "group_id": group_id,
@@ -41,7 +50,29 @@ class KafkaSubscriber:
         settings.update(env_settings())  # SASL/TLS of this process; ``extra`` may override it
         settings.update(extra or {})
         self.group_id = group_id
-        self._consumer = KafkaConsumer(*topics, **settings)
+        if since_ms is None:
+            self._consumer = KafkaConsumer(*topics, **settings)
+            return
+        self._consumer = KafkaConsumer(**settings)
+        try:
+            self._seek_to_time(topics, since_ms)
+        except BaseException:
+            self._consumer.close(autocommit=False)
+            raise
+
+    def _seek_to_time(self, topics: Sequence[str], since_ms: int) -> None:
+        tps: list[TopicPartition] = []
+        for topic in topics:
+            parts = self._consumer.partitions_for_topic(topic)
+            if not parts:
+                raise RuntimeError(f"topic {topic} not found")
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        found = self._consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+        ends = self._consumer.end_offsets(tps)
+        for tp in tps:
+            start = found.get(tp)
+            self._consumer.seek(tp, start.offset if start is not None else ends[tp])
 
     def poll(self, timeout_s: float, max_records: int = 500) -> list[InRecord]:
         """Records in partition order (across partitions in no particular order)."""

@@ -83,7 +83,11 @@ class LocalBusPublisher:
 
 
 class LocalBusSubscriber:
-    """Reads topics from the local log as member of ``group`` (None: no committed offsets)."""
+    """Reads topics from the local log as member of ``group`` (None: no committed offsets).
+
+    ``since_ms`` (group-less only): start after the last record written before that time, as the Kafka
+    subscriber seeks by time.
+    """
 
     def __init__(
         self,
@@ -93,7 +97,10 @@ class LocalBusSubscriber:
         *,
         from_beginning: bool = True,
         poll_interval_s: float = 0.05,
+        since_ms: int | None = None,
     ) -> None:
+        if since_ms is not None and group is not None:
+            raise ValueError("since_ms is for a reader without a consumer group")
         self.path = Path(path)
         self.group = group
         self.topics = list(topics)
@@ -110,6 +117,11 @@ class LocalBusSubscriber:
                 committed = row[0] if row else None
             if committed is not None:
                 self._positions[topic] = committed
+            elif since_ms is not None:
+                row = self._db.execute(
+                    'SELECT COALESCE(MAX("offset"), 0) FROM log WHERE topic = ? AND ts_ms < ?', (topic, since_ms)
+                ).fetchone()
+                self._positions[topic] = row[0]
             elif from_beginning:
                 self._positions[topic] = 0
             else:

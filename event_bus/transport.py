@@ -34,12 +34,15 @@ def subscriber_factory(
     from_beginning: bool,
     client_id: str | None = None,
     kafka_extra: dict[str, Any] | None = None,
+    since_ms: Callable[[], int] | None = None,
 ) -> Callable[[], Subscriber]:
     """A function that opens a new subscriber of ``group`` on ``topics``.
 
     A factory, not a subscriber, because consumers reopen theirs after a failure
     to be re-delivered from the group's committed offsets (the only rewind that
-    works on every transport).
+    works on every transport). ``since_ms`` (no group): each subscriber it opens
+    reads every partition from the time this returns then (a reader that rebuilds
+    its state from the recent records, again after each reopen).
     """
     wanted = list(topics)
     if cfg.kind == "kafka":
@@ -55,13 +58,17 @@ def subscriber_factory(
 
         def make_kafka() -> Subscriber:
             extra = client_settings(kafka_cfg) | (kafka_extra or {})
-            return KafkaSubscriber(bootstrap, wanted, group, from_beginning=from_beginning, client_id=cid, extra=extra)
+            since = since_ms() if since_ms is not None else None
+            return KafkaSubscriber(
+                bootstrap, wanted, group, from_beginning=from_beginning, client_id=cid, extra=extra, since_ms=since
+            )
 
         return make_kafka
     path = cfg.local_path
 
     def make_local() -> Subscriber:
-        return ReopeningLocalSubscriber(path, wanted, group, from_beginning=from_beginning)
+        since = since_ms() if since_ms is not None else None
+        return ReopeningLocalSubscriber(path, wanted, group, from_beginning=from_beginning, since_ms=since)
 
     return make_local
 
@@ -73,14 +80,22 @@ class ReopeningLocalSubscriber:
     ``kuzet demo`` cleared ``bus.sqlite3`` would wait forever on the old, unlinked log.
     """
 
-    def __init__(self, path: Path | str, topics: Sequence[str], group: str | None, *, from_beginning: bool) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        topics: Sequence[str],
+        group: str | None,
+        *,
+        from_beginning: bool,
+        since_ms: int | None = None,
+    ) -> None:
         from event_bus.local_bus import LocalBusSubscriber
 
         self._cls = LocalBusSubscriber
         self._args = (path, list(topics), group)
         self._from_beginning = from_beginning
         self._path = Path(path)
-        self._inner = LocalBusSubscriber(path, list(topics), group, from_beginning=from_beginning)
+        self._inner = LocalBusSubscriber(path, list(topics), group, from_beginning=from_beginning, since_ms=since_ms)
         self._ino = self._inode()
         self._checked = time.monotonic()
 

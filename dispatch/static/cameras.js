@@ -3,7 +3,8 @@
    Live: the feed's `camera_changes` event says "some camera changed" (one message however many did), and the
    board re-fetches its page at most once a second; it also re-fetches every 5 s, because a camera turns
    "stale" when its worker goes silent, which sends nothing. Between fetches, every second, the last-frame
-   age of down and stale cameras counts up and a row whose status is older than stale_after_ms turns stale. Filters and sort live in the URL, so a view can be shared. */
+   age of down and stale cameras counts up and a row whose status is older than stale_after_ms turns stale. Filters and sort live in the URL, so a view can be shared.
+   Line counts: each row shows its camera's newest count period per line; new counts arrive as `camera_changes`. */
 "use strict";
 
 (() => {
@@ -62,6 +63,21 @@
     return `${K.fmtAge(ms / 1000)} ago`;
   }
 
+  /** Each line of the camera's newest count period: "gate 12 in / 9 out"; per label and the period in the title. */
+  function lineCounts(c) {
+    const lc = c.line_counts;
+    const td = K.el("td", { class: "line-counts", "data-testid": "camera-line-counts" });
+    if (!lc) return td;
+    const period = `${K.fmtTime(lc.period_start_ms)}–${K.fmtTime(lc.period_end_ms)}` + (lc.complete ? "" : " (partial)");
+    td.title = `counts of ${period}`;
+    for (const l of lc.lines) {
+      const labels = Object.entries(l.labels).map(([name, n]) => `${name} ${n.in} in / ${n.out} out`).join(", ");
+      td.append(K.el("div", { "data-testid": "line-count", dataset: { line: l.line }, title: `${l.line}: ${labels} · ${period}` },
+        K.el("span", { class: "mono" }, l.line), ` ${l.in} in / ${l.out} out`));
+    }
+    return td;
+  }
+
   function row(c) {
     const st = c.shown;
     const flowing = st === "up" || st === "degraded";
@@ -75,6 +91,7 @@
       K.el("td", { class: "num" }, String(c.reconnects)),
       K.el("td", { class: "mono", "data-testid": "camera-worker" }, c.worker_id),
       K.el("td", { "data-testid": "camera-zones" }, (c.groups || []).join(", ")),
+      lineCounts(c),
       K.el("td", { class: "reason", title: c.reason }, st === "stale" ? `no status since ${K.fmtTime(c.at_ms)}: worker silent` : c.reason),
       K.el("td", {}, K.el("time", { title: K.fmtDateTime(c.at_ms) }, K.fmtTime(c.at_ms))),
       K.el("td", {}, K.el("button", { type: "button", class: "live-open", dataset: { camera: c.camera_id },
