@@ -6,18 +6,21 @@ groups), on 20 workers, with a seeded mix of states (mostly up; some degraded,
 down, never connected, and stale: a worker that went silent two hours ago).
 The statuses are ``CameraStatus`` events published to ``kuzet.camera-status.v1``
 with the project's Kafka publisher, exactly what workers send, so the console
-ingests them through its own consumer, store and index.
+ingests them through its own consumer, store and index. Every third camera also
+has line counts (``LineCount`` on ``kuzet.line-counts.v1``), so the board's
+Line counts column is drawn and looked up at full size.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from core.health import CameraState
-from event_bus.events import CameraStatus
+from event_bus.analytics_events import LineCountEntry
+from event_bus.events import CameraStatus, LineCount
 from event_bus.interfaces import Publisher
 from event_bus.records import to_record
 
@@ -87,14 +90,35 @@ def make_fleet(n: int, prefix: str, *, seed: int = 12, now: datetime | None = No
     return Fleet(prefix, out)
 
 
-def publish(pub: Publisher, statuses: list[CameraStatus], batch: int = 2000) -> None:
+def line_counts(fleet: Fleet, *, every: int = 3, seed: int = 12) -> list[LineCount]:
+    """The last count period of every ``every``-th camera: two lines (person and car, in and out), as workers send."""
+    rng = random.Random(seed)
+    out = []
+    for s in fleet.statuses[::every]:
+        counts = [
+            LineCountEntry(line=line, direction=d, label=label, count=rng.randint(0, 40))  # type: ignore[arg-type]
+            for line in ("gate", "road")
+            for d in ("in", "out")
+            for label in ("person", "car")
+        ]
+        end = s.at.replace(second=0, microsecond=0)
+        out.append(
+            LineCount(
+                camera_id=s.camera_id, period_start=end - timedelta(minutes=1), period_end=end, complete=True,
+                counts=counts, worker_id=s.worker_id,
+            )
+        )  # fmt: skip
+    return out
+
+
+def publish(pub: Publisher, events: Sequence[CameraStatus | LineCount], batch: int = 2000) -> None:
     """Publish and wait for every broker ack (raises on the first failed delivery)."""
-    for chunk in _chunks(statuses, batch):
+    for chunk in _chunks(events, batch):
         failed = [r for r in pub.publish([to_record(s) for s in chunk]) if r is not None]
         if failed:
-            raise RuntimeError(f"{len(failed)} statuses not delivered: {failed[0]}")
+            raise RuntimeError(f"{len(failed)} events not delivered: {failed[0]}")
 
 
-def _chunks(items: list[CameraStatus], size: int) -> Iterator[list[CameraStatus]]:
+def _chunks(items: Sequence[CameraStatus | LineCount], size: int) -> Iterator[Sequence[CameraStatus | LineCount]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

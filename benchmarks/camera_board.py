@@ -37,7 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.board_fleet import STALE_AFTER_S, Fleet, make_fleet, publish
+from benchmarks.board_fleet import STALE_AFTER_S, Fleet, line_counts, make_fleet, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "artifacts" / "benchmarks" / "camera_board.json"
@@ -173,6 +173,7 @@ def measure(n: int, args: argparse.Namespace, browser: Any) -> dict[str, Any]:
         t0 = time.monotonic()
         publish(publisher, fleet.statuses)
         published_s = time.monotonic() - t0
+        publish(publisher, line_counts(fleet))  # every third camera's row also draws its line counts
         while client.get("/api/cameras", params={"q": prefix, "limit": 1}).json()["matching"] < n:
             if time.monotonic() - t0 > 600:
                 raise RuntimeError("the console did not ingest the fleet in 10 minutes")
@@ -254,12 +255,21 @@ def measure(n: int, args: argparse.Namespace, browser: Any) -> dict[str, Any]:
 
 
 def index_ms(fleet: Fleet, repeats: int) -> dict[str, float]:
-    """The console's board index alone (no HTTP, no browser): one page per query, median ms."""
+    """The console's board index alone (no HTTP, no browser): one page per query, median ms.
+
+    "... (no line counts)": the same index without the line-count store, so the cost of the Line counts column
+    (a lookup per row of the page) shows as the ratio between the two in the same run.
+    """
     from dispatch.bus_ingest import camera_health
     from dispatch.camera_board import BoardQuery, CameraBoard
+    from dispatch.line_counts import LineCountBoard
 
-    board = CameraBoard(fleet.groups, int(STALE_AFTER_S * 1000))
+    counts = LineCountBoard()
+    counts.update(line_counts(fleet))
+    board = CameraBoard(fleet.groups, int(STALE_AFTER_S * 1000), line_counts=counts)
+    bare = CameraBoard(fleet.groups, int(STALE_AFTER_S * 1000))
     board.update([camera_health(s) for s in fleet.statuses])
+    bare.update([camera_health(s) for s in fleet.statuses])
     now_ms = int(time.time() * 1000)
     queries = {
         "all": BoardQuery(),
@@ -268,15 +278,15 @@ def index_ms(fleet: Fleet, repeats: int) -> dict[str, float]:
         "text": BoardQuery(text=f"{fleet.prefix}east-0012"),
         "sort by age": BoardQuery(sort="last_frame_age", descending=True),
     }
-    out = {}
+    times: dict[str, list[float]] = {}
     for name, q in queries.items():
-        times = []
+        pair = [(name, board)] + ([(f"{name} (no line counts)", bare)] if name in ("all", "sort by age") else [])
         for _ in range(repeats * 4):
-            t0 = time.perf_counter()
-            board.page(q, now_ms)
-            times.append((time.perf_counter() - t0) * 1000)
-        out[name] = round(statistics.median(times), 2)
-    return out
+            for label, index in pair:  # alternated, so load on the machine falls on both alike
+                t0 = time.perf_counter()
+                index.page(q, now_ms)
+                times.setdefault(label, []).append((time.perf_counter() - t0) * 1000)
+    return {name: round(statistics.median(v), 2) for name, v in times.items()}
 
 
 def table(results: list[dict[str, Any]]) -> str:
