@@ -7,7 +7,9 @@ default 200 and 20000, the small one is the baseline measured in the same run):
    embedded local bus, or on Kafka with ``--kafka HOST:PORT``;
 2. the fleet's camera statuses (``benchmarks.board_fleet``) published to the
    status topic, exactly as workers send them; ingest time until the console's
-   API counts every camera;
+   API counts every camera; then every third camera's line counts on the
+   line-count topic, until the API shows the last of them (``--no-line-counts``:
+   none, the board as it was before them, for a side-by-side run);
 3. the board opened in Debian's Chromium (Playwright) ``--loads`` times: time
    from navigation start to the first page of rows drawn (in-page clock), DOM
    element count, JS heap (Chrome DevTools Protocol ``Performance.getMetrics``);
@@ -173,13 +175,24 @@ def measure(n: int, args: argparse.Namespace, browser: Any) -> dict[str, Any]:
         t0 = time.monotonic()
         publish(publisher, fleet.statuses)
         published_s = time.monotonic() - t0
-        publish(publisher, line_counts(fleet))  # every third camera's row also draws its line counts
         while client.get("/api/cameras", params={"q": prefix, "limit": 1}).json()["matching"] < n:
             if time.monotonic() - t0 > 600:
                 raise RuntimeError("the console did not ingest the fleet in 10 minutes")
             time.sleep(0.2)
         ingest_s = time.monotonic() - t0
         print(f"{n} cameras: ingested in {ingest_s:.1f} s", file=sys.stderr)
+        counted = line_counts(fleet) if args.line_counts else []
+        t0 = time.monotonic()
+        publish(publisher, counted)  # every third camera's row also draws its line counts
+        while (
+            counted
+            and client.get("/api/cameras", params={"q": counted[-1].camera_id}).json()["items"][0]["line_counts"]
+            is None
+        ):
+            if time.monotonic() - t0 > 300:
+                raise RuntimeError("the console did not read the line counts in 5 minutes")
+            time.sleep(0.2)
+        line_counts_s = time.monotonic() - t0
 
         context = browser.new_context(viewport={"width": 1920, "height": 1080})
         page = context.new_page()
@@ -240,6 +253,8 @@ def measure(n: int, args: argparse.Namespace, browser: Any) -> dict[str, Any]:
         "publish_s": round(published_s, 2),
         "ingest_s": round(ingest_s, 2),
         "ingest_statuses_per_s": round(n / ingest_s),
+        "line_count_cameras": len(counted),
+        "line_counts_ingest_s": round(line_counts_s, 2),
         "page_load_ms_median": median(loads),
         "page_load_ms_all": [round(v, 1) for v in loads],
         "dom_elements": max(doms),
@@ -300,6 +315,7 @@ def table(results: list[dict[str, Any]]) -> str:
         ("JS heap, MB", small["js_heap_mb"], big["js_heap_mb"]),
         ("console RSS with fleet, MB", small["server_rss_mb_loaded"], big["server_rss_mb_loaded"]),
         ("ingest, statuses/s", small["ingest_statuses_per_s"], big["ingest_statuses_per_s"]),
+        ("line counts read until shown, s", small["line_counts_ingest_s"], big["line_counts_ingest_s"]),
     ]
     width = max(len(r[0]) for r in rows)
     out = [f"{'':{width}}  {small['cameras']:>10,}  {big['cameras']:>10,}  {'ratio':>7}"]
@@ -314,6 +330,9 @@ def main() -> None:
     p.add_argument("--loads", type=int, default=5, help="page loads per size")
     p.add_argument("--repeats", type=int, default=5, help="times each filter is applied")
     p.add_argument("--kafka", default="", help="HOST:PORT of a Kafka broker (default: the embedded local bus)")
+    p.add_argument(
+        "--no-line-counts", dest="line_counts", action="store_false", help="no line counts (the board before them)"
+    )
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     for name in ("--db", "--bus", "--group", "--prefix"):
