@@ -23,21 +23,41 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SourceFile(_Strict):
+    """A file the source file needs beside it (a TF.js graph's weight shards)."""
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Source(_Strict):
+    registry: Literal["pypi", "npm"] = Field(
+        default="pypi",
+        description="pypi: an installed distribution; npm: a tarball made by `npm pack` in the npm directory",
+    )
     package: str
     version: str
-    file: str = Field(description="path inside the installed distribution (as listed in its RECORD)")
+    file: str = Field(
+        description="path inside the installed distribution (as listed in its RECORD) or inside the npm tarball"
+    )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    install: str = Field(description="the pip command that provides the package")
+    install: str = Field(description="the pip (or npm pack) command that provides the package")
     pre_import: list[str] = Field(default_factory=list, description="modules to import before unpickling")
+    companions: list[SourceFile] = Field(
+        default_factory=list, description="files from the same package the conversion reads next to `file`"
+    )
 
 
 class Conversion(_Strict):
-    tool: Literal["tf2onnx", "ultralytics-export"]
+    tool: Literal["tf2onnx", "tf2onnx-tfjs", "ultralytics-export"]
     opset: int = Field(ge=11, le=22)
     inputs: list[str] = Field(default_factory=list)
     outputs: list[str] = Field(default_factory=list)
     dynamic_batch: bool = True
+    uint8_input: bool = Field(default=False, description="tf2onnx-tfjs: cast a uint8 NHWC input to the graph's float")
+    input_mean: list[float] = Field(default_factory=list, description="tf2onnx-tfjs: subtracted after the cast")
+    input_std: list[float] = Field(default_factory=list, description="tf2onnx-tfjs: divided by after the mean")
+    input_nchw: bool = Field(default=False, description="tf2onnx-tfjs: the graph input is channels-first")
 
 
 class InputSpec(_Strict):
@@ -57,13 +77,16 @@ class InputSpec(_Strict):
 class ModelEntry(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     task: Literal["detect"]
-    head: Literal["ssd", "yolov8"]
+    head: Literal["ssd", "yolov8", "centernet", "nanodet"]
     description: str = ""
     source: Source
     conversion: Conversion
     input: InputSpec
     class_names: dict[int, str]
     keep_source: bool = False
+    optional: bool = Field(
+        default=False, description="built only when named (`kuzet models build --only ID`), never by a plain build"
+    )
     licence: str
 
     @property

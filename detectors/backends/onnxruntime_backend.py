@@ -9,6 +9,10 @@ Heads:
 * ``yolov8``: raw ``[N, 4 + nc, anchors]`` (cx, cy, w, h in input pixels, then
   per-class scores): decoded, thresholded on the best class score (one label
   per box, as ultralytics does), class-aware NMS.
+* ``centernet`` / ``nanodet``: the raw heads of the COCO-80 TF.js detectors
+  (decoded in :mod:`detectors.coco_heads`, only for the classes the model's
+  ``labels`` keep), class-aware NMS. NanoDet's graph reshapes to batch 1, so a
+  model whose input batch axis is fixed at 1 runs one frame per call.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import onnxruntime as ort
 from core.config import ModelConfig
 from core.detections import Detections
 from detectors.classmap import ClassMap
+from detectors.coco_heads import Decoded, decode_centernet, decode_nanodet
 from detectors.errors import DetectorError
 from detectors.manifest import InputSpec
 from detectors.model_cache import resolve_model
@@ -98,6 +103,7 @@ class OnnxDetector:
         self.head = head
         self.session = self._session(path)
         self.input_name = self.session.get_inputs()[0].name
+        self.fixed_batch_of_one = self.session.get_inputs()[0].shape[0] == 1
         names = class_names or _names_from_metadata(self.session)
         if not names:
             raise DetectorError(f"model {cfg.name!r}: class names unknown (not in the manifest nor the ONNX metadata)")
@@ -114,6 +120,9 @@ class OnnxDetector:
     def _infer(self, images: Sequence[npt.NDArray[np.uint8]]) -> tuple[list[Any], list[Transform]]:
         """Pre-processing and the model call: raw outputs and the per-frame transforms."""
         batch, transforms = self.pre(images)
+        if self.fixed_batch_of_one and len(batch) > 1:
+            runs = [self.session.run(None, {self.input_name: batch[i : i + 1]}) for i in range(len(batch))]
+            return [np.concatenate(parts) for parts in zip(*runs, strict=True)], transforms
         return self.session.run(None, {self.input_name: batch}), transforms
 
     def detect(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[Detections]:
@@ -126,7 +135,44 @@ class OnnxDetector:
         """Post-processing of raw outputs into per-frame detections in frame pixels."""
         if self.head == "ssd":
             return self._ssd(outputs, transforms)
+        if self.head == "centernet":
+            return self._coco(self._centernet(outputs), transforms)
+        if self.head == "nanodet":
+            return self._coco(self._nanodet(outputs, len(transforms)), transforms)
         return self._yolov8(outputs[0], transforms)
+
+    def _wanted_classes(self) -> npt.NDArray[np.int64]:
+        return np.flatnonzero(self.classmap.lut >= 0).astype(np.int64)
+
+    def _centernet(self, outputs: list[Any]) -> list[Decoded]:
+        heat, ltrb = (np.asarray(o) for o in outputs[:2])  # the manifest lists keypoints first, then wh
+        size = self.pre.size
+        return decode_centernet(heat, ltrb, size, self._wanted_classes(), self.cfg.score_threshold, MAX_DET)
+
+    def _nanodet(self, outputs: list[Any], frames: int) -> list[Decoded]:
+        arrays = [np.asarray(o) for o in outputs]
+        scores = {a.shape[1]: a for a in arrays if a.shape[2] != 4 * 11}
+        dists = {a.shape[1]: a for a in arrays if a.shape[2] == 4 * 11}
+        if len(scores) != len(arrays) // 2 or scores.keys() != dists.keys():
+            raise DetectorError(f"model {self.name!r}: unexpected nanodet outputs {[a.shape for a in arrays]}")
+        wanted = self._wanted_classes()
+        return [
+            decode_nanodet(
+                [(scores[c][i], dists[c][i]) for c in sorted(scores)],
+                self.pre.size,
+                wanted,
+                self.cfg.score_threshold,
+                MAX_DET,
+            )
+            for i in range(frames)
+        ]
+
+    def _coco(self, decoded: list[Decoded], transforms: list[Transform]) -> list[Detections]:
+        results: list[Detections] = []
+        for (xyxy, sc, cls), tr in zip(decoded, transforms, strict=True):
+            kept = nms(xyxy, sc, self.cfg.nms_iou, cls, MAX_DET)
+            results.append(self.classmap.apply(tr.to_frame(xyxy[kept]), sc[kept], cls[kept]))
+        return results
 
     def _ssd(self, outputs: list[Any], transforms: list[Transform]) -> list[Detections]:
         boxes, scores, classes, num = (np.asarray(o) for o in outputs[:4])

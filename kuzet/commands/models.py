@@ -40,7 +40,8 @@ def build_cmd(
     only: Annotated[list[str] | None, typer.Option("--only", help="manifest id to build (repeatable)")] = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild even when the cache is intact")] = False,
 ) -> None:
-    """Convert every manifest model to ONNX into the cache (skips models already built and intact)."""
+    """Convert every manifest model to ONNX into the cache (skips models already built and intact, and optional
+    models unless named with --only)."""
     from detectors.errors import DetectorError
     from detectors.manifest import load_manifest
     from detectors.model_cache import build_model
@@ -52,7 +53,7 @@ def build_cmd(
         table.add_column(col)
     failed = 0
     try:
-        entries = [manifest.get(i) for i in only] if only else list(manifest.models)
+        entries = [manifest.get(i) for i in only] if only else [e for e in manifest.models if not e.optional]
     except DetectorError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
