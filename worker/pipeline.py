@@ -131,7 +131,7 @@ class Pipeline:
         plates: PlateStage,
         builder: EventBuilder,
         write: Callable[[Outgoing], None],
-        on_inferred: Callable[[str], None] | None = None,
+        on_inferred: Callable[[Frame], None] | None = None,
     ) -> None:
         self._batch = batch
         self._on_inferred = on_inferred
@@ -258,7 +258,7 @@ class Pipeline:
         """Inference -> analysis (on the model's batch thread: a put, and a note of the time for health)."""
         self.analysis_q.put(frame.camera_id, _Result(model, frame, detections))
         if self._on_inferred is not None:
-            self._on_inferred(frame.camera_id)
+            self._on_inferred(frame)
 
     @staticmethod
     def _loop(q: StageQueue[Any], limit: int, body: Callable[[list[Any]], None]) -> None:

@@ -82,9 +82,14 @@ class CameraHealth:
 
 @dataclass
 class _Camera:
+    """One run of a camera on this worker, from add_camera to remove_camera (a restart is a new run)."""
+
     config: CameraConfig
     runner: CameraRunner | SimCamera  # sim:// cameras: no decoder, no pipeline (ingest.sim)
     tuning: dict[str, CameraTuning | None] = field(default_factory=dict)  # per model: tiling, threshold, min box
+    started_at: float = field(default_factory=time.time)  # wall clock; frames captured before are an older run's
+    first_analysed_at: float | None = None  # time.time() of this run's first frame out of inference
+    last_analysed_at: float | None = None
 
 
 def bus_target(cfg: KuzetConfig) -> str:
@@ -114,9 +119,6 @@ class Worker:
     ) -> None:
         self.cfg = cfg
         self._detector_hook = detector_hook
-        # per-camera wall-clock times of the first and the latest analysed frame (scale-out health, metrics)
-        self._first_result_at: dict[str, float] = {}
-        self._last_result_at: dict[str, float] = {}
         self.worker_id = cfg.worker.id
         self._on_incident = on_incident
         self._on_status = on_status
@@ -245,8 +247,6 @@ class Worker:
     def remove_camera(self, camera_id: str) -> None:
         with self._lock:
             cam = self._cameras.pop(camera_id, None)
-        self._first_result_at.pop(camera_id, None)
-        self._last_result_at.pop(camera_id, None)
         if cam is None:
             return
         cam.runner.stop()
@@ -299,8 +299,8 @@ class Worker:
                 camera_id=cid,
                 state="degraded" if refusal else status.state.value if status is not None else "starting",
                 reason=refusal.reason if refusal else status.reason if status is not None else "",
-                first_analysed_at=self._first_result_at.get(cid),
-                last_analysed_at=self._last_result_at.get(cid),
+                first_analysed_at=cam.first_analysed_at,
+                last_analysed_at=cam.last_analysed_at,
             )
         return out
 
@@ -372,11 +372,22 @@ class Worker:
         # A file replayed faster than real time wants every frame: hold its decoder back rather than drop.
         self._pipeline.submit(frame, cam.config.detectors, wait=not cam.config.realtime)
 
-    def _analysed(self, camera_id: str) -> None:
-        """A frame of this camera came out of inference (health: first / last analysed times)."""
+    def _analysed(self, frame: Frame) -> None:
+        """A frame came out of inference: note the time (health: first / last analysed) on its camera's run.
+
+        Only on the run that captured it: a frame still in inference when its camera was removed, or restarted
+        (an update, or a camera that left this worker and came back), belongs to the run before. Counting it
+        gave the next run a first-frame time from before that run started (the scale-out journal's
+        ``first_frame``, 39 s old, failed the SIGKILL failover test) and a last-frame age that hid a camera
+        that never analysed a frame on this run.
+        """
+        cam = self._cameras.get(frame.camera_id)
+        if cam is None or frame.captured_at.timestamp() < cam.started_at:
+            return
         now = time.time()
-        self._last_result_at[camera_id] = now
-        self._first_result_at.setdefault(camera_id, now)
+        cam.last_analysed_at = now
+        if cam.first_analysed_at is None:
+            cam.first_analysed_at = now
 
     def _emit(self, out: Outgoing) -> None:
         """The sink's write: spool append (fsynced), then the relay and the observers."""

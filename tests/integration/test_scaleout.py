@@ -232,12 +232,44 @@ def cluster(
         print("scale-out figures:", json.dumps(FIGURES))
 
 
-def _dump_logs(c: Cluster) -> str:
+JOURNAL_KINDS = ("start", "stop", "update", "first_frame", "start_failed", "pending")
+GROUP_KINDS = ("assigned", "fenced")
+NOISE = ("skipping invalid camera record",)  # poison records of earlier tests on the shared registry topic
+
+
+def _clock(ts: float) -> str:
+    """Wall-clock time of the day with hundredths, as journal and log lines are compared by eye."""
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f"{ts % 1:.2f}"[1:]
+
+
+def _dump_logs(c: Cluster, cameras: set[str] | None = None, log_lines: int = 25) -> str:
+    """Why a wait failed, short: per worker, its group generations and the journal of the cameras concerned
+    (all when None), then its last log lines that are not about invalid registry records."""
     parts = []
     for w in c.workers.values():
-        tail = w.log.read_text(encoding="utf-8", errors="replace")[-3000:] if w.log.exists() else ""
-        parts.append(f"--- {w.worker_id} (rc={w.proc.poll()}) ---\n{tail}")
+        lines = [f"--- {w.worker_id} (rc={w.proc.poll()}) journal ---"]
+        for e in w.events():
+            kind, cam = e["event"], e.get("camera", "")
+            if kind in GROUP_KINDS or (kind in JOURNAL_KINDS and (cameras is None or cam in cameras)):
+                extra = {k: v for k, v in e.items() if k not in ("ts", "worker", "event", "camera")}
+                lines.append(f"{_clock(e['ts'])} {kind} {cam} {extra or ''}".rstrip())
+        text = w.log.read_text(encoding="utf-8", errors="replace") if w.log.exists() else ""
+        kept = [ln for ln in text.splitlines() if not any(n in ln for n in NOISE)]
+        noise = len(text.splitlines()) - len(kept)
+        lines.append(
+            f"--- {w.worker_id} log: last {min(log_lines, len(kept))} lines ({noise} invalid-record lines left out)"
+        )
+        lines.extend(kept[-log_lines:])
+        parts.append("\n".join(lines))
     return "\n".join(parts)
+
+
+def _unsettled(c: Cluster) -> set[str]:
+    """Cameras of the test not running on exactly one live worker, or running there without an analysed frame."""
+    owners = c.owners()
+    analysing = set().union(*(w.analysing() for w in c.alive()))
+    wanted = {f"so-cam-{i:02d}" for i in range(1, N_CAMERAS + 1)}
+    return {cam for cam in wanted if len(owners.get(cam, [])) != 1 or cam not in analysing}
 
 
 def test_three_workers_split_cameras_evenly(cluster: Cluster) -> None:
@@ -253,7 +285,7 @@ def test_three_workers_split_cameras_evenly(cluster: Cluster) -> None:
     try:
         waited = wait_for(settled, 180, "24 cameras analysing, each on one worker", interval_s=1.0)
     except AssertionError:
-        raise AssertionError(f"owners {cluster.owners()}\n{_dump_logs(cluster)}") from None
+        raise AssertionError(f"owners {cluster.owners()}\n{_dump_logs(cluster, _unsettled(cluster))}") from None
     time.sleep(3)  # let any follow-up (cooperative second round) settle, then look again
     owners = cluster.owners()
     assert all(len(v) == 1 for v in owners.values()), f"a camera runs on two workers: {owners}"
@@ -486,7 +518,10 @@ def test_sigkill_failover_then_fourth_worker_rebalances(cluster: Cluster) -> Non
     try:
         wait_for(lambda: set(first_frames_elsewhere()) == moved, 45, "the killed worker's cameras analysing elsewhere")
     except AssertionError:
-        raise AssertionError(f"{first_frames_elsewhere()} of {moved}\n{_dump_logs(cluster)}") from None
+        raise AssertionError(
+            f"killed w1 at {_clock(t_kill)}; first frames after it {first_frames_elsewhere()} of {moved}\n"
+            f"{_dump_logs(cluster, moved)}"
+        ) from None
     failover = {c: round(ts - t_kill, 2) for c, ts in first_frames_elsewhere().items()}
     FIGURES["failover_s_max"] = max(failover.values())
     FIGURES["failover_s_min"] = min(failover.values())
@@ -512,7 +547,7 @@ def test_sigkill_failover_then_fourth_worker_rebalances(cluster: Cluster) -> Non
     try:
         join_s = wait_for(rebalanced, 120, "a rebalance giving w4 its share", interval_s=1.0)
     except AssertionError:
-        raise AssertionError(f"owners {cluster.owners()}\n{_dump_logs(cluster)}") from None
+        raise AssertionError(f"owners {cluster.owners()}\n{_dump_logs(cluster, _unsettled(cluster))}") from None
     time.sleep(3)
     split = Counter(v[0] for v in cluster.owners().values())
     FIGURES["split_after_join"] = dict(sorted(split.items()))
