@@ -82,6 +82,21 @@ class WorkerProc:
                 live[e["camera"]] = True
         return {c for c, ok in live.items() if ok}
 
+    def first_frames_before_start(self) -> list[str]:
+        """Cameras whose journalled first frame is older than the start of the run it was reported for.
+
+        Shown when the failover wait fails: the CI failure was a first frame of a camera's earlier run on the
+        same worker (39 s old) reported for its new run, so the wait for one after the kill never ended.
+        """
+        started: dict[str, float] = {}
+        out = []
+        for e in self.events():
+            if e["event"] == "start":
+                started[e["camera"]] = e["ts"]
+            elif e["event"] == "first_frame" and e["ts"] < started.get(e["camera"], float("-inf")):
+                out.append(e["camera"])
+        return out
+
 
 @dataclass
 class Cluster:
@@ -515,18 +530,22 @@ def test_sigkill_failover_then_fourth_worker_rebalances(cluster: Cluster) -> Non
                     found.setdefault(e["camera"], e["ts"])
         return found
 
+    def stale_first_frames() -> list[tuple[str, str]]:
+        return [(w.worker_id, c) for w in cluster.alive() for c in w.first_frames_before_start()]
+
     try:
         wait_for(lambda: set(first_frames_elsewhere()) == moved, 45, "the killed worker's cameras analysing elsewhere")
     except AssertionError:
         raise AssertionError(
-            f"killed w1 at {_clock(t_kill)}; first frames after it {first_frames_elsewhere()} of {moved}\n"
-            f"{_dump_logs(cluster, moved)}"
+            f"killed w1 at {_clock(t_kill)}; first frames after it {first_frames_elsewhere()} of {moved}; "
+            f"first frames older than their run {stale_first_frames()}\n{_dump_logs(cluster, moved)}"
         ) from None
     failover = {c: round(ts - t_kill, 2) for c, ts in first_frames_elsewhere().items()}
     FIGURES["failover_s_max"] = max(failover.values())
     FIGURES["failover_s_min"] = min(failover.values())
     FIGURES["failover_cameras"] = len(failover)
-    assert max(failover.values()) <= 30.0, failover
+    slow = {c for c, s in failover.items() if s > 30.0}
+    assert not slow, f"{failover}\n{_dump_logs(cluster, slow)}"
     owners = cluster.owners()
     assert all(len(v) == 1 for v in owners.values()), owners
     assert len(owners) == N_CAMERAS
