@@ -5,8 +5,8 @@ period (default a minute, zeros included) on ``kuzet.line-counts.v1``. The
 board shows the newest period of each camera ("gate 12 in / 9 out"), so this
 keeps only that: the event with the latest ``period_end`` per camera wins, an
 older one arriving late (a redelivery, a reader rebuilding from the topic) is
-ignored. Each camera's entry is built once, when its event arrives, as the
-JSON the board sends, so a board page only looks entries up.
+ignored. Entries are kept compact (tuples, interned names) and turned into
+the board's JSON only for the rows of the page asked for.
 
 Bounded: at most ``max_cameras`` cameras are kept; past that, the camera that
 reported longest ago is dropped (a camera that sends again comes back).
@@ -14,6 +14,7 @@ reported longest ago is dropped (a camera that sends again comes back).
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,20 +29,41 @@ def _ms(at: Any) -> int:
     return int(at.timestamp() * 1000)
 
 
+# One camera's newest period, compact (about 40 % of the memory of its JSON; names are interned, since every
+# camera repeats the same few line and label names): (period_start_ms, period_end_ms, complete, lines), where
+# lines is ((line, in, out, ((label, in, out), ...)), ...) in name order.
+_Labels = tuple[tuple[str, int, int], ...]
+_Period = tuple[int, int, bool, tuple[tuple[str, int, int, _Labels], ...]]
+
+
+def _compact(event: LineCount) -> _Period:
+    per_line: dict[str, dict[str, list[int]]] = {}
+    for e in event.counts:
+        label = per_line.setdefault(sys.intern(e.line), {}).setdefault(sys.intern(e.label), [0, 0])
+        label[0 if e.direction == "in" else 1] += e.count
+    lines = []
+    for name in sorted(per_line):
+        labels = tuple((label, n[0], n[1]) for label, n in per_line[name].items())
+        lines.append((name, sum(n[1] for n in labels), sum(n[2] for n in labels), labels))
+    return _ms(event.period_start), _ms(event.period_end), event.complete, tuple(lines)
+
+
+def _json(period: _Period) -> dict[str, Any]:
+    start, end, complete, lines = period
+    return {
+        "period_start_ms": start,
+        "period_end_ms": end,
+        "complete": complete,
+        "lines": [
+            {"line": name, "in": n_in, "out": n_out, "labels": {lb: {"in": i, "out": o} for lb, i, o in labels}}
+            for name, n_in, n_out, labels in lines
+        ],
+    }
+
+
 def counts_json(event: LineCount) -> dict[str, Any]:
     """What the board shows of one period: lines in name order, each with its in/out totals and per-label counts."""
-    lines: dict[str, dict[str, Any]] = {}
-    for e in event.counts:
-        line = lines.setdefault(e.line, {"line": e.line, "in": 0, "out": 0, "labels": {}})
-        line[e.direction] += e.count
-        label = line["labels"].setdefault(e.label, {"in": 0, "out": 0})
-        label[e.direction] += e.count
-    return {
-        "period_start_ms": _ms(event.period_start),
-        "period_end_ms": _ms(event.period_end),
-        "complete": event.complete,
-        "lines": [lines[name] for name in sorted(lines)],
-    }
+    return _json(_compact(event))
 
 
 class LineCountBoard:
@@ -52,7 +74,7 @@ class LineCountBoard:
             raise ValueError("max_cameras must be at least 1")
         self.max_cameras = max_cameras
         self._lock = threading.Lock()
-        self._latest: OrderedDict[str, dict[str, Any]] = OrderedDict()  # camera id -> counts_json, oldest first
+        self._latest: OrderedDict[str, _Period] = OrderedDict()  # camera id -> newest period, oldest report first
         self.dropped = 0  # cameras forgotten to stay within max_cameras
 
     def __len__(self) -> int:
@@ -63,11 +85,11 @@ class LineCountBoard:
         changed: list[str] = []
         with self._lock:
             for event in events:
-                doc = counts_json(event)
+                period = _compact(event)
                 have = self._latest.get(event.camera_id)
-                if have is not None and have["period_end_ms"] > doc["period_end_ms"]:
+                if have is not None and have[1] > period[1]:
                     continue
-                self._latest[event.camera_id] = doc
+                self._latest[event.camera_id] = period
                 self._latest.move_to_end(event.camera_id)
                 changed.append(event.camera_id)
             while len(self._latest) > self.max_cameras:
@@ -76,6 +98,7 @@ class LineCountBoard:
         return changed
 
     def get(self, camera_id: str) -> dict[str, Any] | None:
-        """The camera's newest period as board JSON (shared: do not modify), or None: no line counts."""
+        """The camera's newest period as board JSON, or None: no line counts (built per call: one page's rows)."""
         with self._lock:
-            return self._latest.get(camera_id)
+            period = self._latest.get(camera_id)
+        return None if period is None else _json(period)
