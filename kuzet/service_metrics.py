@@ -59,6 +59,30 @@ class ConsoleCollector(Collector):
         yield CounterMetricFamily(
             "kuzet_console_ingest_errors", "Bus read or store errors", value=ingestor.errors if ingestor else 0
         )
+        yield from self._line_counts()
+
+    def _line_counts(self) -> Iterator[Metric]:
+        """The camera board's line-count reader (dispatch.line_count_ingest): not part of readiness, since a
+        replica without line counts still serves incidents; its errors and dead letters show here."""
+        reader = self.ctx.extra.get("line_counts")
+        consumer = reader.consumer if reader is not None else None
+        yield CounterMetricFamily(
+            "kuzet_console_line_counts_read", "Line-count events applied", value=reader.ingested if reader else 0
+        )
+        yield CounterMetricFamily(
+            "kuzet_console_line_count_errors", "Line-count reader failures", value=reader.errors if reader else 0
+        )
+        yield CounterMetricFamily(
+            "kuzet_console_line_counts_dead_lettered",
+            "Malformed line-count records sent to the DLQ (by the reader's current subscriber)",
+            value=consumer.stats.dead_lettered if consumer is not None else 0,
+        )
+        counts = self.ctx.board.line_counts
+        yield GaugeMetricFamily(
+            "kuzet_console_line_count_cameras",
+            "Cameras with line counts kept",
+            value=len(counts) if counts is not None else 0,
+        )
 
 
 def indexer_server(stats: Any, group: str, host: str, port: int) -> tuple[HealthServer, Callable[[Subscriber], None]]:

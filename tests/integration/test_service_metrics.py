@@ -93,6 +93,8 @@ def test_console_metrics_and_probes(tmp_path: Path) -> None:
         assert status == 200
         assert metric(text, "kuzet_console_sse_connections") == 0
         assert metric(text, "kuzet_console_feed_messages_total") == 0
+        assert metric(text, "kuzet_console_line_count_errors_total") == 0
+        assert metric(text, "kuzet_console_line_count_cameras") == 0
         assert "process_resident_memory_bytes" in text
         assert get(f"{server.url}/readyz")[0] == 200
     finally:
