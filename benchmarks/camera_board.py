@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.board_fleet import STALE_AFTER_S, Fleet, line_counts, make_fleet, publish
+from benchmarks.console_process import bench_publisher, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "artifacts" / "benchmarks" / "camera_board.json"
@@ -129,7 +130,6 @@ def measure(n: int, args: argparse.Namespace, browser: Any) -> dict[str, Any]:
     import httpx
 
     from dispatch.testing import FAST_HASHER, PASSWORDS, add_standard_users, free_port
-    from event_bus.interfaces import Publisher
     from storage.workflow import open_workflow_store
 
     work = Path(tempfile.mkdtemp(prefix="kuzet-board-bench-"))
@@ -145,30 +145,10 @@ def measure(n: int, args: argparse.Namespace, browser: Any) -> dict[str, Any]:
            "--group", f"board-bench-{prefix}", "--prefix", prefix]  # fmt: skip
     cmd += ["--kafka", args.kafka] if args.kafka else []
     server = subprocess.Popen(cmd, cwd=ROOT)
-    publisher: Publisher
-    if args.kafka:
-        from core.config import KafkaConfig
-        from event_bus.kafka_admin import ensure_topics
-        from event_bus.kafka_publisher import KafkaPublisher
-
-        ensure_topics(args.kafka)
-        publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=args.kafka, client_id="board-bench"))
-    else:
-        from event_bus.local_bus import LocalBusPublisher
-
-        publisher = LocalBusPublisher(bus)
+    publisher = bench_publisher(args.kafka, bus, "board-bench")
     try:
         client = httpx.Client(base_url=url, timeout=30)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.get("/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("console did not start")
-            time.sleep(0.2)
+        wait_healthy(url, 60)
         assert client.post("/api/session", json={"username": "dispatcher", "password": PASSWORDS["dispatcher"]})
         time.sleep(6 if args.kafka else 1)  # a Kafka consumer group settles before its first poll
         rss_empty = rss_mb(server.pid)

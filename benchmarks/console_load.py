@@ -168,8 +168,8 @@ def pct(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
+    from benchmarks.console_process import bench_publisher, wait_healthy
     from dispatch.testing import FAST_HASHER, PASSWORDS, add_standard_users, free_port, make_incident, record_of
-    from event_bus.interfaces import Publisher
     from storage.workflow import open_workflow_store
 
     work = Path(tempfile.mkdtemp(prefix="kuzet-console-load-"))
@@ -183,33 +183,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "--group", group, "--max-cards", str(args.max_cards)]  # fmt: skip
     cmd += ["--kafka", args.kafka] if args.kafka else []
     server = subprocess.Popen(cmd, cwd=ROOT)
-    publisher: Publisher
-    if args.kafka:
-        from core.config import KafkaConfig
-        from event_bus.kafka_admin import ensure_topics
-        from event_bus.kafka_publisher import KafkaPublisher
-
-        ensure_topics(args.kafka)
-        publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=args.kafka, client_id="console-load"))
-    else:
-        from event_bus.local_bus import LocalBusPublisher
-
-        publisher = LocalBusPublisher(bus)
+    publisher = bench_publisher(args.kafka, bus, "console-load")
     url = f"http://127.0.0.1:{port}"
     samples: list[dict[str, Any]] = []
     try:
-        import httpx
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("console did not start")
-            time.sleep(0.2)
+        wait_healthy(url, 30)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1920, "height": 1080})

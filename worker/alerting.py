@@ -30,7 +30,7 @@ from uuid import UUID
 from core.alerting import AlertPolicy, RuleAlerting
 from core.config import CameraConfig, RulesConfig
 from event_bus.events import IncidentState, IncidentType, new_event_id
-from worker.rules import Box, IncidentChange
+from worker.rules import Box, IncidentChange, next_change
 
 Review = Literal["alert", "detection"]
 _MAX_TRACKS = 256
@@ -99,24 +99,12 @@ class _Notice:
     started_at: datetime
     seq: int = 0
     suppressed: int = 0
+    type: IncidentType = IncidentType.CAMERA_FLOODING
+    severity: str = "high"
+    zone: str | None = None
 
     def reviewed(self, state: IncidentState, at: datetime, per_min: int) -> Reviewed:
-        if state is not IncidentState.START:
-            self.seq += 1
-        change = IncidentChange(
-            incident_id=self.incident_id,
-            type=IncidentType.CAMERA_FLOODING,
-            state=state,
-            seq=self.seq,
-            severity="high",
-            started_at=self.started_at,
-            observed_at=at,
-            ended_at=at if state is IncidentState.END else None,
-            zone=None,
-            track_id=None,
-            boxes=[],
-            confidence=1.0,
-        )
+        change = next_change(self, state, at, None, [], 1.0)
         reason = f"more than {per_min} alerts a minute; {self.suppressed} more recorded as detections"
         return Reviewed(change, "alert", reason, object_count=self.suppressed)
 
@@ -147,25 +135,11 @@ class _Episode:
         self.dirty = True
 
     def emit(self, state: IncidentState, t: float, at: datetime) -> Reviewed:
-        if state is not IncidentState.START:
-            self.seq += 1
         self.last_emit_t, self.dirty = t, False
         boxes = [box for _, box, _ in self.members.values() if box][:_MAX_TRACKS]
         ended = state is IncidentState.END
-        change = IncidentChange(
-            incident_id=self.incident_id,
-            type=self.type,
-            state=state,
-            seq=self.seq,
-            severity=self.severity,
-            started_at=self.started_at,
-            observed_at=at,
-            ended_at=at if ended else None,
-            zone=self.zone,
-            track_id=None,
-            boxes=boxes,
-            confidence=round(max((c for _, _, c in self.members.values()), default=0.0), 4),
-        )
+        confidence = round(max((c for _, _, c in self.members.values()), default=0.0), 4)
+        change = next_change(self, state, at, None, boxes, confidence)
         count = self.peak if ended else len(self.members)
         return Reviewed(change, self.review, self.reason, object_count=count, track_ids=list(self.tracks))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
 import numpy as np
@@ -67,23 +68,49 @@ class _Open:
     last_box: Box = field(default_factory=list)
     confidence: float = 0.0
 
-    def change(self, state: IncidentState, at: datetime, ended: bool = False) -> IncidentChange:
-        if state is not IncidentState.START:
-            self.seq += 1
-        return IncidentChange(
-            incident_id=self.incident_id,
-            type=self.type,
-            state=state,
-            seq=self.seq,
-            severity=self.severity,
-            started_at=self.started_at,
-            observed_at=at,
-            ended_at=at if ended else None,
-            zone=self.zone,
-            track_id=self.track_id,
-            boxes=[self.last_box] if self.last_box else [],
-            confidence=round(float(self.confidence), 4),
-        )
+    def change(self, state: IncidentState, at: datetime) -> IncidentChange:
+        boxes = [self.last_box] if self.last_box else []
+        return next_change(self, state, at, self.track_id, boxes, round(float(self.confidence), 4))
+
+
+class OpenIncident(Protocol):
+    """What every rule keeps of an incident between its changes (the zone-episode and flood notices too)."""
+
+    incident_id: UUID
+    type: IncidentType
+    severity: str
+    started_at: datetime
+    zone: str | None
+    seq: int
+
+
+def next_change(
+    inc: OpenIncident,
+    state: IncidentState,
+    at: datetime,
+    track_id: int | None,
+    boxes: list[Box],
+    confidence: float,
+    analytics: AnalyticsDetails | None = None,
+) -> IncidentChange:
+    """The incident's next change: ``seq`` counts every change after the start, and only an end has ``ended_at``."""
+    if state is not IncidentState.START:
+        inc.seq += 1
+    return IncidentChange(
+        incident_id=inc.incident_id,
+        type=inc.type,
+        state=state,
+        seq=inc.seq,
+        severity=inc.severity,
+        started_at=inc.started_at,
+        observed_at=at,
+        ended_at=at if state is IncidentState.END else None,
+        zone=inc.zone,
+        track_id=track_id,
+        boxes=boxes,
+        confidence=confidence,
+        analytics=analytics,
+    )
 
 
 def _open(kind: IncidentType, severity: str, at: datetime, zone: str | None, track: int | None) -> _Open:
@@ -185,7 +212,7 @@ class PersonZoneRule:
                 continue
             for inc in (visit.entry, visit.loiter):
                 if inc is not None:
-                    out.append(inc.change(IncidentState.END, at, ended=True))
+                    out.append(inc.change(IncidentState.END, at))
             self._cooldown[key] = t + self._cfg.cooldown_s
             del self._visits[key]
         self._cooldown = {k: until for k, until in self._cooldown.items() if until > t}
@@ -194,7 +221,7 @@ class PersonZoneRule:
     def close(self, at: datetime) -> list[IncidentChange]:
         """End everything open (camera stopped or reassigned)."""
         out = [
-            inc.change(IncidentState.END, at, ended=True)
+            inc.change(IncidentState.END, at)
             for visit in self._visits.values()
             for inc in (visit.entry, visit.loiter)
             if inc is not None
@@ -351,12 +378,12 @@ class FireRule:
                 alive.append(region)
                 continue
             if region.incident is not None:
-                out.append(region.incident.change(IncidentState.END, at, ended=True))
+                out.append(region.incident.change(IncidentState.END, at))
                 self._cooldown.append((region.box, t + self._cfg.cooldown_s))
         self._regions = alive
         return out
 
     def close(self, at: datetime) -> list[IncidentChange]:
-        out = [r.incident.change(IncidentState.END, at, ended=True) for r in self._regions if r.incident is not None]
+        out = [r.incident.change(IncidentState.END, at) for r in self._regions if r.incident is not None]
         self._regions.clear()
         return out

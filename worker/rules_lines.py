@@ -25,7 +25,7 @@ from core.labels import Label
 from event_bus.analytics_events import AnalyticsDetails, CrowdDetails, LineCountEntry, LineCrossingDetails
 from event_bus.events import IncidentState, IncidentType, new_event_id
 from worker.lines import PixelPolyline, SideTracker
-from worker.rules import IncidentChange
+from worker.rules import IncidentChange, next_change
 from worker.zones import PixelZone
 
 Box = list[float]
@@ -176,8 +176,11 @@ class _Crowd:
     incident_id: UUID
     started_at: datetime
     peak: int
+    severity: str
+    zone: str | None
     seq: int = 0
     last_emit_t: float = 0.0
+    type: IncidentType = IncidentType.CROWDING
 
 
 @dataclass
@@ -224,18 +227,16 @@ class CrowdingRule:
             since = self._above_since.get(rule.zone)
             if since is None or t - since < rule.for_s:
                 return []
-            crowd = _Crowd(new_event_id(), at, n, last_emit_t=t)
+            crowd = _Crowd(new_event_id(), at, n, rule.severity, rule.zone, last_emit_t=t)
             self._open[rule.zone] = crowd
             return [self._change(rule, crowd, IncidentState.START, at, n, inside)]
         crowd.peak = max(crowd.peak, n)
         below = self._below_since.get(rule.zone)
         if below is not None and t - below >= self.end_after_s:
             del self._open[rule.zone]
-            crowd.seq += 1
             return [self._change(rule, crowd, IncidentState.END, at, n, inside)]
         if n > rule.max_persons and t - crowd.last_emit_t >= self.update_every_s:
             crowd.last_emit_t = t
-            crowd.seq += 1
             return [self._change(rule, crowd, IncidentState.UPDATE, at, n, inside)]
         return []
 
@@ -245,27 +246,13 @@ class CrowdingRule:
     ) -> IncidentChange:
         boxes = [[round(float(v), 1) for v in box] for box in inside.xyxy[:256]]
         conf = float(inside.confidence.mean()) if len(inside) else 0.0
-        return IncidentChange(
-            incident_id=crowd.incident_id,
-            type=IncidentType.CROWDING,
-            state=state,
-            seq=crowd.seq,
-            severity=rule.severity,
-            started_at=crowd.started_at,
-            observed_at=at,
-            ended_at=at if state is IncidentState.END else None,
-            zone=rule.zone,
-            track_id=None,
-            boxes=boxes,
-            confidence=round(min(max(conf, 0.0), 1.0), 4),
-            analytics=AnalyticsDetails(crowd=CrowdDetails(count=n, peak=crowd.peak, limit=rule.max_persons)),
-        )
+        details = AnalyticsDetails(crowd=CrowdDetails(count=n, peak=crowd.peak, limit=rule.max_persons))
+        return next_change(crowd, state, at, None, boxes, round(min(max(conf, 0.0), 1.0), 4), details)
 
     def close(self, at: datetime) -> list[IncidentChange]:
         out = []
         for zone, crowd in self._open.items():
             rule = next(r for r in self.rules if r.zone == zone)
-            crowd.seq += 1
             out.append(self._change(rule, crowd, IncidentState.END, at, 0, Detections.empty()))
         self._open.clear()
         return out

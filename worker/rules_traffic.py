@@ -28,7 +28,7 @@ from core.analytics_config import AnalyticsConfig, Lane, NoStoppingZone, SpeedSe
 from event_bus.analytics_events import AnalyticsDetails, TrafficDetails
 from event_bus.events import IncidentState, IncidentType, new_event_id
 from worker.lines import PixelPolyline, SideTracker
-from worker.rules import IncidentChange
+from worker.rules import IncidentChange, next_change
 from worker.rules_lines import _instant
 from worker.zones import PixelZone
 
@@ -51,6 +51,9 @@ class VehicleTracks:
 class _Open:
     incident_id: UUID
     started_at: datetime
+    type: IncidentType
+    severity: str
+    zone: str | None
     seq: int = 0
     last_emit_t: float = 0.0
 
@@ -141,11 +144,11 @@ class TrafficRules:
             standing = t - stop.still_since
             box = [round(float(v), 1) for v in tracks.boxes[i]]
             if stop.incident is None and standing > rule.stopped_s:
-                stop.incident = _Open(new_event_id(), at, last_emit_t=t)
+                kind = IncidentType.STOPPED_VEHICLE
+                stop.incident = _Open(new_event_id(), at, kind, rule.severity, rule.zone, last_emit_t=t)
                 out.append(self._stop_change(rule, stop, IncidentState.START, at, track, box, standing, plate_of))
             elif stop.incident is not None and t - stop.incident.last_emit_t >= self.update_every_s:
                 stop.incident.last_emit_t = t
-                stop.incident.seq += 1
                 out.append(self._stop_change(rule, stop, IncidentState.UPDATE, at, track, box, standing, plate_of))
         return out
 
@@ -155,7 +158,6 @@ class TrafficRules:
         stop = self._stops.pop(key)
         if stop.incident is None:
             return []
-        stop.incident.seq += 1
         standing = stop.last_t - stop.still_since
         boxes = [round(float(v), 1) for v in np.asarray(box).ravel()[:4]]
         return [self._stop_change(rule, stop, IncidentState.END, at, key[1], boxes, standing, plate_of)]
@@ -173,8 +175,7 @@ class TrafficRules:
     ) -> IncidentChange:
         assert stop.incident is not None
         details = _plate_details(plate_of, track, stopped_s=round(max(standing, 0.0), 2))
-        kind = IncidentType.STOPPED_VEHICLE
-        return _change(kind, rule.severity, stop.incident, state, at, rule.zone, track, box, details)
+        return _change(stop.incident, state, at, track, box, details)
 
     # -- wrong_way --------------------------------------------------------------------------------------------
 
@@ -199,22 +200,11 @@ class TrafficRules:
             state.prev = point
             state.frames = state.frames + 1 if float(step @ direction) < 0 else 0
             if state.incident is None and state.frames >= lane.min_frames:
-                state.incident = _Open(new_event_id(), at, last_emit_t=t)
+                kind = IncidentType.WRONG_WAY
+                state.incident = _Open(new_event_id(), at, kind, lane.severity, lane.zone, last_emit_t=t)
                 box = [round(float(v), 1) for v in tracks.boxes[i]]
                 details = _plate_details(plate_of, track, lane=lane.name, frames_against=state.frames)
-                out.append(
-                    _change(
-                        IncidentType.WRONG_WAY,
-                        lane.severity,
-                        state.incident,
-                        IncidentState.START,
-                        at,
-                        lane.zone,
-                        track,
-                        box,
-                        details,
-                    )
-                )
+                out.append(_change(state.incident, IncidentState.START, at, track, box, details))
         return out
 
     # -- speeding ---------------------------------------------------------------------------------------------
@@ -267,21 +257,8 @@ class TrafficRules:
                 del self._against[key]
                 if state.incident is not None:
                     lane = next(ln for ln in self.cfg.lanes if ln.name == key[0])
-                    state.incident.seq += 1
                     details = _plate_details(plate_of, key[1], lane=lane.name, frames_against=max(state.frames, 1))
-                    out.append(
-                        _change(
-                            IncidentType.WRONG_WAY,
-                            lane.severity,
-                            state.incident,
-                            IncidentState.END,
-                            at,
-                            lane.zone,
-                            key[1],
-                            [],
-                            details,
-                        )
-                    )
+                    out.append(_change(state.incident, IncidentState.END, at, key[1], [], details))
         return out
 
     def close(self, at: datetime, plate_of: PlateLookup) -> list[IncidentChange]:
@@ -298,29 +275,8 @@ def _contains(zone: PixelZone, points: npt.NDArray[np.float64]) -> npt.NDArray[n
 
 
 def _change(
-    kind: IncidentType,
-    severity: str,
-    inc: _Open,
-    state: IncidentState,
-    at: datetime,
-    zone: str,
-    track: int,
-    box: Box,
-    details: TrafficDetails,
+    inc: _Open, state: IncidentState, at: datetime, track: int, box: Box, details: TrafficDetails
 ) -> IncidentChange:
     conf = details.plate_confidence if details.plate_confidence is not None else 0.5
-    return IncidentChange(
-        incident_id=inc.incident_id,
-        type=kind,
-        state=state,
-        seq=inc.seq,
-        severity=severity,
-        started_at=inc.started_at,
-        observed_at=at,
-        ended_at=at if state is IncidentState.END else None,
-        zone=zone,
-        track_id=track,
-        boxes=[box] if len(box) == 4 and any(box) else [],
-        confidence=conf,
-        analytics=AnalyticsDetails(traffic=details),
-    )
+    boxes = [box] if len(box) == 4 and any(box) else []
+    return next_change(inc, state, at, track, boxes, conf, AnalyticsDetails(traffic=details))

@@ -53,17 +53,17 @@ import psycopg
 from psycopg import sql
 
 from core.redact import redact_text
-from core.snapshot import SnapshotRef
 from storage.db import Database
 from storage.plates.query import SearchMode, ValidQuery
 from storage.plates.store import (
+    RECORD_COLUMNS,
     PlateReadRecord,
-    QueryTooBroad,
     RetentionReport,
-    SearchHit,
     SearchPage,
     StoreError,
+    capped,
     check_record,
+    hit_from_row,
 )
 from storage.plates.text import DEFAULT_CONFUSIONS, fold, rank, trigram_threshold
 
@@ -72,20 +72,6 @@ log = logging.getLogger(__name__)
 _PARTITION_RE = re.compile(r"^plate_reads_p(\d{8})$")
 _LOCK_KEY = 0x6B757A6574  # "kuzet": serialises partition DDL between indexer instances
 
-_COLUMNS = (
-    "event_id",
-    "observed_at",
-    "camera_id",
-    "plate",
-    "raw_text",
-    "country",
-    "plate_format",
-    "confidence",
-    "is_candidate",
-    "candidates",
-    "boxes",
-    "snapshot",
-)
 _HIT_COLUMNS = "r.event_id, r.observed_at, r.camera_id, r.plate, r.confidence, r.is_candidate, r.raw_text, r.snapshot"
 
 _SCHEMA = """
@@ -285,28 +271,13 @@ class PostgresHistoryStore:
         for r in reads:
             check_record(r)
         days = {r.observed_at.astimezone(UTC).date() for r in reads}
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS)
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in RECORD_COLUMNS)
         with self._tx() as cur:
             self._ensure_days(cur, days)
             cur.execute(_STAGE)
             with cur.copy(sql.SQL("COPY plate_reads_stage ({}) FROM STDIN").format(cols)) as copy:
                 for r in reads:
-                    copy.write_row(
-                        (
-                            r.event_id,
-                            r.observed_at,
-                            r.camera_id,
-                            r.plate,
-                            r.raw_text,
-                            r.country,
-                            r.plate_format,
-                            r.confidence,
-                            r.is_candidate,
-                            r.candidates_json(),
-                            r.boxes_json(),
-                            r.snapshot_json(),
-                        )
-                    )
+                    copy.write_row(r.row())
             cur.execute(
                 sql.SQL(
                     "INSERT INTO plate_reads ({cols}) SELECT DISTINCT ON (event_id, observed_at) {cols} "
@@ -371,14 +342,6 @@ class PostgresHistoryStore:
             ranked = rank(query.plate, found, query.max_distance)
             return self._page(cur, ranked, query, candidates=len(found))
 
-    def _check_cap(self, plates: list[str], query: ValidQuery) -> list[str]:
-        if len(plates) > query.max_candidates:
-            raise QueryTooBroad(
-                f"{query.mode.value} query {query.plate!r} matches more than {query.max_candidates} distinct plates "
-                "in that time range; give more characters, a shorter range or cameras"
-            )
-        return plates
-
     def _wildcard_candidates(self, cur: psycopg.Cursor[Any], query: ValidQuery) -> list[str]:
         cur.execute(
             "SELECT plate FROM plate_dictionary WHERE plate_folded LIKE %(lf)s AND plate LIKE %(l)s "
@@ -392,7 +355,7 @@ class PostgresHistoryStore:
             },
             prepare=False,
         )
-        return self._check_cap([p for (p,) in cur.fetchall()], query)
+        return capped([p for (p,) in cur.fetchall()], query)
 
     def _fuzzy_candidates(self, cur: psycopg.Cursor[Any], query: ValidQuery) -> list[str]:
         edits = math.floor(query.max_distance + 1e-9)
@@ -436,7 +399,7 @@ class PostgresHistoryStore:
                 params,
                 prepare=False,  # a generic plan cannot see the pattern and may scan the whole dictionary
             )
-        return self._check_cap([p for (p,) in cur.fetchall()], query)
+        return capped([p for (p,) in cur.fetchall()], query)
 
     def _page(
         self, cur: psycopg.Cursor[Any], ranked: list[tuple[str, float]], query: ValidQuery, candidates: int
@@ -477,20 +440,5 @@ class PostgresHistoryStore:
             )
         cur.execute(stmt.format(hit=sql.SQL(_HIT_COLUMNS), cam=camera_filter), params, prepare=False)
         rows = cur.fetchall()
-        hits = tuple(_hit(row) for row in rows[: query.limit])
+        hits = tuple(hit_from_row(row, row[1].astimezone(UTC)) for row in rows[: query.limit])
         return SearchPage(hits=hits, has_more=len(rows) > query.limit, candidates=candidates)
-
-
-def _hit(row: Sequence[Any]) -> SearchHit:
-    event_id, observed_at, camera_id, plate, confidence, is_candidate, raw_text, snapshot, dist = row
-    return SearchHit(
-        event_id=event_id,
-        observed_at=observed_at.astimezone(UTC),
-        camera_id=camera_id,
-        plate=plate,
-        confidence=float(confidence),
-        is_candidate=bool(is_candidate),
-        raw_text=raw_text,
-        distance=round(float(dist), 6),
-        snapshot=SnapshotRef.model_validate(snapshot) if snapshot else None,
-    )

@@ -13,7 +13,6 @@ holds far fewer reads than a city, and SQLite has no partitions).
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 import threading
@@ -22,20 +21,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
-from core.snapshot import SnapshotRef
 from core.sqlite_tx import rollback
 from storage.db import Database
 from storage.plates.query import SearchMode, ValidQuery
 from storage.plates.store import (
     PlateReadRecord,
-    QueryTooBroad,
     RetentionReport,
-    SearchHit,
     SearchPage,
     StoreError,
+    capped,
     check_record,
+    hit_from_row,
 )
 from storage.plates.text import fold, rank
 
@@ -140,23 +137,8 @@ class SqliteHistoryStore:
             return 0
         for r in reads:
             check_record(r)
-        rows = [
-            (
-                str(r.event_id),
-                to_us(r.observed_at),
-                r.camera_id,
-                r.plate,
-                r.raw_text,
-                r.country,
-                r.plate_format,
-                r.confidence,
-                int(r.is_candidate),
-                r.candidates_json(),
-                r.boxes_json(),
-                r.snapshot_json(),
-            )
-            for r in reads
-        ]
+        # sqlite3 binds neither UUIDs nor datetimes: the id as text, the time as microseconds (see to_us)
+        rows = [(str(r.event_id), to_us(r.observed_at), *r.row()[2:]) for r in reads]
         seen: dict[str, tuple[int, int]] = {}
         for r in reads:
             t = to_us(r.observed_at)
@@ -208,14 +190,6 @@ class SqliteHistoryStore:
     def _window(self, query: ValidQuery) -> tuple[int, int]:
         return to_us(query.since), to_us(query.until)
 
-    def _check_cap(self, plates: list[str], query: ValidQuery) -> list[str]:
-        if len(plates) > query.max_candidates:
-            raise QueryTooBroad(
-                f"{query.mode.value} query {query.plate!r} matches more than {query.max_candidates} distinct plates "
-                "in that time range; give more characters, a shorter range or cameras"
-            )
-        return plates
-
     def _wildcard_candidates(self, query: ValidQuery) -> list[str]:
         since, until = self._window(query)
         rows = self._db.execute(
@@ -223,7 +197,7 @@ class SqliteHistoryStore:
             "WHERE f.plate_folded LIKE ? AND d.plate LIKE ? AND d.last_seen >= ? AND d.first_seen < ? LIMIT ?",
             (query.like_folded, query.like, since, until, query.max_candidates + 1),
         ).fetchall()
-        return self._check_cap([p for (p,) in rows], query)
+        return capped([p for (p,) in rows], query)
 
     def _fuzzy_candidates(self, query: ValidQuery) -> list[str]:
         since, until = self._window(query)
@@ -251,7 +225,7 @@ class SqliteHistoryStore:
             for plate, folded in rows:
                 if len(qset.intersection(_trigrams(folded))) >= need:
                     plates.add(plate)
-        return self._check_cap(sorted(plates), query)
+        return capped(sorted(plates), query)
 
     def _page(self, ranked: list[tuple[str, float]], query: ValidQuery, candidates: int) -> SearchPage:
         if not ranked:
@@ -271,18 +245,5 @@ class SqliteHistoryStore:
             f"WHERE r.t >= ? AND r.t < ?{camera_sql} ORDER BY c.dist, r.t DESC, r.event_id DESC LIMIT ? OFFSET ?"
         )
         rows = self._db.execute(sql_text, params).fetchall()
-        hits = [
-            SearchHit(
-                event_id=UUID(eid),
-                observed_at=from_us(t),
-                camera_id=cam,
-                plate=plate,
-                confidence=float(conf),
-                is_candidate=bool(cand),
-                raw_text=raw,
-                distance=round(float(d), 6),
-                snapshot=SnapshotRef.model_validate(json.loads(snap)) if snap else None,
-            )
-            for eid, t, cam, plate, conf, cand, raw, snap, d in rows
-        ]
+        hits = [hit_from_row(row, from_us(row[1])) for row in rows]
         return SearchPage(hits=tuple(hits[: query.limit]), has_more=len(hits) > query.limit, candidates=candidates)

@@ -68,6 +68,40 @@ class PlateReadRecord:
     def snapshot_json(self) -> str | None:
         return self.snapshot.model_dump_json() if self.snapshot is not None else None
 
+    def row(self) -> tuple[Any, ...]:
+        """The values of :data:`RECORD_COLUMNS`, in order (each store converts the types its driver cannot bind)."""
+        return (
+            self.event_id,
+            self.observed_at,
+            self.camera_id,
+            self.plate,
+            self.raw_text,
+            self.country,
+            self.plate_format,
+            self.confidence,
+            self.is_candidate,
+            self.candidates_json(),
+            self.boxes_json(),
+            self.snapshot_json(),
+        )
+
+
+RECORD_COLUMNS = (
+    "event_id",
+    "observed_at",
+    "camera_id",
+    "plate",
+    "raw_text",
+    "country",
+    "plate_format",
+    "confidence",
+    "is_candidate",
+    "candidates",
+    "boxes",
+    "snapshot",
+)
+"""The stored columns of a read, in the order of :meth:`PlateReadRecord.row` (SQLite names ``observed_at`` ``t``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
@@ -99,6 +133,36 @@ class SearchHit:
             "distance": self.distance,
             "snapshot_url": self.snapshot_url,
         }
+
+
+def hit_from_row(row: Sequence[Any], observed_at: datetime) -> SearchHit:
+    """A hit from a search row ``(event_id, time, camera, plate, confidence, is_candidate, raw_text, snapshot,
+    distance)``; the store converts its own time column, and the snapshot may come as JSON text or as a dict."""
+    event_id, _, camera_id, plate, confidence, is_candidate, raw_text, snapshot, distance = row
+    if isinstance(snapshot, str):
+        snapshot = json.loads(snapshot)
+    return SearchHit(
+        event_id=event_id if isinstance(event_id, UUID) else UUID(event_id),
+        observed_at=observed_at,
+        camera_id=camera_id,
+        plate=plate,
+        confidence=float(confidence),
+        is_candidate=bool(is_candidate),
+        raw_text=raw_text,
+        distance=round(float(distance), 6),
+        snapshot=SnapshotRef.model_validate(snapshot) if snapshot else None,
+    )
+
+
+def capped(plates: list[str], query: ValidQuery) -> list[str]:
+    """The candidate plates of a wildcard or fuzzy query; QueryTooBroad past the query's cap (the stores ask
+    for one more than the cap, so a full answer means "too many")."""
+    if len(plates) > query.max_candidates:
+        raise QueryTooBroad(
+            f"{query.mode.value} query {query.plate!r} matches more than {query.max_candidates} distinct plates "
+            "in that time range; give more characters, a shorter range or cameras"
+        )
+    return plates
 
 
 @dataclass(frozen=True, slots=True)
