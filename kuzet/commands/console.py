@@ -10,6 +10,8 @@ from __future__ import annotations
 import secrets
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,6 +65,16 @@ def load_settings(path: Path | None, **overrides: Any) -> ConsoleSettings:
 
 def _store(config: Path | None) -> WorkflowStore:
     return open_workflow_store(load_settings(config).database)
+
+
+@contextmanager
+def _refused(*errors: type[Exception], say: str | None = None) -> Iterator[None]:
+    """The store's refusal as ``error: ...`` (``say`` or the error's own words) and exit status 2, no traceback."""
+    try:
+        yield
+    except errors as exc:
+        typer.echo(f"error: {say or exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _read_password(from_stdin: bool, generate: bool) -> tuple[str, bool]:
@@ -144,11 +156,8 @@ def users_add(
 ) -> None:
     """Create a user (argon2id password hash)."""
     password, generated = _read_password(password_stdin, generate)
-    try:
+    with _refused(UserError):
         user = _store(config).add_user(username, role, password, display_name)
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"created {user.username} ({user.role.value})")
     _show_generated(password, generated)
 
@@ -162,11 +171,8 @@ def users_passwd(
 ) -> None:
     """Set a user's password (ends the user's sessions)."""
     password, generated = _read_password(password_stdin, generate)
-    try:
+    with _refused(UserError, NotFoundError):
         _store(config).set_password(username, password)
-    except (UserError, NotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"password changed for {username}")
     _show_generated(password, generated)
 
@@ -184,11 +190,8 @@ def users_enable(username: str, config: ConfigOpt = None) -> None:
 
 
 def _set_disabled(username: str, config: Path | None, *, disabled: bool) -> None:
-    try:
+    with _refused(NotFoundError, say=f"no user {username}"):
         _store(config).set_disabled(username, disabled)
-    except NotFoundError:
-        typer.echo(f"error: no user {username}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"{'disabled' if disabled else 'enabled'} {username}")
 
 
@@ -207,11 +210,8 @@ def tokens_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create a bearer token acting as USERNAME (with that user's role); printed once, expires after --days."""
-    try:
+    with _refused(NotFoundError, say=f"no active user {username}"):
         token = _store(config).create_api_token(username, label, days)
-    except NotFoundError:
-        typer.echo(f"error: no active user {username}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(token)
 
 
@@ -238,11 +238,8 @@ def tokens_revoke(
     if (token_id is None) == (username is None):
         typer.echo("error: give a token id or --user, not both", err=True)
         raise typer.Exit(2)
-    try:
+    with _refused(UserError):
         n = _store(config).revoke_api_tokens(token_id=token_id, username=username)
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     if n == 0:
         typer.echo("error: no such token", err=True)
         raise typer.Exit(1)

@@ -421,32 +421,33 @@ def _watch_change(
         stores.close()
 
 
-@watch_app.command("expire")
-def watch_expire(
-    entry_id: Annotated[UUID, typer.Argument(help="entry id")],
-    reason: ChangeReasonOpt,
-    token: TokenOpt = None,
-    console_db: ConsoleDbOpt = None,
-    db: DbOpt = None,
-) -> None:
-    """Expire an entry now (it stops matching at once; kept for the record)."""
-    if not _watch_change("expire", entry_id, reason, token, console_db, db):
-        raise _fail(f"no active entry {entry_id}", 1)
-    typer.echo(f"expired {entry_id}")
+def _watch_change_command(action: str, done: str, missing: str, doc: str) -> None:
+    """Register ``kuzet plates watch ACTION``: expire and remove differ only in the store call and their words."""
+
+    def command(
+        entry_id: Annotated[UUID, typer.Argument(help="entry id")],
+        reason: ChangeReasonOpt,
+        token: TokenOpt = None,
+        console_db: ConsoleDbOpt = None,
+        db: DbOpt = None,
+    ) -> None:
+        if not _watch_change(action, entry_id, reason, token, console_db, db):
+            raise _fail(missing.format(entry_id), 1)
+        typer.echo(f"{done} {entry_id}")
+
+    command.__doc__ = doc
+    watch_app.command(action)(command)
 
 
-@watch_app.command("remove")
-def watch_remove(
-    entry_id: Annotated[UUID, typer.Argument(help="entry id")],
-    reason: ChangeReasonOpt,
-    token: TokenOpt = None,
-    console_db: ConsoleDbOpt = None,
-    db: DbOpt = None,
-) -> None:
-    """Mark an entry removed (matchers drop it within their refresh interval, 5 s by default)."""
-    if not _watch_change("remove", entry_id, reason, token, console_db, db):
-        raise _fail(f"no entry {entry_id} (or already removed)", 1)
-    typer.echo(f"removed {entry_id}")
+_watch_change_command(
+    "expire", "expired", "no active entry {}", "Expire an entry now (it stops matching at once; kept for the record)."
+)
+_watch_change_command(
+    "remove",
+    "removed",
+    "no entry {} (or already removed)",
+    "Mark an entry removed (matchers drop it within their refresh interval, 5 s by default).",
+)
 
 
 # ------------------------------------------------------------------ audit
