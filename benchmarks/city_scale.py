@@ -38,8 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from benchmarks.scaleout_config import write_worker_config
 from event_bus import topics
 from event_bus.kafka_group import MemberInfo, follow_topic, minimum_moves
 from worker.registry import CameraRegistry, validate_camera
@@ -128,21 +127,7 @@ def _camera(i: int) -> Any:
 
 def _start_worker(args: argparse.Namespace, bootstrap: str, tmp: Path, wid: str, capacity: int) -> Proc:
     d = tmp / wid
-    d.mkdir(parents=True, exist_ok=True)
-    cfg = {
-        "worker": {"id": wid, "data_dir": str(d)},
-        "ingest": {"simulation": True},
-        "models": [PERSON],
-        "bus": {
-            "kind": "kafka",
-            "kafka": {"bootstrap_servers": bootstrap},
-            "spool_path": str(d / "spool.sqlite3"),
-            "local_path": str(d / "bus.sqlite3"),
-        },
-        "storage": {"kind": "local", "local_dir": str(d / "snapshots")},
-        "log_level": "warning",
-    }
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    write_worker_config(d, wid, bootstrap, [PERSON], delivery_timeout_s=None, ingest={"simulation": True})
     cmd = [sys.executable, "-m", "kuzet.commands.scaleout", "--config", str(d / "config.yaml"), "--group", args.group]
     cmd += ["--capacity", str(capacity), "--metrics-port", "0", "--journal", str(d / "journal.jsonl")]
     cmd += ["--status-interval", str(args.status_interval), "--session-timeout-ms", str(args.session_timeout_ms)]

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from benchmarks.scaleout_config import PERSON_MODEL, write_worker_config
 from event_bus import topics
 from event_bus.kafka_group import follow_topic
 from worker.registry import CameraRegistry, validate_camera
@@ -45,15 +45,6 @@ N_CAMERAS = 96
 N_ADDED = 24
 CAPACITY = 16
 SESSION_MS = 6000  # the broker's group.min.session.timeout.ms
-
-
-PERSON_MODEL = {
-    "name": "person",
-    "manifest_id": "ssdlite-person",
-    "input_size": 300,
-    "labels": {"person": "person"},
-    "threads": 1,
-}
 
 
 @dataclass
@@ -147,21 +138,7 @@ class Cluster:
 
     def start_worker(self, worker_id: str) -> None:
         d = self.tmp / worker_id
-        d.mkdir(parents=True, exist_ok=True)
-        cfg = {
-            "worker": {"id": worker_id, "data_dir": str(d)},
-            "ingest": {"simulation": True},
-            "models": [PERSON_MODEL],
-            "bus": {
-                "kind": "kafka",
-                "kafka": {"bootstrap_servers": self.bootstrap, "delivery_timeout_s": 10.0},
-                "spool_path": str(d / "spool.sqlite3"),
-                "local_path": str(d / "bus.sqlite3"),
-            },
-            "storage": {"kind": "local", "local_dir": str(d / "snapshots")},
-            "log_level": "warning",
-        }
-        (d / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        write_worker_config(d, worker_id, self.bootstrap, [PERSON_MODEL], ingest={"simulation": True})
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         args = ["--config", str(d / "config.yaml"), "--group", GROUP, "--capacity", str(CAPACITY)]
         args += ["--metrics-port", "0", "--journal", str(d / "journal.jsonl"), "--status-interval", "1"]

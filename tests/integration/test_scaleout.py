@@ -31,6 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
+from benchmarks.scaleout_config import PERSON_MODEL, write_worker_config
+
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,34 +108,14 @@ class Cluster:
     workers: dict[str, WorkerProc] = field(default_factory=dict)
 
     def config(self, worker_id: str) -> Path:
-        d = self.tmp / worker_id
-        d.mkdir(parents=True, exist_ok=True)
-        cfg = {
-            "worker": {"id": worker_id, "data_dir": str(d)},
-            "models": [
-                {
-                    "name": "person",
-                    "manifest_id": "ssdlite-person",
-                    "input_size": 300,
-                    "score_threshold": 0.3,
-                    "labels": {"person": "person"},
-                    "threads": 1,
-                }
-            ],
-            "bus": {
-                "kind": "kafka",
-                "kafka": {"bootstrap_servers": self.bootstrap, "delivery_timeout_s": 10.0},
-                "spool_path": str(d / "spool.sqlite3"),
-                "local_path": str(d / "bus.sqlite3"),
-            },
-            "storage": {"kind": "local", "local_dir": str(d / "snapshots")},
-            "batch": {"max_batch": 8, "max_wait_ms": 50},
-            "ingest": {"open_timeout_s": 5.0, "stall_timeout_s": 5.0, "backoff_initial_s": 0.5, "backoff_max_s": 3.0},
-            "log_level": "warning",
-        }
-        path = d / "config.yaml"
-        path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-        return path
+        return write_worker_config(
+            self.tmp / worker_id,
+            worker_id,
+            self.bootstrap,
+            [{**PERSON_MODEL, "score_threshold": 0.3}],
+            batch={"max_batch": 8, "max_wait_ms": 50},
+            ingest={"open_timeout_s": 5.0, "stall_timeout_s": 5.0, "backoff_initial_s": 0.5, "backoff_max_s": 3.0},
+        )
 
     def start_worker(self, worker_id: str, capacity: int = 64) -> WorkerProc:
         cfg = self.config(worker_id)
