@@ -216,17 +216,22 @@ def _stop_event() -> threading.Event:
     return stop
 
 
+BusOpt = Annotated[str, typer.Option(help="local (one box) or kafka")]
+BootstrapOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS", show_envvar=False, help="Kafka bootstrap, host:port[,...]"
+    ),
+]
+LocalPathOpt = Annotated[str, typer.Option(help="local bus file")]
+
+
 @app.command("index")
 def index_cmd(
     db: DbOpt = None,
-    bus: Annotated[str, typer.Option(help="local (one box) or kafka")] = "local",
-    bootstrap: Annotated[
-        str,
-        typer.Option(
-            envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS", show_envvar=False, help="Kafka bootstrap, host:port[,...]"
-        ),
-    ] = "127.0.0.1:9092",
-    local_path: Annotated[str, typer.Option(help="local bus file")] = "var/bus.sqlite3",
+    bus: BusOpt = "local",
+    bootstrap: BootstrapOpt = "127.0.0.1:9092",
+    local_path: LocalPathOpt = "var/bus.sqlite3",
     batch_size: Annotated[int, typer.Option(min=1, max=50_000)] = 2000,
     metrics_port: Annotated[
         int, typer.Option(envvar="KUZET_METRICS_PORT", min=0, max=65535, help="/metrics /healthz /readyz; 0: off")
@@ -258,14 +263,9 @@ def index_cmd(
 @app.command("watch")
 def watch_cmd(
     db: DbOpt = None,
-    bus: Annotated[str, typer.Option(help="local (one box) or kafka")] = "local",
-    bootstrap: Annotated[
-        str,
-        typer.Option(
-            envvar="KUZET_BUS__KAFKA__BOOTSTRAP_SERVERS", show_envvar=False, help="Kafka bootstrap, host:port[,...]"
-        ),
-    ] = "127.0.0.1:9092",
-    local_path: Annotated[str, typer.Option(help="local bus file")] = "var/bus.sqlite3",
+    bus: BusOpt = "local",
+    bootstrap: BootstrapOpt = "127.0.0.1:9092",
+    local_path: LocalPathOpt = "var/bus.sqlite3",
 ) -> None:
     """Run the watchlist matcher on kuzet.plates.v1, publishing watchlist_hit incidents, until SIGTERM."""
     from event_bus import topics
