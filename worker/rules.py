@@ -84,6 +84,19 @@ class OpenIncident(Protocol):
     seq: int
 
 
+@dataclass
+class TimedIncident:
+    """An open incident of a rule that re-emits updates on a timer (crowding, traffic offences)."""
+
+    incident_id: UUID
+    started_at: datetime
+    type: IncidentType
+    severity: str
+    zone: str | None
+    seq: int = 0
+    last_emit_t: float = 0.0
+
+
 def next_change(
     inc: OpenIncident,
     state: IncidentState,

@@ -14,7 +14,6 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
-from uuid import UUID
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +24,7 @@ from core.labels import Label
 from event_bus.analytics_events import AnalyticsDetails, CrowdDetails, LineCountEntry, LineCrossingDetails
 from event_bus.events import IncidentState, IncidentType, new_event_id
 from worker.lines import PixelPolyline, SideTracker
-from worker.rules import IncidentChange, next_change
+from worker.rules import IncidentChange, TimedIncident, next_change
 from worker.zones import PixelZone
 
 Box = list[float]
@@ -172,15 +171,8 @@ def _instant(
 
 
 @dataclass
-class _Crowd:
-    incident_id: UUID
-    started_at: datetime
-    peak: int
-    severity: str
-    zone: str | None
-    seq: int = 0
-    last_emit_t: float = 0.0
-    type: IncidentType = IncidentType.CROWDING
+class _Crowd(TimedIncident):
+    peak: int = 0
 
 
 @dataclass
@@ -227,7 +219,7 @@ class CrowdingRule:
             since = self._above_since.get(rule.zone)
             if since is None or t - since < rule.for_s:
                 return []
-            crowd = _Crowd(new_event_id(), at, n, rule.severity, rule.zone, last_emit_t=t)
+            crowd = _Crowd(new_event_id(), at, IncidentType.CROWDING, rule.severity, rule.zone, last_emit_t=t, peak=n)
             self._open[rule.zone] = crowd
             return [self._change(rule, crowd, IncidentState.START, at, n, inside)]
         crowd.peak = max(crowd.peak, n)

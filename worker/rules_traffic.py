@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +27,7 @@ from core.analytics_config import AnalyticsConfig, Lane, NoStoppingZone, SpeedSe
 from event_bus.analytics_events import AnalyticsDetails, TrafficDetails
 from event_bus.events import IncidentState, IncidentType, new_event_id
 from worker.lines import PixelPolyline, SideTracker
-from worker.rules import IncidentChange, next_change
+from worker.rules import IncidentChange, TimedIncident, next_change
 from worker.rules_lines import _instant
 from worker.zones import PixelZone
 
@@ -48,22 +47,11 @@ class VehicleTracks:
 
 
 @dataclass
-class _Open:
-    incident_id: UUID
-    started_at: datetime
-    type: IncidentType
-    severity: str
-    zone: str | None
-    seq: int = 0
-    last_emit_t: float = 0.0
-
-
-@dataclass
 class _Stop:
     ref: tuple[float, float]
     still_since: float
     last_t: float
-    incident: _Open | None = None
+    incident: TimedIncident | None = None
 
 
 @dataclass
@@ -71,7 +59,7 @@ class _Against:
     prev: tuple[float, float]
     frames: int
     last_t: float
-    incident: _Open | None = None
+    incident: TimedIncident | None = None
 
 
 def _plate_details(plate_of: PlateLookup, track: int, **fields: Any) -> TrafficDetails:
@@ -145,7 +133,7 @@ class TrafficRules:
             box = [round(float(v), 1) for v in tracks.boxes[i]]
             if stop.incident is None and standing > rule.stopped_s:
                 kind = IncidentType.STOPPED_VEHICLE
-                stop.incident = _Open(new_event_id(), at, kind, rule.severity, rule.zone, last_emit_t=t)
+                stop.incident = TimedIncident(new_event_id(), at, kind, rule.severity, rule.zone, last_emit_t=t)
                 out.append(self._stop_change(rule, stop, IncidentState.START, at, track, box, standing, plate_of))
             elif stop.incident is not None and t - stop.incident.last_emit_t >= self.update_every_s:
                 stop.incident.last_emit_t = t
@@ -201,7 +189,7 @@ class TrafficRules:
             state.frames = state.frames + 1 if float(step @ direction) < 0 else 0
             if state.incident is None and state.frames >= lane.min_frames:
                 kind = IncidentType.WRONG_WAY
-                state.incident = _Open(new_event_id(), at, kind, lane.severity, lane.zone, last_emit_t=t)
+                state.incident = TimedIncident(new_event_id(), at, kind, lane.severity, lane.zone, last_emit_t=t)
                 box = [round(float(v), 1) for v in tracks.boxes[i]]
                 details = _plate_details(plate_of, track, lane=lane.name, frames_against=state.frames)
                 out.append(_change(state.incident, IncidentState.START, at, track, box, details))
@@ -275,7 +263,7 @@ def _contains(zone: PixelZone, points: npt.NDArray[np.float64]) -> npt.NDArray[n
 
 
 def _change(
-    inc: _Open, state: IncidentState, at: datetime, track: int, box: Box, details: TrafficDetails
+    inc: TimedIncident, state: IncidentState, at: datetime, track: int, box: Box, details: TrafficDetails
 ) -> IncidentChange:
     conf = details.plate_confidence if details.plate_confidence is not None else 0.5
     boxes = [box] if len(box) == 4 and any(box) else []
