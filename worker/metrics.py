@@ -193,6 +193,54 @@ class _AssignmentStats(Protocol):
     def pending(self) -> list[str]: ...
 
 
+# (kind, name, help, stats field) of the unlabelled families read from one stats object
+_ScalarFamily = tuple[type[GaugeMetricFamily] | type[CounterMetricFamily], str, str, str]
+_SPOOL_FAMILIES: tuple[_ScalarFamily, ...] = (
+    (GaugeMetricFamily, "kuzet_spool_depth", "Records in the durable outbox waiting for the broker", "depth"),
+    (GaugeMetricFamily, "kuzet_spool_bytes", "Bytes in the durable outbox (events and snapshots)", "bytes"),
+    (CounterMetricFamily, "kuzet_spool_appended", "Records written to the outbox", "appended"),
+    (CounterMetricFamily, "kuzet_spool_rejected_full", "Appends refused because the outbox was full", "rejected_full"),
+    (
+        GaugeMetricFamily,
+        "kuzet_spool_parked",
+        "Records set aside because the broker refuses them for good (see the spool)",
+        "parked",
+    ),
+    (
+        GaugeMetricFamily,
+        "kuzet_spool_quarantined",
+        "1 when the outbox file was found damaged at start and moved aside",
+        "quarantined",
+    ),
+    (GaugeMetricFamily, "kuzet_spool_salvaged", "Records carried over from a damaged outbox file", "salvaged"),
+)
+_RELAY_FAMILIES: tuple[_ScalarFamily, ...] = (
+    (CounterMetricFamily, "kuzet_relay_delivered", "Records the broker acknowledged", "delivered"),
+    (CounterMetricFamily, "kuzet_relay_publish_failures", "Publish attempts that failed", "publish_failures"),
+    (
+        CounterMetricFamily,
+        "kuzet_relay_snapshot_upload_failures",
+        "Snapshot uploads that failed",
+        "before_publish_failures",
+    ),
+    (
+        GaugeMetricFamily,
+        "kuzet_relay_consecutive_failures",
+        "Failed relay attempts in a row (0 when the bus is healthy)",
+        "consecutive_failures",
+    ),
+    (CounterMetricFamily, "kuzet_relay_parked", "Records this process parked (unpublishable)", "parked"),
+)
+
+
+def _scalar_families(stats: Any, families: Sequence[_ScalarFamily]) -> Iterator[Metric]:
+    """One unlabelled family per entry, its value the stats field (0 where the stats object lacks it)."""
+    for kind, name, help_text, field in families:
+        family = kind(name, help_text)
+        family.add_metric([], _get(stats, field))
+        yield family
+
+
 def _get(obj: Any, name: str, default: float = 0.0) -> float:
     value = getattr(obj, name, default)
     return float(value) if value is not None else default
@@ -343,41 +391,9 @@ class WorkerCollector(Collector):
 
     def _outbox(self) -> Iterable[Metric]:
         if self.spool_stats is not None:
-            s = self.spool_stats()
-            depth = GaugeMetricFamily("kuzet_spool_depth", "Records in the durable outbox waiting for the broker")
-            depth.add_metric([], _get(s, "depth"))
-            size = GaugeMetricFamily("kuzet_spool_bytes", "Bytes in the durable outbox (events and snapshots)")
-            size.add_metric([], _get(s, "bytes"))
-            appended = CounterMetricFamily("kuzet_spool_appended", "Records written to the outbox")
-            appended.add_metric([], _get(s, "appended"))
-            rejected = CounterMetricFamily("kuzet_spool_rejected_full", "Appends refused because the outbox was full")
-            rejected.add_metric([], _get(s, "rejected_full"))
-            parked = GaugeMetricFamily(
-                "kuzet_spool_parked", "Records set aside because the broker refuses them for good (see the spool)"
-            )
-            parked.add_metric([], _get(s, "parked"))
-            quarantined = GaugeMetricFamily(
-                "kuzet_spool_quarantined", "1 when the outbox file was found damaged at start and moved aside"
-            )
-            quarantined.add_metric([], _get(s, "quarantined"))
-            salvaged = GaugeMetricFamily("kuzet_spool_salvaged", "Records carried over from a damaged outbox file")
-            salvaged.add_metric([], _get(s, "salvaged"))
-            yield from (depth, size, appended, rejected, parked, quarantined, salvaged)
+            yield from _scalar_families(self.spool_stats(), _SPOOL_FAMILIES)
         if self.relay_stats is not None:
-            r = self.relay_stats()
-            delivered = CounterMetricFamily("kuzet_relay_delivered", "Records the broker acknowledged")
-            delivered.add_metric([], _get(r, "delivered"))
-            failures = CounterMetricFamily("kuzet_relay_publish_failures", "Publish attempts that failed")
-            failures.add_metric([], _get(r, "publish_failures"))
-            upload = CounterMetricFamily("kuzet_relay_snapshot_upload_failures", "Snapshot uploads that failed")
-            upload.add_metric([], _get(r, "before_publish_failures"))
-            streak = GaugeMetricFamily(
-                "kuzet_relay_consecutive_failures", "Failed relay attempts in a row (0 when the bus is healthy)"
-            )
-            streak.add_metric([], _get(r, "consecutive_failures"))
-            parked_now = CounterMetricFamily("kuzet_relay_parked", "Records this process parked (unpublishable)")
-            parked_now.add_metric([], _get(r, "parked"))
-            yield from (delivered, failures, upload, streak, parked_now)
+            yield from _scalar_families(self.relay_stats(), _RELAY_FAMILIES)
         if self.outbox is not None:
             zero = dict.fromkeys((topics.INCIDENTS, topics.PLATES, topics.CAMERA_STATUS), 0)
             refused = CounterMetricFamily(
