@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -29,6 +28,7 @@ from core.camera_policy import CameraPolicy
 from core.labels import Label
 from core.sim_url import SCHEME as SIM_SCHEME
 from core.sim_url import is_sim_url, parse_sim_url
+from core.yaml_file import read_yaml
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 SIMULATION_REFUSED = "sim:// cameras are simulated and refused unless ingest.simulation is true"
@@ -469,12 +469,7 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     """The YAML mapping of a config file (empty without a file); unreadable or non-mapping YAML is a ConfigError."""
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"config file {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        loaded = read_yaml(path, "config file", ConfigError)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

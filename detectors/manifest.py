@@ -11,9 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.yaml_file import read_yaml
 from detectors.errors import ManifestError
 
 DEFAULT_MANIFEST = Path(__file__).with_name("manifest.yaml")
@@ -113,12 +113,7 @@ def load_manifest(path: Path | None = None) -> Manifest:
 
 @lru_cache(maxsize=8)
 def _load_manifest(path: Path) -> Manifest:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ManifestError(f"model manifest {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"model manifest {path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "model manifest", ManifestError)
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:

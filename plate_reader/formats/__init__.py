@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.yaml_file import read_yaml
 from plate_reader.normalize import ALPHABET
 
 DEFAULT_FORMATS = Path(__file__).with_name("plates.yaml")
@@ -289,12 +289,7 @@ class FormatBook:
 
 @lru_cache(maxsize=8)
 def _load(path: Path) -> FormatBook:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"plate formats {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"plate formats {path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "plate formats", ValueError)
     try:
         return FormatBook(FormatFile.model_validate(data))
     except ValidationError as exc:
