@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,35 +192,29 @@ class StoragePlateService:
             self.stores.watchlist.add(entry)
             return True
 
-        self._audited(user, role, "watchlist_add", entry.to_json(), now, reason, add)
+        with _audit_written():
+            audited_change(self.stores.audit, user, role, "watchlist_add", entry.to_json(), now, reason, add)
         return self._entry(entry, now)
 
     def watch_expire(self, *, user: str, role: str, entry_id: str, reason: str) -> None:
-        uid = self._uuid(entry_id)
-        now = datetime.now(UTC)
-        if not self._audited(
-            user,
-            role,
-            "watchlist_expire",
-            {"id": str(uid)},
-            now,
-            reason,
-            lambda: self.stores.watchlist.expire(uid, now),
-        ):
-            raise WatchEntryNotFound(entry_id)
+        self._change_entry(user, role, entry_id, reason, "expire")
 
     def watch_remove(self, *, user: str, role: str, entry_id: str, reason: str) -> None:
+        self._change_entry(user, role, entry_id, reason, "remove")
+
+    def _change_entry(self, user: str, role: str, entry_id: str, reason: str, action: str) -> None:
+        """Expire or remove one entry, audited (fail closed); WatchEntryNotFound when no entry changed."""
         uid = self._uuid(entry_id)
         now = datetime.now(UTC)
-        if not self._audited(
-            user,
-            role,
-            "watchlist_remove",
-            {"id": str(uid)},
-            now,
-            reason,
-            lambda: self.stores.watchlist.remove(uid, now, user),
-        ):
+        watchlist = self.stores.watchlist
+
+        def change() -> bool:
+            return watchlist.expire(uid, now) if action == "expire" else watchlist.remove(uid, now, user)
+
+        with _audit_written():
+            details = {"id": str(uid)}
+            changed = audited_change(self.stores.audit, user, role, f"watchlist_{action}", details, now, reason, change)
+        if not changed:
             raise WatchEntryNotFound(entry_id)
 
     @staticmethod
@@ -229,24 +224,19 @@ class StoragePlateService:
         except ValueError:
             raise WatchEntryNotFound(entry_id) from None
 
-    def _audited(
-        self,
-        user: str,
-        role: str,
-        action: str,
-        details: dict[str, Any],
-        now: datetime,
-        reason: str,
-        change: Callable[[], bool],
-    ) -> bool:
-        try:
-            return audited_change(self.stores.audit, user, role, action, details, now, reason, change)
-        except AuditUnavailable:
-            raise PlateUnavailable("the audit log cannot be written; the change was not made") from None
-        except PermissionError as exc:
-            raise PlateAccessError(str(exc)) from None
-        except WatchlistError as exc:
-            raise PlateQueryError(str(exc)) from None
+
+@contextmanager
+def _audit_written() -> Iterator[None]:
+    """A watchlist change as the console reports it: refused (403), invalid (400), or not made because its
+    audit record cannot be written (503)."""
+    try:
+        yield
+    except AuditUnavailable:
+        raise PlateUnavailable("the audit log cannot be written; the change was not made") from None
+    except PermissionError as exc:
+        raise PlateAccessError(str(exc)) from None
+    except WatchlistError as exc:
+        raise PlateQueryError(str(exc)) from None
 
 
 def open_plate_service(settings: Any) -> PlateService | None:

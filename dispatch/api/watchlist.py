@@ -64,28 +64,30 @@ ChangeReason = Annotated[
 ]
 
 
-@router.post("/watchlist/{entry_id}/expire", tags=["watchlist"])
-def watch_expire(
-    entry_id: str, reason: ChangeReason, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
-) -> dict[str, bool]:
-    """Expire an entry now (kept for the record); audited after the change, with its outcome."""
-    svc = plate_service(request)
-    svc.watch_expire(
-        user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id), reason=reason
-    )
-    return {"ok": True}
+def _entry_change_route(action: str, method: str, path: str, doc: str) -> None:
+    """Register the route that expires or removes an entry: the two differ only in method, path and store call."""
+
+    def change(
+        entry_id: str, reason: ChangeReason, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
+    ) -> dict[str, bool]:
+        svc = plate_service(request)
+        apply = svc.watch_expire if action == "expire" else svc.watch_remove
+        apply(user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id), reason=reason)
+        return {"ok": True}
+
+    change.__doc__ = doc
+    router.add_api_route(path, change, methods=[method], tags=["watchlist"], name=f"watch_{action}")
 
 
-@router.delete("/watchlist/{entry_id}", tags=["watchlist"])
-def watch_remove(
-    entry_id: str, reason: ChangeReason, request: Request, session: Annotated[Session, Depends(INVESTIGATE_API)]
-) -> dict[str, bool]:
-    """Remove an entry; audited after the change, with its outcome."""
-    svc = plate_service(request)
-    svc.watch_remove(
-        user=session.user.username, role=session.user.role.value, entry_id=_entry_id(entry_id), reason=reason
-    )
-    return {"ok": True}
+_entry_change_route(
+    "expire",
+    "POST",
+    "/watchlist/{entry_id}/expire",
+    "Expire an entry now (kept for the record); audited after the change, with its outcome.",
+)
+_entry_change_route(
+    "remove", "DELETE", "/watchlist/{entry_id}", "Remove an entry; audited after the change, with its outcome."
+)
 
 
 def _entry_id(entry_id: str) -> str:

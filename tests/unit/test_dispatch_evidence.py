@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import av
-import httpx
 import numpy as np
 import pytest
 
 from core.clip import ClipRef, ClipStatus
 from dispatch.app import create_app
 from dispatch.settings import ConsoleSettings
-from dispatch.testing import FAST_HASHER, PASSWORDS, add_standard_users, make_incident, serve_in_thread
+from dispatch.testing import FAST_HASHER, add_standard_users, make_incident, serve_in_thread
 from event_bus import topics
 from event_bus.interfaces import OutRecord
 from event_bus.local_bus import LocalBusPublisher
@@ -37,6 +36,7 @@ from storage.evidence_verify import verify_bundle
 from storage.local_store import LocalSnapshotStore
 from storage.manifests import evidence_upload_hook
 from storage.workflow import open_workflow_store
+from tests.unit.console_login import login
 
 MASK = [(0.0, 0.0), (0.5, 0.0), (0.5, 0.5), (0.0, 0.5)]  # top-left quarter
 
@@ -94,14 +94,6 @@ def console(tmp_path: Path, vtest_h264: Path) -> Iterator[dict[str, Any]]:
     served.stop()
     pub.close()
     store.close()
-
-
-def login(url: str, role: str) -> httpx.Client:
-    c = httpx.Client(base_url=url, timeout=60)
-    r = c.post("/api/session", json={"username": role, "password": PASSWORDS.get(role, PASSWORDS["dispatcher"])})
-    r.raise_for_status()
-    c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-    return c
 
 
 def first_frame(data: bytes, tmp: Path) -> np.ndarray:

@@ -17,10 +17,11 @@ from pydantic import AnyHttpUrl
 
 from dispatch.app import create_app
 from dispatch.settings import ConsoleSettings
-from dispatch.testing import FAST_HASHER, PASSWORDS, add_standard_users, serve_in_thread
+from dispatch.testing import FAST_HASHER, add_standard_users, serve_in_thread
 from storage.audit import SqliteAuditLog, verify
 from storage.camera_health import CameraHealth
 from storage.workflow import open_workflow_store
+from tests.unit.console_login import login
 from worker.live import LiveServer
 
 BODY = b"\x00\x00\x00\x18ftypisom-live-bytes"
@@ -67,14 +68,6 @@ def console(tmp_path: Path) -> Iterator[dict[str, Any]]:
     served.stop()
     worker.httpd.shutdown()
     store.close()
-
-
-def login(url: str, role: str) -> httpx.Client:
-    c = httpx.Client(base_url=url, timeout=30)
-    r = c.post("/api/session", json={"username": role, "password": PASSWORDS.get(role, PASSWORDS["dispatcher"])})
-    r.raise_for_status()
-    c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
-    return c
 
 
 def test_live_view_is_audited_masked_for_dispatchers_and_proxied_from_the_configured_worker(
