@@ -101,22 +101,37 @@ def make_console(tmp_path: Path, **settings_kw: Any) -> Console:
     return Console(serve_in_thread(app), store, settings, snapshots, app)
 
 
-@pytest.fixture
-def kafka_console(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Console]:
-    """A console consuming the real broker in a consumer group of its own."""
+@contextlib.contextmanager
+def running_kafka_console(
+    kafka_bootstrap: str, tmp_path: Path, group: str = "kuzet-console-test", **settings_kw: Any
+) -> Iterator[Console]:
+    """A console consuming the real broker in a consumer group of its own, handed out once it owns its partitions.
+
+    By default the new group reads from the oldest record, so nothing produced after the start is missed.
+    """
     from event_bus.kafka_admin import ensure_topics
 
     ensure_topics(kafka_bootstrap)
+    settings_kw.setdefault("from_beginning", True)
     console = make_console(
         tmp_path,
         bus={"kind": "kafka", "kafka": {"bootstrap_servers": kafka_bootstrap}},
-        consumer_group=f"kuzet-console-test-{uuid.uuid4().hex[:8]}",
-        from_beginning=True,  # a new group reads from the oldest record: nothing produced after start is missed
+        consumer_group=f"{group}-{uuid.uuid4().hex[:8]}",
+        **settings_kw,
     )
-    _wait_for_assignment(console)
-    yield console
-    console.served.stop()
-    console.store.close()
+    try:
+        _wait_for_assignment(console)
+        yield console
+    finally:
+        console.served.stop()
+        console.store.close()
+
+
+@pytest.fixture
+def kafka_console(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Console]:
+    """A console consuming the real broker in a consumer group of its own."""
+    with running_kafka_console(kafka_bootstrap, tmp_path) as console:
+        yield console
 
 
 def _wait_for_assignment(console: Console, timeout_s: float = 30.0) -> None:

@@ -27,7 +27,7 @@ from dispatch.testing import make_incident, record_of
 from event_bus import topics
 from event_bus.events import CameraStatus
 from event_bus.kafka_publisher import KafkaPublisher
-from tests.browser.conftest import Console, _wait_for_assignment, make_console, shot
+from tests.browser.conftest import Console, running_kafka_console, shot
 from tests.shared_broker import delete_records
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -54,21 +54,15 @@ def fleet() -> Fleet:
 @pytest.fixture
 def board_console(kafka_bootstrap: str, tmp_path: Path, fleet: Fleet) -> Iterator[Console]:
     """A console on the real broker whose zones are the fleet's; it reads statuses produced from now on."""
-    from event_bus.kafka_admin import ensure_topics
-
-    ensure_topics(kafka_bootstrap)
-    console = make_console(
+    with running_kafka_console(
+        kafka_bootstrap,
         tmp_path,
-        bus={"kind": "kafka", "kafka": {"bootstrap_servers": kafka_bootstrap}},
-        consumer_group=f"kuzet-console-board-{uuid.uuid4().hex[:8]}",
+        "kuzet-console-board",
         from_beginning=False,  # not the statuses of earlier tests on this broker; ours come after assignment
         camera_groups=fleet.groups,
         camera_stale_after_s=STALE_AFTER_S,
-    )
-    _wait_for_assignment(console)
-    yield console
-    console.served.stop()
-    console.store.close()
+    ) as console:
+        yield console
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 
 from core.config import CameraConfig
 from event_bus.events import Incident, IncidentState
-from tests.browser.conftest import Console, _wait_for_assignment, make_console
+from tests.browser.conftest import Console, running_kafka_console
 from tests.browser.test_console_browser import card, card_status, open_feed, wait_status
 from tests.integration.worker_support import ROAD, worker_config
 from worker.runtime import Worker
@@ -31,20 +30,8 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 @pytest.fixture
 def unfolded_console(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Console]:
     """The Kafka console of conftest.kafka_console, with one feed card per alert (no folding)."""
-    from event_bus.kafka_admin import ensure_topics
-
-    ensure_topics(kafka_bootstrap)
-    console = make_console(
-        tmp_path,
-        bus={"kind": "kafka", "kafka": {"bootstrap_servers": kafka_bootstrap}},
-        consumer_group=f"kuzet-console-test-{uuid.uuid4().hex[:8]}",
-        from_beginning=True,
-        feed_group_window_s=0.0,
-    )
-    _wait_for_assignment(console)
-    yield console
-    console.served.stop()
-    console.store.close()
+    with running_kafka_console(kafka_bootstrap, tmp_path, feed_group_window_s=0.0) as console:
+        yield console
 
 
 def test_worker_incident_appears_within_2s_and_workflow_is_shared(
