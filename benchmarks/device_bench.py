@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.replay_cameras import replay_cameras
 from core.config import CameraConfig, KuzetConfig, Zone
 from detectors.registry import load_detector
 
@@ -174,18 +175,7 @@ def worker(cache: Path, video: Path, cameras: int, seconds: float, tmp: Path) ->
     from worker.runtime import Worker
 
     zone = Zone(name="all", polygon=[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)])
-    cams = [
-        CameraConfig(
-            id=f"gpu-{i}",
-            url=str(video),
-            analysis_fps=30.0,
-            loop=True,
-            realtime=False,
-            detectors=list(MODELS),
-            zones=[zone],
-        )
-        for i in range(cameras)
-    ]
+    cams = replay_cameras("gpu", video, cameras, MODELS, zone)
     cfg = _cfg(
         cache, cams=cams, batch={"max_batch": 64, "max_wait_ms": 20},
         bus={"spool_path": tmp / "spool.sqlite3", "local_path": tmp / "bus.sqlite3"},

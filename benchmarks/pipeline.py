@@ -48,6 +48,7 @@ import numpy.typing as npt
 
 from benchmarks.busy_scene import render_busy_clip
 from benchmarks.ceiling import ceiling
+from benchmarks.replay_cameras import replay_cameras
 from benchmarks.user_loop import user_loop_fps
 from core.config import CameraConfig, KuzetConfig, Zone
 from detectors.registry import load_detector
@@ -205,18 +206,7 @@ def worker_fps(
     from worker.runtime import Worker
 
     run_dir = tmp / f"w{n_cameras}-{batch}-{'-'.join(models)}"
-    cams = [
-        CameraConfig(
-            id=f"bench-{i}",
-            url=str(clip),
-            analysis_fps=30.0,
-            loop=True,
-            realtime=False,
-            detectors=list(models),
-            zones=[ZONE],
-        )
-        for i in range(n_cameras)
-    ]
+    cams = replay_cameras("bench", clip, n_cameras, models, ZONE)
     reads: list[object] = []
     incidents: list[object] = []
     worker = Worker(_worker_cfg(run_dir, cams, batch), on_plate=reads.append, on_incident=incidents.append)
