@@ -28,6 +28,7 @@ earlier test stopped it and failed before starting it back.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,16 +49,27 @@ def _start_or_fail(what: str, start: Callable[[], T]) -> T:
         pytest.fail(f"could not start {what} for the tests: {type(exc).__name__}: {exc}", pytrace=False)
 
 
-# ---------------------------------------------------------------------- Kafka
-@pytest.fixture(scope="session")
-def _kafka_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from deploy.services.kafka import KafkaService
+def _session_fixture(name: str, factory: str, close: str = "stop") -> Any:
+    """The session-wide fixture ``_{name}_session``: one service (``module:Class``) under a temp dir of its own.
 
-    service = KafkaService(tmp_path_factory.mktemp("kafka"), die_with_parent=True)
-    try:
-        yield service
-    finally:
-        service.stop()
+    Created by the first test that needs it (the class is imported only then, so a run of unit tests loads no
+    launcher) and closed with ``close`` after the last; each test's own fixture starts it again if it is down.
+    """
+    module, cls = factory.split(":")
+
+    @pytest.fixture(scope="session", name=f"_{name}_session")
+    def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+        service = getattr(importlib.import_module(module), cls)(tmp_path_factory.mktemp(name), die_with_parent=True)
+        try:
+            yield service
+        finally:
+            getattr(service, close)()
+
+    return session
+
+
+# ---------------------------------------------------------------------- Kafka
+_kafka_session = _session_fixture("kafka", "deploy.services.kafka:KafkaService")
 
 
 @pytest.fixture
@@ -73,15 +85,7 @@ def kafka_bootstrap(kafka_broker: Any) -> str:
 
 
 # ------------------------------------------------------------------------- S3
-@pytest.fixture(scope="session")
-def _s3_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from deploy.services.seaweedfs import SeaweedS3Service
-
-    service = SeaweedS3Service(tmp_path_factory.mktemp("s3"), die_with_parent=True)
-    try:
-        yield service
-    finally:
-        service.stop()
+_s3_session = _session_fixture("s3", "deploy.services.seaweedfs:SeaweedS3Service")
 
 
 @pytest.fixture
@@ -91,15 +95,7 @@ def s3_service(_s3_session: Any) -> Any:
 
 
 # ----------------------------------------------------------------------- RTSP
-@pytest.fixture(scope="session")
-def _rtsp_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from deploy.services.rtsp_server import RtspServer
-
-    service = RtspServer(tmp_path_factory.mktemp("rtsp"), die_with_parent=True)
-    try:
-        yield service
-    finally:
-        service.stop()
+_rtsp_session = _session_fixture("rtsp", "deploy.services.rtsp_server:RtspServer")
 
 
 @pytest.fixture
@@ -117,15 +113,7 @@ def rtsp_server(_rtsp_session: Any) -> Iterator[Any]:
 
 
 # ----------------------------------------------------------------- PostgreSQL
-@pytest.fixture(scope="session")
-def _postgres_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from deploy.services.postgres import PostgresService
-
-    service = PostgresService(tmp_path_factory.mktemp("postgres"), die_with_parent=True)
-    try:
-        yield service
-    finally:
-        service.destroy()
+_postgres_session = _session_fixture("postgres", "deploy.services.postgres:PostgresService", close="destroy")
 
 
 @pytest.fixture
