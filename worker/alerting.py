@@ -30,7 +30,7 @@ from uuid import UUID
 from core.alerting import AlertPolicy, RuleAlerting
 from core.config import CameraConfig, RulesConfig
 from event_bus.events import IncidentState, IncidentType, new_event_id
-from worker.rules import Box, IncidentChange, next_change
+from worker.incident_change import Box, IncidentChange, next_change
 
 Review = Literal["alert", "detection"]
 _MAX_TRACKS = 256

@@ -25,7 +25,8 @@ from worker.alerting import AlertGate, Reviewed
 from worker.analytics import AnalyticsStats, CameraAnalytics
 from worker.events import CountDraft, IncidentDraft
 from worker.fire_flicker import FlickerMeter
-from worker.rules import FireRule, IncidentChange, PersonZoneRule
+from worker.incident_change import IncidentChange
+from worker.rules import FireRule, PersonZoneRule
 from worker.zones import PixelZone, scale_zones
 
 

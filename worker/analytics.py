@@ -23,7 +23,7 @@ from core.config import CameraConfig, RulesConfig
 from core.detections import Detections
 from event_bus.events import LineCount, new_event_id
 from plate_reader.reader import PlateReader
-from worker.rules import IncidentChange
+from worker.incident_change import IncidentChange
 from worker.rules_lines import CountKey, CrowdingRule, LineCrossingRule, PeriodCounts
 from worker.rules_traffic import TrafficRules, VehicleTracks
 from worker.zones import PixelZone

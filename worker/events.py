@@ -1,6 +1,6 @@
 """The one place a worker builds its events and their snapshot references.
 
-Rules produce :class:`worker.rules.IncidentChange`, the plate reader
+Rules produce :class:`worker.incident_change.IncidentChange`, the plate reader
 produces :class:`plate_reader.PlatePass`; both are domain results without
 ids, keys or hashes. The sink stage hands them here as drafts, and
 :class:`EventBuilder` renders the snapshot, asks the store for its
@@ -26,7 +26,7 @@ from event_bus.events import Incident, IncidentState, LineCount, PlateCandidate,
 from event_bus.topics import INCIDENTS, LINE_COUNTS, PLATES
 from ingest.masking import Polygon, mask_image
 from plate_reader.reader import PlatePass
-from worker.rules import IncidentChange
+from worker.incident_change import IncidentChange
 from worker.snapshot import render_plate_snapshot, render_snapshot
 
 SnapshotRefFn = Callable[[str, UUID, datetime, bytes], SnapshotRef]

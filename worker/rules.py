@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 from uuid import UUID
 
 import numpy as np
@@ -24,33 +23,13 @@ from core.boxes import iou
 from core.config import RulesConfig
 from core.detections import Detections
 from core.labels import Label
-from event_bus.analytics_events import AnalyticsDetails
 from event_bus.events import IncidentState, IncidentType, new_event_id
+from worker.incident_change import Box, IncidentChange, next_change
 from worker.zones import PixelZone
 
-Box = list[float]
 # How close (in box widths) a new track must appear to a vanished one to be taken as the same object.
 _CONTINUATION_DISTANCE = 1.0
 _ZONE_ENTRY_MIN_FRAMES = 2
-
-
-@dataclass(frozen=True)
-class IncidentChange:
-    """One start / update / end of one incident, before it becomes an event."""
-
-    incident_id: UUID
-    type: IncidentType
-    state: IncidentState
-    seq: int
-    severity: str
-    started_at: datetime
-    observed_at: datetime
-    ended_at: datetime | None
-    zone: str | None
-    track_id: int | None
-    boxes: list[Box]
-    confidence: float
-    analytics: AnalyticsDetails | None = None
 
 
 @dataclass
@@ -71,59 +50,6 @@ class _Open:
     def change(self, state: IncidentState, at: datetime) -> IncidentChange:
         boxes = [self.last_box] if self.last_box else []
         return next_change(self, state, at, self.track_id, boxes, round(float(self.confidence), 4))
-
-
-class OpenIncident(Protocol):
-    """What every rule keeps of an incident between its changes (the zone-episode and flood notices too)."""
-
-    incident_id: UUID
-    type: IncidentType
-    severity: str
-    started_at: datetime
-    zone: str | None
-    seq: int
-
-
-@dataclass
-class TimedIncident:
-    """An open incident of a rule that re-emits updates on a timer (crowding, traffic offences)."""
-
-    incident_id: UUID
-    started_at: datetime
-    type: IncidentType
-    severity: str
-    zone: str | None
-    seq: int = 0
-    last_emit_t: float = 0.0
-
-
-def next_change(
-    inc: OpenIncident,
-    state: IncidentState,
-    at: datetime,
-    track_id: int | None,
-    boxes: list[Box],
-    confidence: float,
-    analytics: AnalyticsDetails | None = None,
-) -> IncidentChange:
-    """The incident's next change: ``seq`` counts every change after the start, and only an end has ``ended_at``."""
-    if state is not IncidentState.START:
-        inc.seq += 1
-    return IncidentChange(
-        incident_id=inc.incident_id,
-        type=inc.type,
-        state=state,
-        seq=inc.seq,
-        severity=inc.severity,
-        started_at=inc.started_at,
-        observed_at=at,
-        ended_at=at if state is IncidentState.END else None,
-        zone=inc.zone,
-        track_id=track_id,
-        boxes=boxes,
-        confidence=confidence,
-        analytics=analytics,
-    )
 
 
 def _open(kind: IncidentType, severity: str, at: datetime, zone: str | None, track: int | None) -> _Open:

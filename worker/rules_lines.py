@@ -23,8 +23,8 @@ from core.detections import Detections
 from core.labels import Label
 from event_bus.analytics_events import AnalyticsDetails, CrowdDetails, LineCountEntry, LineCrossingDetails
 from event_bus.events import IncidentState, IncidentType, new_event_id
+from worker.incident_change import IncidentChange, TimedIncident, next_change
 from worker.lines import PixelPolyline, SideTracker
-from worker.rules import IncidentChange, TimedIncident, next_change
 from worker.zones import PixelZone
 
 Box = list[float]

@@ -26,8 +26,8 @@ import numpy.typing as npt
 from core.analytics_config import AnalyticsConfig, Lane, NoStoppingZone, SpeedSection
 from event_bus.analytics_events import AnalyticsDetails, TrafficDetails
 from event_bus.events import IncidentState, IncidentType, new_event_id
+from worker.incident_change import IncidentChange, TimedIncident, next_change
 from worker.lines import PixelPolyline, SideTracker
-from worker.rules import IncidentChange, TimedIncident, next_change
 from worker.rules_lines import _instant
 from worker.zones import PixelZone
 

@@ -17,7 +17,7 @@ from core.alerting import AlertPolicy, ArmWindow
 from core.config import CameraConfig, ConfigError, RulesConfig, load_config
 from event_bus.events import IncidentState, IncidentType, new_event_id
 from worker.alerting import AlertGate, CameraBudget, Reviewed
-from worker.rules import IncidentChange
+from worker.incident_change import IncidentChange
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, noon UTC
 ZONE = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]

@@ -20,7 +20,7 @@ from plate_reader.pipeline import PlateObservation
 from plate_reader.reader import PlatePass
 from storage.local_store import LocalSnapshotStore
 from worker.events import EventBuilder, IncidentDraft, PlateDraft
-from worker.rules import IncidentChange
+from worker.incident_change import IncidentChange
 
 WINDOW = [(0.5, 0.0), (1.0, 0.0), (1.0, 0.5), (0.5, 0.5)]  # top-right quarter
 

@@ -10,7 +10,8 @@ from core.config import RulesConfig, Zone
 from core.detections import Detections
 from core.labels import Label
 from event_bus.events import IncidentState, IncidentType
-from worker.rules import FireRule, IncidentChange, PersonZoneRule
+from worker.incident_change import IncidentChange
+from worker.rules import FireRule, PersonZoneRule
 from worker.zones import scale_zones
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -12,8 +12,8 @@ from core.config import Zone
 from core.detections import Detections
 from core.labels import Label
 from event_bus.events import IncidentState, IncidentType
+from worker.incident_change import IncidentChange
 from worker.lines import PixelPolyline, SideTracker
-from worker.rules import IncidentChange
 from worker.rules_lines import CrowdingRule, LineCrossingRule, PeriodCounts
 from worker.zones import scale_zones
 

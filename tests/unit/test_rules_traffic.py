@@ -10,7 +10,7 @@ import pytest
 from core.analytics_config import AnalyticsConfig, Lane, NoStoppingZone, SpeedSection
 from core.config import Zone
 from event_bus.events import IncidentState, IncidentType
-from worker.rules import IncidentChange
+from worker.incident_change import IncidentChange
 from worker.rules_traffic import PlateLookup, TrafficRules, VehicleTracks
 from worker.zones import scale_zones
 

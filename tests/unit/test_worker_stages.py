@@ -20,7 +20,7 @@ from plate_reader.pipeline import PlateObservation
 from plate_reader.reader import PlatePass
 from storage.local_store import LocalSnapshotStore
 from worker.events import EventBuilder, IncidentDraft, Outgoing, PlateDraft
-from worker.rules import IncidentChange
+from worker.incident_change import IncidentChange
 from worker.sink import Sink, SinkItem
 from worker.stage_queue import Overflow, QueueClosedError, StageQueue
 
