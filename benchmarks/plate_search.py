@@ -29,6 +29,9 @@ Before each step the disk needed is estimated from the bytes per read so far;
 the step is skipped (and the report says so) if it would leave less than
 ``--keep-free-gb`` free. Prints a table per size; writes
 ``artifacts/benchmarks/plate_search.json`` and ``plate_search_growth.png``.
+
+Why one module over 400 lines: one growth run whose steps (generate, ingest, measure, plot) share the
+database, the disk budget and the report; split, none of them runs or reads alone.
 """
 
 from __future__ import annotations
