@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -193,51 +193,39 @@ class _AssignmentStats(Protocol):
     def pending(self) -> list[str]: ...
 
 
-# (kind, name, help, stats field) of the unlabelled families read from one stats object
-_ScalarFamily = tuple[type[GaugeMetricFamily] | type[CounterMetricFamily], str, str, str]
-_SPOOL_FAMILIES: tuple[_ScalarFamily, ...] = (
-    (GaugeMetricFamily, "kuzet_spool_depth", "Records in the durable outbox waiting for the broker", "depth"),
-    (GaugeMetricFamily, "kuzet_spool_bytes", "Bytes in the durable outbox (events and snapshots)", "bytes"),
-    (CounterMetricFamily, "kuzet_spool_appended", "Records written to the outbox", "appended"),
-    (CounterMetricFamily, "kuzet_spool_rejected_full", "Appends refused because the outbox was full", "rejected_full"),
-    (
-        GaugeMetricFamily,
-        "kuzet_spool_parked",
-        "Records set aside because the broker refuses them for good (see the spool)",
-        "parked",
-    ),
-    (
-        GaugeMetricFamily,
-        "kuzet_spool_quarantined",
-        "1 when the outbox file was found damaged at start and moved aside",
-        "quarantined",
-    ),
-    (GaugeMetricFamily, "kuzet_spool_salvaged", "Records carried over from a damaged outbox file", "salvaged"),
+class _Scalar(NamedTuple):
+    """One unlabelled family read from a stats object: ``{prefix}_{field}`` unless ``name`` says otherwise."""
+
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily]
+    field: str
+    help: str
+    name: str = ""
+
+
+_G, _C = GaugeMetricFamily, CounterMetricFamily
+_SPOOL_FAMILIES = (
+    _Scalar(_G, "depth", "Records in the durable outbox waiting for the broker"),
+    _Scalar(_G, "bytes", "Bytes in the durable outbox (events and snapshots)"),
+    _Scalar(_C, "appended", "Records written to the outbox"),
+    _Scalar(_C, "rejected_full", "Appends refused because the outbox was full"),
+    _Scalar(_G, "parked", "Records set aside because the broker refuses them for good (see the spool)"),
+    _Scalar(_G, "quarantined", "1 when the outbox file was found damaged at start and moved aside"),
+    _Scalar(_G, "salvaged", "Records carried over from a damaged outbox file"),
 )
-_RELAY_FAMILIES: tuple[_ScalarFamily, ...] = (
-    (CounterMetricFamily, "kuzet_relay_delivered", "Records the broker acknowledged", "delivered"),
-    (CounterMetricFamily, "kuzet_relay_publish_failures", "Publish attempts that failed", "publish_failures"),
-    (
-        CounterMetricFamily,
-        "kuzet_relay_snapshot_upload_failures",
-        "Snapshot uploads that failed",
-        "before_publish_failures",
-    ),
-    (
-        GaugeMetricFamily,
-        "kuzet_relay_consecutive_failures",
-        "Failed relay attempts in a row (0 when the bus is healthy)",
-        "consecutive_failures",
-    ),
-    (CounterMetricFamily, "kuzet_relay_parked", "Records this process parked (unpublishable)", "parked"),
+_RELAY_FAMILIES = (
+    _Scalar(_C, "delivered", "Records the broker acknowledged"),
+    _Scalar(_C, "publish_failures", "Publish attempts that failed"),
+    _Scalar(_C, "before_publish_failures", "Snapshot uploads that failed", "snapshot_upload_failures"),
+    _Scalar(_G, "consecutive_failures", "Failed relay attempts in a row (0 when the bus is healthy)"),
+    _Scalar(_C, "parked", "Records this process parked (unpublishable)"),
 )
 
 
-def _scalar_families(stats: Any, families: Sequence[_ScalarFamily]) -> Iterator[Metric]:
-    """One unlabelled family per entry, its value the stats field (0 where the stats object lacks it)."""
-    for kind, name, help_text, field in families:
-        family = kind(name, help_text)
-        family.add_metric([], _get(stats, field))
+def _scalar_families(prefix: str, stats: Any, families: Sequence[_Scalar]) -> Iterator[Metric]:
+    """One family per entry, its value the stats field (0 where the stats object lacks it)."""
+    for f in families:
+        family = f.kind(f"{prefix}_{f.name or f.field}", f.help)
+        family.add_metric([], _get(stats, f.field))
         yield family
 
 
@@ -391,9 +379,9 @@ class WorkerCollector(Collector):
 
     def _outbox(self) -> Iterable[Metric]:
         if self.spool_stats is not None:
-            yield from _scalar_families(self.spool_stats(), _SPOOL_FAMILIES)
+            yield from _scalar_families("kuzet_spool", self.spool_stats(), _SPOOL_FAMILIES)
         if self.relay_stats is not None:
-            yield from _scalar_families(self.relay_stats(), _RELAY_FAMILIES)
+            yield from _scalar_families("kuzet_relay", self.relay_stats(), _RELAY_FAMILIES)
         if self.outbox is not None:
             zero = dict.fromkeys((topics.INCIDENTS, topics.PLATES, topics.CAMERA_STATUS), 0)
             refused = CounterMetricFamily(
