@@ -69,6 +69,14 @@ def _wait(pred: Any, timeout: float, step: float = 0.05) -> bool:
     return bool(pred())
 
 
+def _seconds_until(rec: Recorder, cam: str, state: CameraState, since: float) -> float:
+    """Seconds from ``since`` until ``cam`` reported ``state``; fails with every status seen after 12 s without."""
+    assert _wait(lambda: rec.state_since(cam, state, since) is not None, 12), rec.statuses
+    at = rec.state_since(cam, state, since)
+    assert at is not None
+    return at - since
+
+
 def test_stalled_camera_goes_down_and_back_up_while_others_keep_their_rate(
     rtsp_server: Any,
     vtest_h264: Path,
@@ -103,17 +111,11 @@ def test_stalled_camera_goes_down_and_back_up_while_others_keep_their_rate(
         time.sleep(WINDOW_S)
         t_stall = time.monotonic()
         rtsp_server.stall(stalled)
-        assert _wait(lambda: rec.state_since(stalled, CameraState.DOWN, t_stall) is not None, 12), rec.statuses
-        t_down = rec.state_since(stalled, CameraState.DOWN, t_stall)
-        assert t_down is not None
-        down_after = t_down - t_stall
+        down_after = _seconds_until(rec, stalled, CameraState.DOWN, t_stall)
         time.sleep(max(0.0, t_stall + WINDOW_S - time.monotonic()))
         t_resume = time.monotonic()
         rtsp_server.resume(stalled)
-        assert _wait(lambda: rec.state_since(stalled, CameraState.UP, t_resume) is not None, 12), rec.statuses
-        t_up = rec.state_since(stalled, CameraState.UP, t_resume)
-        assert t_up is not None
-        up_after = t_up - t_resume
+        up_after = _seconds_until(rec, stalled, CameraState.UP, t_resume)
 
         ratios = {}
         for n in others:
