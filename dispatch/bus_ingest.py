@@ -11,15 +11,12 @@ storage does not import ``event_bus``.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from core.backoff import Backoff
 from core.redact import redact_text
+from dispatch.bus_reader import BusReader
 from dispatch.feed import FeedHub
 from dispatch.settings import ConsoleSettings
 from event_bus import topics
@@ -30,8 +27,6 @@ from event_bus.transport import open_publisher, subscriber_factory
 from storage.camera_health import CameraHealth
 from storage.incident_records import DetectionUpdate
 from storage.workflow import WorkflowStore
-
-log = logging.getLogger(__name__)
 
 
 def _ms(dt: Any) -> int:
@@ -77,7 +72,7 @@ def camera_health(status: CameraStatus) -> CameraHealth:
     )
 
 
-class BusIngestor:
+class BusIngestor(BusReader):
     """Background thread: bus records -> store -> hub. Never dies on bad input or a broken broker; backs off."""
 
     def __init__(
@@ -90,78 +85,42 @@ class BusIngestor:
         poll_timeout_s: float = 0.25,
         on_incidents: Callable[[list[Incident]], None] | None = None,
     ) -> None:
-        self._make_subscriber = make_subscriber
+        super().__init__(
+            make_subscriber, dlq, what="console bus consumer", poll_timeout_s=poll_timeout_s, owns_dlq=False
+        )
         self._on_incidents = on_incidents  # evidence keeps each event as published (before the card changes)
-        self._dlq = dlq
         self.store = store
         self.hub = hub
-        self.poll_timeout_s = poll_timeout_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="console-bus", daemon=True)
-        self.ingested = 0
-        self.errors = 0
-        self.last_error: str | None = None
-        self.ready = threading.Event()
         self.last_ok_at: float | None = None  # monotonic time of the last poll that went through (readiness)
-        self._consumer: EventConsumer | None = None
 
     def assigned(self) -> bool:
         """True once the consumer owns partitions (always true for the local bus): records produced from
         now on will be read. Tests and health checks wait for this after a new consumer group starts."""
-        consumer = self._consumer
+        consumer = self.consumer
         if consumer is None:
             return False
         inner = getattr(consumer.subscriber, "_consumer", None)  # KafkaSubscriber's KafkaConsumer
         return inner is None or bool(inner.assignment())
 
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+    def _open(self, subscriber: Subscriber, dlq: Publisher | None) -> EventConsumer:
+        return EventConsumer(subscriber, dlq, name="kuzet-console")
 
-    def start(self) -> BusIngestor:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        backoff = Backoff(0.5, 10.0)
-        consumer: EventConsumer | None = None
-        while not self._stop.is_set():
-            try:
-                if consumer is None:
-                    consumer = EventConsumer(self._make_subscriber(), self._dlq, name="kuzet-console")
-                    self._consumer = consumer
-                    self.ready.set()
-                decoded = consumer.poll(self.poll_timeout_s, max_records=1000)
-                incidents = [d.event for d in decoded if isinstance(d.event, Incident)]
-                statuses = [d.event for d in decoded if isinstance(d.event, CameraStatus)]
-                if incidents:
-                    if self._on_incidents is not None:
-                        self._on_incidents(incidents)
-                    changed = self.store.ingest([detection_update(i) for i in incidents])
-                    self.hub.publish_incidents(changed)
-                if statuses:
-                    cams = self.store.upsert_cameras([camera_health(s) for s in statuses])
-                    self.hub.publish_cameras(cams)
-                if decoded or consumer.stats.dead_lettered:
-                    consumer.commit()
-                self.ingested += len(decoded)
-                self.last_ok_at = time.monotonic()
-                backoff.reset()
-            except Exception as exc:
-                self.errors += 1
-                self.last_error = redact_text(f"{type(exc).__name__}: {exc}")
-                log.warning("console bus consumer: %s", self.last_error)
-                if consumer is not None:
-                    with contextlib.suppress(Exception):  # already failing; the reconnect below is what matters
-                        consumer.close()
-                    consumer = None
-                    self._consumer = None
-                self._stop.wait(backoff.next_delay())
-        if consumer is not None:
-            consumer.close()
+    def _step(self, consumer: EventConsumer) -> None:
+        decoded = consumer.poll(self.poll_timeout_s, max_records=1000)
+        incidents = [d.event for d in decoded if isinstance(d.event, Incident)]
+        statuses = [d.event for d in decoded if isinstance(d.event, CameraStatus)]
+        if incidents:
+            if self._on_incidents is not None:
+                self._on_incidents(incidents)
+            changed = self.store.ingest([detection_update(i) for i in incidents])
+            self.hub.publish_incidents(changed)
+        if statuses:
+            cams = self.store.upsert_cameras([camera_health(s) for s in statuses])
+            self.hub.publish_cameras(cams)
+        if decoded or consumer.stats.dead_lettered:
+            consumer.commit()
+        self.ingested += len(decoded)
+        self.last_ok_at = time.monotonic()
 
 
 def console_subscriber(settings: ConsoleSettings) -> tuple[Callable[[], Subscriber], Publisher]:

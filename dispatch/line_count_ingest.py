@@ -21,14 +21,10 @@ it again (the DLQ record names the source partition and offset, so copies are re
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
 import time
 from collections.abc import Callable
 
-from core.backoff import Backoff
-from core.redact import redact_text
+from dispatch.bus_reader import BusReader
 from dispatch.line_counts import LineCountBoard
 from dispatch.settings import ConsoleSettings
 from event_bus import topics
@@ -37,8 +33,6 @@ from event_bus.events import LineCount
 from event_bus.interfaces import Publisher, Subscriber
 from event_bus.transport import open_publisher, subscriber_factory
 
-log = logging.getLogger(__name__)
-
 CONSUMER_NAME = "kuzet-console-line-counts"
 POLL_RECORDS = 250
 """Records decoded per poll. Small, because the batch's decoded documents are what the process keeps as resident
@@ -46,7 +40,7 @@ memory afterwards: reading 6,667 cameras' counts left the console +31.7 MB at 2,
 at 100 (same run, local bus); the store itself is a few MB."""
 
 
-class LineCountIngestor:
+class LineCountIngestor(BusReader):
     """Background thread: line-count records -> board -> ``on_change``. Never dies on bad input; backs off.
 
     It owns ``dlq`` and closes it when it stops.
@@ -61,60 +55,23 @@ class LineCountIngestor:
         *,
         poll_timeout_s: float = 0.25,
     ) -> None:
-        self._make_subscriber = make_subscriber
-        self._dlq = dlq
+        super().__init__(
+            make_subscriber, dlq, what="console line-count reader", poll_timeout_s=poll_timeout_s, owns_dlq=True
+        )
         self.board = board
         self._on_change = on_change
-        self.poll_timeout_s = poll_timeout_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="console-line-counts", daemon=True)
-        self.ingested = 0
-        self.errors = 0
-        self.last_error: str | None = None
-        self.ready = threading.Event()  # set once a subscriber is open (positioned: records from now on are read)
-        self.consumer: EventConsumer | None = None
 
-    def start(self) -> LineCountIngestor:
-        self._thread.start()
-        return self
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        backoff = Backoff(0.5, 10.0)
-        consumer: EventConsumer | None = None
+    def _open(self, subscriber: Subscriber, dlq: Publisher | None) -> EventConsumer:
         types = {topics.LINE_COUNTS: TOPIC_EVENT_TYPES[topics.LINE_COUNTS]}
-        while not self._stop.is_set():
-            try:
-                if consumer is None:
-                    consumer = EventConsumer(self._make_subscriber(), self._dlq, topic_types=types, name=CONSUMER_NAME)
-                    self.consumer = consumer
-                    self.ready.set()
-                decoded = consumer.poll(self.poll_timeout_s, max_records=POLL_RECORDS)
-                events = [d.event for d in decoded if isinstance(d.event, LineCount)]
-                changed = self.board.update(events)
-                if changed:
-                    self._on_change(changed)
-                self.ingested += len(events)
-                backoff.reset()
-            except Exception as exc:
-                self.errors += 1
-                self.last_error = redact_text(f"{type(exc).__name__}: {exc}")
-                log.warning("console line-count reader: %s", self.last_error)
-                if consumer is not None:
-                    with contextlib.suppress(Exception):  # already failing; the reopen below is what matters
-                        consumer.close()
-                    consumer = self.consumer = None
-                self._stop.wait(backoff.next_delay())
-        if consumer is not None:
-            consumer.close()
-        if self._dlq is not None:
-            self._dlq.close()
+        return EventConsumer(subscriber, dlq, topic_types=types, name=CONSUMER_NAME)
+
+    def _step(self, consumer: EventConsumer) -> None:
+        decoded = consumer.poll(self.poll_timeout_s, max_records=POLL_RECORDS)
+        events = [d.event for d in decoded if isinstance(d.event, LineCount)]
+        changed = self.board.update(events)
+        if changed:
+            self._on_change(changed)
+        self.ingested += len(events)
 
 
 def line_count_subscriber(settings: ConsoleSettings) -> tuple[Callable[[], Subscriber], Publisher]:
