@@ -12,12 +12,12 @@ cache (``kuzet models build``); their raw outputs are cached under
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import chosen, write_json
 from core.config import KuzetConfig
 
 OUT = Path("artifacts/benchmarks/detection_quality.json")
@@ -34,10 +34,7 @@ def main() -> None:
     ap.add_argument("--original-plates", type=int, default=360, help="images of the original generated set")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    parts = [p for p in args.only.split(",") if p]
-    unknown = sorted(set(parts) - set(PARTS))
-    if unknown:
-        ap.error(f"unknown part(s) {unknown}; known: {', '.join(PARTS)}")
+    parts = chosen(ap, args.only, PARTS, "part")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     cfg = KuzetConfig()
     res: dict[str, Any] = {
@@ -64,9 +61,7 @@ def main() -> None:
 
         res["tripwire"] = tripwire.run(cfg, args.threads)
         tripwire.print_table(res["tripwire"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.out}")
+    write_json(args.out, res)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ per crop (OCR call time divided by crops, measured on this machine). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 
 from benchmarks.plate_data.generate import DEFAULT_DIR, generate, load
+from benchmarks.report import write_json
 from detectors.model_cache import DEFAULT_CACHE_DIR, build_cache
 from detectors.registry import load_detector
 from plate_reader import PLATE_MODEL_ID, PlateOcr, plate_model_config
@@ -154,9 +154,7 @@ def main() -> None:
     res = run(args.n, args.seed, [b for b in args.backends.split(",") if b], args.threads,
               args.cache_dir.expanduser(), args.limit)  # fmt: skip
     print_table(res)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_json(args.out, res)
 
 
 if __name__ == "__main__":

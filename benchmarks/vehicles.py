@@ -45,6 +45,7 @@ import numpy.typing as npt
 
 from benchmarks.quality.persons import LABELS as PERSON_LABELS
 from benchmarks.quality.persons import load_labels, match, read_frames
+from benchmarks.report import chosen, write_json
 from core.config import KuzetConfig, ModelConfig
 from core.detections import Detections
 from core.labels import VEHICLES, Label
@@ -242,16 +243,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    models = [m for m in args.models.split(",") if m]
-    unknown = sorted(set(models) - set(MODELS))
-    if unknown:
-        ap.error(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
+    models = chosen(ap, args.models, MODELS, "model")
     res = run(models, [float(t) for t in args.thresholds.split(",")], args.threads)
     res["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     print_table(res)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.out}")
+    write_json(args.out, res)
 
 
 if __name__ == "__main__":
