@@ -8,6 +8,10 @@ and writes ``<id>.onnx`` atomically next to ``<id>.json``, the record of what
 was done (source, sha256s, command, tool versions, time). A build is skipped
 when the outputs exist and still hash to what the record says, so running it
 at every start-up is cheap.
+
+Why one module over 400 lines: finding a source (PyPI or npm), staging it, converting it and
+recording the result are one build with one lock and one record format; the cache status and the
+worker's model lookup read that same record, so they stay beside the code that writes it.
 """
 
 from __future__ import annotations
