@@ -25,6 +25,7 @@ from event_bus.analytics_events import LineCountEntry
 from event_bus.consume import read_dead_letter
 from event_bus.events import LineCount
 from event_bus.interfaces import OutRecord
+from event_bus.kafka_subscriber import KafkaSubscriber
 from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
 from event_bus.records import to_record
 from storage.camera_health import CameraHealth
@@ -167,6 +168,8 @@ def test_a_restarted_reader_rebuilds_the_counts_from_the_recent_records_only(tmp
         reader.stop()
     with pytest.raises(ValueError, match="without a consumer group"):
         LocalBusSubscriber(bus_path, [topics.LINE_COUNTS], "grp", since_ms=since)
+    with pytest.raises(ValueError, match="without a consumer group"):  # refused before any connection is tried
+        KafkaSubscriber("127.0.0.1:1", [topics.LINE_COUNTS], "grp", since_ms=since)
 
 
 def test_new_counts_send_one_change_note_to_boards_and_nothing_to_incident_feeds() -> None:
