@@ -2,7 +2,9 @@
 
 Each (camera, model) pair has one :class:`CameraAnalysis`; the pipeline's
 analysis stage is its only caller, so it needs no lock. Person models feed a
-tracker and the zone rules; fire/smoke models feed the N-of-M rules. Out
+tracker and the zone rules; a COCO model on an overview camera also tracks its
+vehicles, which lines count and the traffic rules watch with no plate;
+fire/smoke models feed the N-of-M rules. Out
 come incident drafts (built into events by the sink, :mod:`worker.events`)
 and, for plate models, the frame with its detections for the plate stage:
 OCR is slow and batched across cameras, so it does not run here.
@@ -14,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 from core.config import CameraConfig, RulesConfig, TrackingConfig
 from core.detections import Detections
 from core.frame import Frame
-from core.labels import Label
+from core.labels import VEHICLES, Label
 from detectors.tracking import CameraTracker
 from event_bus.events import LineCount
 from plate_reader.reader import PlateReader
@@ -93,9 +97,12 @@ class CameraAnalysis:
         self._rules_cfg = settings.rules
         self._tracking_cfg = settings.tracking
         self._tracks_people = Label.PERSON in labels
+        self._tracked_ids = sorted(int(lbl) for lbl in labels & (VEHICLES | {Label.PERSON}))
         self._fire_rules = [FireRule(lbl, settings.rules) for lbl in (Label.FIRE, Label.SMOKE) if lbl in labels]
         self._flicker = FlickerMeter() if self._fire_rules else None
         self.reads_plates = Label.LICENSE_PLATE in labels
+        # vehicles a plate model finds are the plate stage's; any other model's are tracked here
+        self._tracks_vehicles = bool(labels & VEHICLES) and not self.reads_plates
         self._zones: list[PixelZone] | None = None
         self._person_rule: PersonZoneRule | None = None
         self._tracker: CameraTracker | None = None
@@ -120,13 +127,21 @@ class CameraAnalysis:
         self._zones = scale_zones(self.camera.zones, *size)
         if self._tracks_people:
             self._person_rule = PersonZoneRule(self._zones, self._rules_cfg)
+        if self._tracks_people or self._tracks_vehicles:
             self._tracker = CameraTracker(self._tracking_cfg, frame_rate=self.camera.analysis_fps)
-        if self._tracks_people or self.reads_plates:
+        if self._tracks_people or self.reads_plates or self._tracks_vehicles:
             if self._analytics is not None:  # a new resolution: the old geometry's counts end
                 self._analytics.close_people(frame.captured_at)
             s = self._settings
             self._analytics = CameraAnalytics(
-                self.camera, self._zones, *size, self._rules_cfg, s.worker_id, s.analytics, people=self._tracks_people
+                self.camera,
+                self._zones,
+                *size,
+                self._rules_cfg,
+                s.worker_id,
+                s.analytics,
+                people=self._tracks_people,
+                vehicles=self._tracks_vehicles,
             )
             if self.reads_plates and self._analytics.traffic is not None:
                 # traffic offences from the plate stage are alerts as they are (no zone review)
@@ -137,11 +152,13 @@ class CameraAnalysis:
         t = self._stream_time(frame)
         changes: list[IncidentChange] = []
         counts: list[LineCount] = []
-        if self._person_rule is not None and self._tracker is not None:
-            people = self._tracker.update(detections[detections.class_id == int(Label.PERSON)])
-            changes += self._person_rule.update(t, frame.captured_at, people)
+        if self._tracker is not None:
+            tracked = self._tracker.update(detections[np.isin(detections.class_id, self._tracked_ids)])
+            if self._person_rule is not None:
+                people = tracked[tracked.class_id == int(Label.PERSON)]
+                changes += self._person_rule.update(t, frame.captured_at, people)
             if self._analytics is not None:
-                more, counts = self._analytics.on_people(t, frame.captured_at, people)
+                more, counts = self._analytics.on_tracks(t, frame.captured_at, tracked)
                 changes += more
         if self._flicker is not None:  # what the fire rule's temporal check needs from the pixels
             fire = self._flicker.annotate(frame.image, detections)
@@ -166,7 +183,7 @@ class CameraAnalysis:
             changes += rule.close(at)
         if self._analytics is not None:
             more, counts = self._analytics.close_people(at)
-            changes += more
+            changes += more + self._analytics.close_vehicles(at)
         reviewed = self._review(self._last_t, at, changes)
         if self._alerts is not None:
             reviewed += self._alerts.close(at)

@@ -1,10 +1,11 @@
 """The analytics rules of one camera (lines, crowding, traffic) behind one small hook of the rule set.
 
 :class:`CameraAnalytics` is built with the rule set's geometry and fed what
-the rule set already has: the tracked people of a frame, and the plate
-reader's passes. It returns incident changes and line-count events, and
-keeps :class:`AnalyticsStats` (shared by the worker's cameras, read at scrape
-time) up to date for the metrics.
+the rule set already has: the tracked people (and, from a COCO model on an
+overview camera, vehicles) of a frame, and the plate reader's passes. It
+returns incident changes and line-count events, and keeps
+:class:`AnalyticsStats` (shared by the worker's cameras, read at scrape time)
+up to date for the metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from core.config import CameraConfig, RulesConfig
 from core.detections import Detections
+from core.labels import VEHICLES, Label
 from event_bus.events import LineCount, new_event_id
 from plate_reader.reader import PlateReader
 from worker.incident_change import IncidentChange
@@ -105,6 +107,9 @@ class CameraAnalytics:
     stats: AnalyticsStats
     people: bool = True
     """This camera's model tracks people (lines and crowding run on them); else only traffic runs."""
+    vehicles: bool = False
+    """This camera's model tracks vehicles itself (no plate view): lines count them and the traffic rules run
+    on their tracks, with no plate."""
     lines: LineCrossingRule | None = None
     crowding: CrowdingRule | None = None
     traffic: TrafficRules | None = None
@@ -112,21 +117,22 @@ class CameraAnalytics:
 
     def __post_init__(self) -> None:
         cfg = self.camera.analytics
-        if cfg.lines and self.people:
+        if cfg.lines and (self.people or self.vehicles):
             self.lines = LineCrossingRule(cfg.lines, self.width, self.height, cfg.count_period_s)
         if self.zones and self.people:
             self.crowding = CrowdingRule(cfg.crowding, self.zones, self.rules.update_every_s, self.rules.end_after_s)
-        if cfg.traffic and not self.people:
+        if cfg.traffic and (self.vehicles or not self.people):
             self.traffic = TrafficRules(
                 cfg, self.zones, self.width, self.rules.update_every_s, self.rules.end_after_s, height=self.height
             )
 
-    def on_people(self, t: float, at: datetime, people: Detections) -> tuple[list[IncidentChange], list[LineCount]]:
-        """Tracked people of one frame -> crossings, crowds, count events."""
+    def on_tracks(self, t: float, at: datetime, tracked: Detections) -> tuple[list[IncidentChange], list[LineCount]]:
+        """Tracked people and vehicles of one frame -> crossings (each line counts its labels), crowds of people,
+        plate-less traffic offences of vehicles, count events."""
         changes: list[IncidentChange] = []
         counts: list[LineCount] = []
         if self.lines is not None:
-            crossed, periods = self.lines.update(t, at, people)
+            crossed, periods = self.lines.update(t, at, tracked)
             changes += crossed
             counts += self._count_events(periods)
             for change in crossed:
@@ -134,8 +140,10 @@ class CameraAnalytics:
                 if details is not None and change.state.value == "start":
                     self.stats.add_crossing(self.camera.id, (details.line, details.direction, details.label))
         if self.crowding is not None:
-            changes += self.crowding.update(t, at, people)
+            changes += self.crowding.update(t, at, tracked[tracked.class_id == int(Label.PERSON)])
             self.stats.occupancy(self.camera.id, self.crowding.occupancy)
+        if self.vehicles and self.traffic is not None:
+            changes += self.traffic.update(t, at, _vehicle_tracks(tracked), lambda _track: None)
         return changes, counts
 
     def on_plates(self, t: float, at: datetime, reader: PlateReader) -> list[IncidentChange]:
@@ -157,6 +165,10 @@ class CameraAnalytics:
             return self._plates_seen.get(track)
 
         return self.traffic.update(t, at, VehicleTracks(ids, boxes, points, conf), plate_of)
+
+    def close_vehicles(self, at: datetime) -> list[IncidentChange]:
+        """End open offences of a camera whose own model tracks its vehicles (no plate stage to do it)."""
+        return self.traffic.close(at, lambda _track: None) if self.vehicles and self.traffic is not None else []
 
     def _count_events(self, periods: Iterable[PeriodCounts]) -> list[LineCount]:
         out = []
@@ -189,3 +201,12 @@ class CameraAnalytics:
     def close_traffic(self, at: datetime) -> tuple[list[IncidentChange], list[LineCount]]:
         """End open offences (called from the thread that runs :meth:`on_plates`)."""
         return (self.traffic.close(at, self._plates_seen.get) if self.traffic is not None else []), []
+
+
+def _vehicle_tracks(tracked: Detections) -> VehicleTracks:
+    """The tracked vehicles of a frame, each standing at its box centre (as a plate pass does)."""
+    ids = tracked.tracker_id if tracked.tracker_id is not None else np.full(len(tracked), -1, np.int64)
+    keep = np.isin(tracked.class_id, [int(v) for v in VEHICLES]) & (ids >= 0)
+    boxes = tracked.xyxy[keep].astype(np.float32)
+    points = np.asarray((boxes[:, :2] + boxes[:, 2:]) / 2, dtype=np.float64)
+    return VehicleTracks(ids[keep].astype(np.int64), boxes, points, tracked.confidence[keep].astype(np.float32))
