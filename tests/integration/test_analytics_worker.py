@@ -66,7 +66,15 @@ def _stream(rtsp: Any, name: str) -> dict[str, Any]:
     return next(s for s in rtsp.streams() if s["name"] == name)
 
 
-def run_rtsp_camera(kafka: str, rtsp: Any, tmp: Path, name: str, clip: Path, **camera_kw: Any) -> Seen:
+def run_rtsp_camera(
+    kafka: str,
+    rtsp: Any,
+    tmp: Path,
+    name: str,
+    clip: Path,
+    models: list[dict[str, Any]] | None = None,
+    **camera_kw: Any,
+) -> Seen:
     """Serve ``clip`` over RTSP, run a worker on it, and keep the events of one whole loop of the clip.
 
     The loop that counts is the first one whose lead-in the worker is connected for (with a key frame to
@@ -76,7 +84,8 @@ def run_rtsp_camera(kafka: str, rtsp: Any, tmp: Path, name: str, clip: Path, **c
     """
     rtsp.add_stream(name, clip)
     cam = camera(name, rtsp.url(name), **camera_kw)
-    cfg = worker_config(tmp, [cam], kafka=kafka, rules={"end_after_s": 1.5, "update_every_s": 2.0, "cooldown_s": 5.0})
+    rules = {"end_after_s": 1.5, "update_every_s": 2.0, "cooldown_s": 5.0}
+    cfg = worker_config(tmp, [cam], kafka=kafka, rules=rules, models=models)
     seen = Seen()
     worker = Worker(cfg, publisher=KafkaPublisher(cfg.bus.kafka), on_incident=seen.incident, on_plate=seen.plate)
     worker.start()

@@ -25,8 +25,10 @@ def worker_config(
     s3: Any = None,
     worker_id: str = "worker-test",
     rules: dict[str, Any] | None = None,
+    models: list[dict[str, Any]] | None = None,
 ) -> KuzetConfig:
-    """A config for a worker under test; Kafka and S3 when given, the embedded local ones otherwise."""
+    """A config for a worker under test; Kafka and S3 when given, the embedded local ones otherwise; ``models``
+    are added to the default ones."""
     bus: dict[str, Any] = {"spool_path": tmp / "spool.sqlite3", "local_path": tmp / "bus.sqlite3"}
     if kafka:
         bus |= {"kind": "kafka", "kafka": {"bootstrap_servers": kafka, "delivery_timeout_s": 10.0}}
@@ -49,6 +51,7 @@ def worker_config(
             "storage": storage,
             "batch": {"max_batch": 4, "max_wait_ms": 20},
             "rules": rules or {"end_after_s": 1.5, "update_every_s": 2.0, "cooldown_s": 5.0},
+            "models": [m.model_dump() for m in KuzetConfig().models] + (models or []),
         }
     )
 
