@@ -80,8 +80,15 @@ def java_bin() -> str:
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes in URL-safe base64 without padding, as Kafka's Uuid prints them."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes in URL-safe base64 without padding, as Kafka's Uuid prints them.
+
+    Never one starting with "-" (Kafka's ``Uuid.randomUuid`` draws again too): ``kafka-storage format -t -Xy...``
+    reads it as an option and fails ("argument --cluster-id/-t: expected one argument"), one start in 64.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaService(Service):
