@@ -63,7 +63,8 @@
     return `${K.fmtAge(ms / 1000)} ago`;
   }
 
-  /** Each line of the camera's newest count period: "gate 12 in / 9 out"; per label and the period in the title. */
+  /** Each line of the camera's newest count period: "gate 12 in / 9 out"; per label and the period in the title.
+      Counts two periods or more behind the server's clock (the worker stopped sending them) are dimmed and say when. */
   function lineCounts(c) {
     const lc = c.line_counts;
     const td = K.el("td", { class: "line-counts", "data-testid": "camera-line-counts" });
@@ -74,6 +75,11 @@
       const labels = Object.entries(l.labels).map(([name, n]) => `${name} ${n.in} in / ${n.out} out`).join(", ");
       td.append(K.el("div", { "data-testid": "line-count", dataset: { line: l.line }, title: `${l.line}: ${labels} · ${period}` },
         K.el("span", { class: "mono" }, l.line), ` ${l.in} in / ${l.out} out`));
+    }
+    const behind = serverAt + (Date.now() - fetchedAt) - lc.period_end_ms;
+    if (behind > 2 * Math.max(lc.period_end_ms - lc.period_start_ms, 1000)) {
+      td.classList.add("old");
+      td.append(K.el("div", { class: "muted", "data-testid": "line-counts-old" }, `as of ${K.fmtTime(lc.period_end_ms)}`));
     }
     return td;
   }

@@ -3,7 +3,8 @@
 Line-count events go to ``kuzet.line-counts.v1`` as workers send them (one per camera and count period,
 per line, direction and label; the worker side is covered by tests/integration/test_analytics_worker.py);
 camera statuses go to ``kuzet.camera-status.v1`` so the board lists the cameras. A malformed record goes
-first: the console dead-letters it and still shows the counts after it. The open board then follows a
+first: the console dead-letters it and still shows the counts after it; counts ten minutes old (a camera
+whose worker stopped sending them) are marked with their time. The open board then follows a
 new period without a reload, and a console restarted on the same database shows the newest period again,
 read back from the topic's retained records.
 """
@@ -100,7 +101,7 @@ def test_board_shows_exact_line_counts_live_and_after_a_restart(
 
     ensure_topics(kafka_bootstrap)
     prefix = f"lines-{uuid.uuid4().hex[:6]}"
-    gate, quiet = f"{prefix}-gate", f"{prefix}-nolines"
+    gate, quiet, gone = f"{prefix}-gate", f"{prefix}-nolines", f"{prefix}-gone"
     console = _console(kafka_bootstrap, tmp_path)
     first: Counts = {
         ("gate", "in", "person"): 9, ("gate", "out", "person"): 7, ("gate", "in", "car"): 3, ("gate", "out", "car"): 2,
@@ -111,11 +112,14 @@ def test_board_shows_exact_line_counts_live_and_after_a_restart(
         [
             to_record(_status(gate)),
             to_record(_status(quiet)),
+            to_record(_status(gone)),
             OutRecord(topics.LINE_COUNTS, gate, b'{"schema_version": 1, "camera_id": "oops"}'),
             to_record(_period(gate, end, first)),
+            # a camera whose worker stopped sending counts ten minutes ago (its lines were removed)
+            to_record(_period(gone, end - timedelta(minutes=10), {("door", "in", "person"): 1})),
         ]
     )
-    assert results == [None] * 4
+    assert results == [None] * 6
     try:
         page = console.login(browser, "dispatcher", viewport=(1920, 1080))
         page.goto(f"{console.url}/cameras?q={prefix}")
@@ -124,6 +128,10 @@ def test_board_shows_exact_line_counts_live_and_after_a_restart(
         title = page.locator(f"tr[data-camera='{gate}'] [data-line=gate]").get_attribute("title")
         assert title is not None and "person 9 in / 7 out" in title and "car 3 in / 2 out" in title
         assert page.locator(f"tr[data-camera='{quiet}'] [data-testid=camera-line-counts]").inner_text() == ""
+        _wait_lines(page, gone, ["door 1 in / 0 out"])
+        old = page.locator(f"tr[data-camera='{gone}'] [data-testid=line-counts-old]")
+        assert old.inner_text().startswith("as of ")  # dimmed: two periods or more behind
+        assert page.locator(f"tr[data-camera='{gate}'] [data-testid=line-counts-old]").count() == 0
         reader = console.app.state.console.extra["line_counts"]
         assert reader.consumer.stats.dead_lettered >= 1 and reader.errors == 0
         shot(page, "camera-board-line-counts")
