@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from core.config import CameraConfig
 from tests.browser.conftest import Console
-from tests.integration.worker_support import ROAD, worker_config
+from tests.integration.worker_support import rtsp_camera, worker_config
 from worker.runtime import Worker
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -29,9 +28,8 @@ STATE_IS = (
 def test_camera_board_shows_stalled_stream_down_within_10s(
     browser: Any, kafka_console: Console, kafka_bootstrap: str, rtsp_server: Any, vtest_h264: Path, tmp_path: Path
 ) -> None:
-    cam_id = f"board-{int(time.time()) % 100000}"
-    rtsp_server.add_stream(cam_id, vtest_h264)
-    cam = CameraConfig(id=cam_id, url=rtsp_server.url(cam_id), analysis_fps=2.0, detectors=["person"], zones=[ROAD])
+    cam = rtsp_camera(rtsp_server, vtest_h264, "board", analysis_fps=2.0)
+    cam_id = cam.id
     cfg = worker_config(tmp_path / "worker", [cam], kafka=kafka_bootstrap, worker_id="worker-board")
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"stall_timeout_s": 5.0})})
     page = kafka_console.login(browser, "admin", viewport=(1366, 768))

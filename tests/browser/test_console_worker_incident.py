@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from core.config import CameraConfig
 from event_bus.events import Incident, IncidentState
 from tests.browser.conftest import Console, running_kafka_console
 from tests.browser.test_console_browser import card, card_status, open_feed, wait_status
-from tests.integration.worker_support import ROAD, worker_config
+from tests.integration.worker_support import rtsp_camera, worker_config
 from worker.runtime import Worker
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -37,9 +36,7 @@ def unfolded_console(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Console]:
 def test_worker_incident_appears_within_2s_and_workflow_is_shared(
     browser: Any, unfolded_console: Console, kafka_bootstrap: str, rtsp_server: Any, vtest_h264: Path, tmp_path: Path
 ) -> None:
-    cam_id = f"feed-{int(time.time()) % 100000}"
-    rtsp_server.add_stream(cam_id, vtest_h264)
-    cam = CameraConfig(id=cam_id, url=rtsp_server.url(cam_id), analysis_fps=5.0, detectors=["person"], zones=[ROAD])
+    cam = rtsp_camera(rtsp_server, vtest_h264, "feed", analysis_fps=5.0)
     cfg = worker_config(tmp_path / "worker", [cam], kafka=kafka_bootstrap, worker_id="worker-feed")
     # the worker writes snapshots where the console serves them from (one box, local store)
     cfg = cfg.model_copy(

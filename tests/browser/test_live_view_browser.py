@@ -20,13 +20,12 @@ import av
 import numpy as np
 import pytest
 
-from core.config import CameraConfig
 from dispatch.testing import make_incident
 from event_bus import topics
 from event_bus.interfaces import OutRecord
 from event_bus.local_bus import LocalBusPublisher
 from tests.browser.conftest import make_console
-from tests.integration.worker_support import worker_config
+from tests.integration.worker_support import rtsp_camera, worker_config
 from worker.runtime import Worker
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -91,10 +90,8 @@ def clock_clip(path: Path) -> Path:
 
 def test_live_view_plays_and_its_latency_is_measured(browser: Any, rtsp_server: Any, tmp_path: Path) -> None:
     clip = clock_clip(tmp_path / "clock.mp4")
-    cam_id = f"live-{int(time.time()) % 100000}"
-    rtsp_server.add_stream(cam_id, clip)
-    cam = CameraConfig(id=cam_id, url=rtsp_server.url(cam_id), analysis_fps=1.0, detectors=["person"],
-                       privacy_masks=[{"polygon": MASK}])  # fmt: skip
+    cam = rtsp_camera(rtsp_server, clip, "live", analysis_fps=1.0, zones=[], privacy_masks=[{"polygon": MASK}])
+    cam_id = cam.id
     cfg = worker_config(tmp_path / "worker", [cam], worker_id="worker-live")
     cfg = cfg.model_copy(update={"evidence": cfg.evidence.model_copy(update={"live_port": 0})})
     worker = Worker(cfg).start()

@@ -62,6 +62,14 @@ def camera(camera_id: str, url: str, **kw: Any) -> CameraConfig:
     return CameraConfig(id=camera_id, url=url, **base)
 
 
+def rtsp_camera(rtsp_server: Any, clip: Path, prefix: str, **kw: Any) -> CameraConfig:
+    """A camera on a new stream of ``clip`` on the session's RTSP server, named ``{prefix}-NNNNN`` so that reruns
+    never collide; :func:`camera`'s defaults (person model, the road zone, 5 fps) unless ``kw`` says otherwise."""
+    cam_id = f"{prefix}-{int(time.time()) % 100000}"
+    rtsp_server.add_stream(cam_id, clip)
+    return camera(cam_id, rtsp_server.url(cam_id), **kw)
+
+
 def read_topic(bootstrap: str, topic: str, expect_at_least: int, timeout_s: float = 60.0) -> list[InRecord]:
     """Everything on ``topic`` from the beginning, waiting until at least ``expect_at_least`` arrived."""
     sub = KafkaSubscriber(bootstrap, [topic], group_id=None, from_beginning=True)
