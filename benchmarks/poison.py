@@ -8,8 +8,11 @@ consumers, runs the consumers as the services run them, and checks the DLQ:
 * console ingest (:class:`dispatch.feed.BusIngestor`) on ``kuzet.incidents.v1``;
 * plate indexer (:func:`services.plate_indexer.run_forever`) and
 * watchlist matcher (:func:`services.watchlist_alerts.run_forever`) on ``kuzet.plates.v1``;
-* worker registry consumer (:class:`worker.assignment.CameraAssignment`, dead
-  letters through the worker's spool and relay) on ``kuzet.cameras.v1``.
+* worker registry consumer (:class:`worker.assignment.CameraAssignment`: its
+  registry view skips and counts, its dead-lettering group member,
+  :mod:`worker.registry_dead_letters`, writes the dead letters) on ``kuzet.cameras.v1``;
+  ``--registry-workers`` (3) run in one group, all reading every record; then one of them is
+  restarted and one more bad record of each kind goes in. Each record must still be dead-lettered once.
 
 (The registry topic is compacted: the broker itself refuses null-key records there, so that kind is
 produced to the three other consumers only.) After the bad records, one good record per topic goes in: a consumer that
@@ -103,11 +106,12 @@ def _partitions(bootstrap: str, topic: str) -> list[int]:
         consumer.close(autocommit=False)
 
 
-def _records(topic: str, per_kind: int, tag: str) -> list[tuple[bytes | None, bytes]]:
+def _records(topic: str, per_kind: int, tag: str, first: int = 0) -> list[tuple[bytes | None, bytes]]:
+    """Records ``first`` .. ``first + per_kind - 1`` of each kind."""
     # A compacted topic (the registry) cannot hold a record without a key: the broker refuses it with
     # InvalidRecordError, so "null key" never reaches the registry consumer (decode_record refuses it anyway).
     kinds = [k for k in KINDS if not (topic == topics.CAMERAS and k == "null_key")]
-    return [bad_record(kind, topic, i, tag) for kind in kinds for i in range(per_kind)]
+    return [bad_record(kind, topic, i, tag) for kind in kinds for i in range(first, first + per_kind)]
 
 
 def _sha(value: bytes) -> str:
@@ -118,7 +122,13 @@ def _dead_letters(bootstrap: str, wanted: set[str], timeout_s: float) -> list[An
     """Every dead letter whose original sha256 is in ``wanted`` (read from the start of the DLQ)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    # read_committed: the registry's dead letters are written in transactions (an aborted one is not a copy)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     found = []
     try:
         parts = consumer.partitions_for_topic(topics.DLQ) or set()
@@ -307,9 +317,8 @@ def run_plates(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -
 class _Worker:
     """Just enough of a worker for the registry consumer: it records the cameras it is told to run."""
 
-    worker_id = "poison-worker"
-
-    def __init__(self) -> None:
+    def __init__(self, worker_id: str = "poison-worker") -> None:
+        self.worker_id = worker_id
         self.running: dict[str, Any] = {}
 
     def add_camera(self, camera: Any) -> None:
@@ -325,13 +334,51 @@ class _Worker:
         return sorted(self.running)
 
 
-def run_registry(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float) -> ConsumerReport:
+def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close(autocommit=False)
+
+
+class _GroupProgress:
+    """Whether a consumer group has committed past given offsets (the registry's dead-lettering group)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        from kafka.admin import KafkaAdminClient
+
+        self.group = group
+        self._admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="poison-progress")
+
+    def past(self, ends: dict[int, int]) -> bool:
+        try:
+            offsets = self._admin.list_group_offsets(self.group).get(self.group, {})
+        except Exception:  # a group still forming answers with an error: not there yet
+            return False
+        committed = {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topics.CAMERAS}
+        return all(committed.get(p, 0) >= end for p, end in ends.items())
+
+    def close(self) -> None:
+        self._admin.close()
+
+
+def run_registry(
+    bootstrap: str, per_kind: int, workdir: Path, timeout_s: float, *, workers: int = 1, restart: bool = False
+) -> ConsumerReport:
+    """``workers`` members of one worker group read the same bad registry records; with ``restart``, one of
+    them is then stopped and started again (its view re-reads every record) and one more bad record of each
+    kind goes in. Every bad record must still have exactly one dead letter."""
     from core.config import CameraConfig, KafkaConfig
     from event_bus.kafka_publisher import KafkaPublisher
     from event_bus.relay import Relay
     from event_bus.spool import Spool
     from worker.assignment import AssignmentSettings, CameraAssignment
     from worker.registry import CameraRegistry
+    from worker.registry_dead_letters import GROUP_SUFFIX
 
     tag = uuid.uuid4().hex[:6]
     registry = CameraRegistry(bootstrap)
@@ -340,27 +387,50 @@ def run_registry(bootstrap: str, per_kind: int, workdir: Path, timeout_s: float)
     _produce(bootstrap, topics.CAMERAS, bad)
     good_id = f"poison{tag}-good"
     registry.put([CameraConfig(id=good_id, url=f"rtsp://127.0.0.1/{good_id}")])
+    ends = _end_offsets(bootstrap, topics.CAMERAS)
     spool = Spool(workdir / f"worker-{tag}.sqlite3", durability="normal")
     relay = Relay(spool, KafkaPublisher(KafkaConfig(bootstrap_servers=bootstrap, client_id="poison-worker"))).start()
-    worker = _Worker()
     group = f"kuzet-workers-poison-{tag}"
+    progress = _GroupProgress(bootstrap, group + GROUP_SUFFIX)
 
-    def sink(records: Any) -> None:
+    def sink(records: Any) -> None:  # the pending-camera statuses
         spool.append_many([(r, None, None) for r in records])
         relay.poke()
 
-    assignment = CameraAssignment(worker, AssignmentSettings(bootstrap=bootstrap, group_id=group), sink=sink)
+    def member(i: int) -> tuple[_Worker, CameraAssignment]:
+        worker = _Worker(f"poison-worker-{i}")
+        return worker, CameraAssignment(worker, AssignmentSettings(bootstrap=bootstrap, group_id=group), sink=sink)
+
+    members = [member(i) for i in range(workers)]
     start = time.monotonic()
-    assignment.start()
+    for _, a in members:
+        a.start()
+
+    def done(expected: int) -> bool:
+        running = any(good_id in w.running for w, _ in members)
+        return running and all(a.invalid_records >= expected for _, a in members) and progress.past(ends)
+
     try:
-        ok = _wait(lambda: good_id in worker.running and assignment.invalid_records >= len(bad), timeout_s)
+        ok = _wait(lambda: done(len(bad)), timeout_s)
         seconds = time.monotonic() - start
-        alive = any(t.name == "camera-assignment" and t.is_alive() for t in threading.enumerate())
-        relay.flush(60)
+        if restart:
+            members[0][1].stop()
+            members[0] = member(0)
+            members[0][1].start()
+            # the restarted member owns registry partitions again before more bad records go in
+            ok = ok and _wait(lambda: members[0][1].dead_letters.partitions > 0, timeout_s)
+            more = _records(topics.CAMERAS, 1, tag, first=per_kind)
+            _produce(bootstrap, topics.CAMERAS, more)
+            bad += more
+            ends = _end_offsets(bootstrap, topics.CAMERAS)
+            ok = ok and _wait(lambda: done(len(bad)), timeout_s)
+        alive = all(a.alive() for _, a in members)
     finally:
-        assignment.stop()
+        for _, a in members:
+            a.stop()
         relay.stop()
         spool.close()
+        progress.close()
         # tombstones, so later users of a shared broker do not load these records
         keyed = [k.decode() for k, _ in bad if k is not None]
         registry.remove([good_id, *keyed])
@@ -379,12 +449,16 @@ def run_all(
     timeout_s: float = 600.0,
     consumers: tuple[str, ...] = CONSUMERS,
     on_report: Callable[[ConsumerReport], None] | None = None,
+    registry_workers: int = 1,
+    registry_restart: bool = False,
 ) -> list[ConsumerReport]:
     """Run the named consumer groups one after another; ``on_report`` sees each report as soon as it is in."""
     runners: dict[str, Callable[[], list[ConsumerReport]]] = {
         "console": lambda: [run_console(bootstrap, per_kind, workdir, timeout_s)],
         "plates": lambda: run_plates(bootstrap, per_kind, workdir, timeout_s),
-        "registry": lambda: [run_registry(bootstrap, per_kind, workdir, timeout_s)],
+        "registry": lambda: [
+            run_registry(bootstrap, per_kind, workdir, timeout_s, workers=registry_workers, restart=registry_restart)
+        ],
     }
     out: list[ConsumerReport] = []
     for name in consumers:
@@ -409,6 +483,14 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="how long each consumer may take")
     parser.add_argument(
+        "--registry-workers", type=int, default=3, help="workers in one group reading the registry's bad records"
+    )
+    parser.add_argument(
+        "--no-registry-restart",
+        action="store_true",
+        help="skip restarting one registry worker (and the bad record of each kind sent after it)",
+    )
+    parser.add_argument(
         "--consumers", default=",".join(CONSUMERS), help=f"comma-separated subset of {', '.join(CONSUMERS)}"
     )
     args = parser.parse_args()
@@ -431,12 +513,31 @@ def main() -> None:
             service.start()
             bootstrap = service.bootstrap
         try:
-            reports = run_all(bootstrap, args.per_kind, Path(tmp), args.timeout_s, chosen, _print_row)
+            reports = run_all(
+                bootstrap,
+                args.per_kind,
+                Path(tmp),
+                args.timeout_s,
+                chosen,
+                _print_row,
+                registry_workers=args.registry_workers,
+                registry_restart=not args.no_registry_restart,
+            )
         finally:
             if service is not None:
                 service.stop()
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"per_kind": args.per_kind, "kinds": KINDS, "consumers": [asdict(r) for r in reports]}))
+    OUT.write_text(
+        json.dumps(
+            {
+                "per_kind": args.per_kind,
+                "kinds": KINDS,
+                "registry_workers": args.registry_workers,
+                "registry_restart": not args.no_registry_restart,
+                "consumers": [asdict(r) for r in reports],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

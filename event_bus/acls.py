@@ -10,7 +10,8 @@ least it needs:
 principal  may
 =========  ==========================================================================
 worker     read the registry (group ``kuzet-workers*``); write incidents, plate reads,
-           camera status and dead letters
+           camera status and dead letters; transactions with ids ``kuzet-workers*`` (the
+           registry's dead letters are written exactly once, :mod:`event_bus.kafka_dead_letters`)
 console    read incidents and camera status (group ``kuzet-console*``); write dead letters
 indexer    read plate reads (group ``kuzet-plate-indexer*``); write dead letters
 watch      read plate reads (group ``kuzet-watchlist*``); write incidents and dead letters
@@ -46,6 +47,8 @@ _READS: dict[str, tuple[tuple[str, ...], str]] = {
     "indexer": ((topics.PLATES,), "kuzet-plate-indexer"),
     "watch": ((topics.PLATES,), "kuzet-watchlist"),
 }
+_TRANSACTIONS: dict[str, str] = {"worker": "kuzet-workers"}
+"""Transactional-id prefix per role (the dead-lettering member's id is ``<worker group>.dead-letters.<worker>``)."""
 _WRITES: dict[str, tuple[str, ...]] = {
     "worker": (topics.INCIDENTS, topics.PLATES, topics.CAMERA_STATUS, topics.DLQ),
     "console": (topics.DLQ,),
@@ -79,6 +82,11 @@ def recipe(principals: Mapping[str, str]) -> list[ACL]:
         for topic in _WRITES[role]:
             assert topic != topics.CAMERAS, "only the admin principal writes the camera registry"
             acls.append(_allow(who, ACLOperation.WRITE, ResourceType.TOPIC, topic))
+        if role in _TRANSACTIONS:
+            for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE):
+                acls.append(
+                    _allow(who, op, ResourceType.TRANSACTIONAL_ID, _TRANSACTIONS[role], ACLResourcePatternType.PREFIXED)
+                )
     return acls
 
 

@@ -29,9 +29,11 @@ capacity only when the whole group is full; cameras beyond it are not started
 and are visible (``pending``: a status with reason ``unassigned-capacity``,
 the metric ``kuzet_worker_cameras_pending``), never silently dropped.
 
-Invalid registry records are skipped, logged, counted and dead-lettered to
-``kuzet.dlq.v1`` by the view's ``on_invalid``; the camera keeps its last
-valid definition.
+Invalid registry records are skipped, logged and counted by the view's
+``on_invalid``; the camera keeps its last valid definition. Their dead letters
+are written once per record for the whole group, by the group's
+dead-lettering member this worker also runs
+(:mod:`worker.registry_dead_letters`), not once per worker and restart.
 
 Why one module over 400 lines: :class:`CameraAssignment` is one state machine (assignment, running,
 pending and fenced state under one lock, changed by the poll loop and read by the status path); splitting
@@ -55,13 +57,14 @@ from core.config import CameraConfig
 from core.health import CameraState
 from core.redact import redact_text
 from event_bus import topics
-from event_bus.consume import dead_letter
-from event_bus.interfaces import InRecord, OutRecord
+from event_bus.interfaces import OutRecord
 from event_bus.kafka_admin import RawRecord
+from event_bus.kafka_dead_letters import ExactlyOnceDeadLetters
 from event_bus.kafka_group import Assigned, CameraAssignor, GroupConsumer
 from event_bus.records import to_record
 from ingest.camera import StatusChange
 from worker.camera_status import camera_status
+from worker.registry_dead_letters import registry_dead_letters
 from worker.registry_view import RegistryView
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,7 @@ class WorkerLike(Protocol):
 EventSink = Callable[[str, str, dict[str, Any]], None]
 """(event, camera_id or "", details) for the journal: start, stop, update, pending, invalid, assigned, fenced."""
 RecordSink = Callable[[Sequence[OutRecord]], None]
-"""Where DLQ and status records go (the worker's durable spool)."""
+"""Where status records go (the worker's durable spool)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ class CameraAssignment:
         on_event: EventSink | None = None,
         view: RegistryView | None = None,
         policy: CameraPolicy | None = None,
+        dead_letters: ExactlyOnceDeadLetters | None = None,
     ) -> None:
         self.worker = worker
         self.settings = settings
@@ -161,6 +165,14 @@ class CameraAssignment:
         )
         self.view.on_invalid = self._invalid
         self._own_view = view is None
+        self.dead_letters = dead_letters or registry_dead_letters(
+            settings.bootstrap,
+            settings.group_id,
+            worker.worker_id,
+            self.view.policy,
+            self.view.known_detectors,
+            client_id=settings.client_id,
+        )
         self._grant: Assigned | None = None
         self._running: dict[str, CameraConfig] = {}
         self._pending: set[str] = set()
@@ -189,6 +201,7 @@ class CameraAssignment:
     def start(self) -> CameraAssignment:
         if self._own_view:
             self.view.start()
+        self.dead_letters.start()
         self._thread = threading.Thread(target=self._run, name="camera-assignment", daemon=True)
         self._thread.start()
         return self
@@ -198,10 +211,15 @@ class CameraAssignment:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        self.dead_letters.stop()
         if self._own_view:
             self.view.stop()
 
     # -- observation -------------------------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """Both threads (the group member and the dead-lettering member) are running."""
+        return self._thread is not None and self._thread.is_alive() and self.dead_letters.alive()
 
     def stats(self) -> AssignmentStats:
         enabled, disabled = self.view.registered()
@@ -471,22 +489,10 @@ class CameraAssignment:
                 log.error("could not report pending cameras: %s", redact_text(str(exc)))
 
     def _invalid(self, r: RawRecord, reason: str) -> None:
+        """Count and log a record this worker cannot use (its dead letter is the dead-lettering group's job)."""
         self.invalid_records += 1
         log.warning("skipping invalid camera record at %s/%d@%d: %s", topics.CAMERAS, r.partition, r.offset, reason)
         self._event("invalid", "", {"partition": r.partition, "offset": r.offset, "reason": reason})
-        if self._sink is not None:
-            rec = InRecord(
-                topic=topics.CAMERAS,
-                partition=r.partition,
-                offset=r.offset,
-                key=r.key.decode("utf-8", errors="replace") if r.key is not None else None,
-                value=_redacted(bytes(r.value)) if r.value is not None else b"",
-                timestamp_ms=r.timestamp_ms,
-            )
-            try:
-                self._sink([dead_letter(rec, reason, consumer=self.settings.group_id)])
-            except Exception as exc:
-                log.error("could not dead-letter an invalid camera record: %s", redact_text(str(exc)))
 
     def _event(self, kind: str, camera_id: str, details: dict[str, Any]) -> None:
         if self._on_event is not None:
@@ -514,11 +520,3 @@ class CameraAssignment:
                 "taken": len(before - grant.cameras),
             },
         )
-
-
-def _redacted(value: bytes) -> bytes:
-    """A bad record's value with any URL credentials masked: the DLQ must not become a credential store."""
-    try:
-        return redact_text(value.decode("utf-8")).encode("utf-8")
-    except UnicodeDecodeError:
-        return value

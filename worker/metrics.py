@@ -441,7 +441,10 @@ class WorkerCollector(Collector):
         registered.add_metric(["false"], a.registry_cameras_disabled)
         yield registered
         counters = {
-            "kuzet_registry_invalid_records": ("Invalid camera records skipped and dead-lettered", a.invalid_records),
+            "kuzet_registry_invalid_records": (
+                "Invalid camera records skipped (dead-lettered once)",
+                a.invalid_records,
+            ),
             "kuzet_camera_start_failures": ("Cameras that failed to start or update", a.start_failures),
             "kuzet_rebalances": ("Camera assignments this worker received", a.rebalances),
             "kuzet_worker_fenced": (

@@ -8,14 +8,16 @@ of workers is not bounded by the registry's partition count.
 
 Invalid records (the CLI refuses them, a buggy producer may not) are handed
 to ``on_invalid`` once per (partition, offset) and otherwise skipped: the
-camera keeps its last valid definition.
+camera keeps its last valid definition. The view does not dead-letter them:
+every worker reads every record, again after each reconnect, so one group
+(:mod:`worker.registry_dead_letters`) writes each one's dead letter, once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from core.camera_policy import CameraPolicy
 from core.config import CameraConfig
@@ -23,11 +25,26 @@ from core.redact import redact_text
 from event_bus import topics
 from event_bus.kafka_admin import RawRecord
 from event_bus.kafka_group import follow_topic
-from worker.registry import InvalidCameraRecord, decode_record
+from worker.registry import InvalidCameraRecord, RegistryEntry, decode_record
 
 log = logging.getLogger(__name__)
 
 InvalidSink = Callable[[RawRecord, str], None]
+
+
+def validate_record(r: RawRecord, policy: CameraPolicy, known_detectors: Collection[str] | None) -> RegistryEntry:
+    """Decode one registry record as this worker would use it; raises :class:`InvalidCameraRecord` saying why not.
+
+    Beyond :func:`~worker.registry.decode_record`, the camera's detectors must be ones this worker runs.
+    """
+    entry = decode_record(r.key, r.value, policy)
+    if entry.camera is not None and known_detectors is not None:
+        missing = [d for d in entry.camera.detectors if d not in known_detectors]
+        if missing:
+            raise InvalidCameraRecord(
+                f"camera {entry.camera_id}: unknown detector(s) {missing}; this worker runs {sorted(known_detectors)}"
+            )
+    return entry
 
 
 class RegistryView:
@@ -45,7 +62,7 @@ class RegistryView:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.policy = policy if policy is not None else CameraPolicy()
-        self._known = set(known_detectors) if known_detectors is not None else None
+        self.known_detectors = set(known_detectors) if known_detectors is not None else None
         self.on_invalid = on_invalid
         self._lock = threading.Lock()
         self._cameras: dict[str, tuple[CameraConfig, int]] = {}  # camera id -> (definition, partition)
@@ -103,14 +120,7 @@ class RegistryView:
     def apply(self, r: RawRecord) -> None:
         """One registry record: a definition, a tombstone, or an invalid record (reported once, skipped)."""
         try:
-            entry = decode_record(r.key, r.value, self.policy)
-            if entry.camera is not None and self._known is not None:
-                missing = [d for d in entry.camera.detectors if d not in self._known]
-                if missing:
-                    raise InvalidCameraRecord(
-                        f"camera {entry.camera_id}: unknown detector(s) {missing}; "
-                        f"this worker runs {sorted(self._known)}"
-                    )
+            entry = validate_record(r, self.policy, self.known_detectors)
         except InvalidCameraRecord as exc:
             self._invalid(r, str(exc))
             return

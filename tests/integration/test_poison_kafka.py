@@ -44,6 +44,19 @@ def test_worker_registry_consumer(kafka_bootstrap: str, tmp_path: Path) -> None:
     _check(run_registry(kafka_bootstrap, PER_KIND, tmp_path, timeout_s=120))
 
 
+def test_three_workers_and_a_restart_dead_letter_each_registry_record_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Every worker reads every registry record (and again after a restart); the DLQ gets one copy of each.
+
+    Before: each worker dead-lettered each invalid record it read, 3 copies here, and one more per restart.
+    """
+    report = run_registry(kafka_bootstrap, PER_KIND, tmp_path, timeout_s=180, workers=3, restart=True)
+    assert report.good_processed and report.alive, report
+    assert report.sent == 6 * PER_KIND and report.dead_letters == report.sent, report  # 5 kinds, + 1 each after
+    assert report.missing == 0 and report.duplicated == 0, report
+
+
 def test_outbox_parks_a_record_kafka_refuses_and_delivers_the_rest(kafka_bootstrap: str, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.sqlite3", durability="normal")
     publisher = KafkaPublisher(KafkaConfig(bootstrap_servers=kafka_bootstrap, client_id="park-test"))

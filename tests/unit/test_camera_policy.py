@@ -17,6 +17,7 @@ from event_bus.consume import read_dead_letter
 from event_bus.interfaces import InRecord
 from tests.unit.test_registry_assignment import Rec, _assignment
 from worker.registry import InvalidCameraRecord, decode_record, encode_camera, validate_camera
+from worker.registry_dead_letters import registry_dead_letter
 
 EXFIL = {"id": "cam-x", "url": "rtsp://attacker.example/x", "credentials": "env:KUZET_S3_SECRET_KEY"}
 
@@ -101,11 +102,12 @@ def test_config_file_cameras_are_checked_too(tmp_path: Any) -> None:
 
 
 def test_worker_assignment_skips_and_dead_letters_a_record_outside_the_policy() -> None:
-    a, worker, sunk, _events = _assignment(capacity=10)
-    a.view.apply(Rec(b"cam-x", encode_camera(_cam(**EXFIL)), 0))
+    a, worker, _sunk, _events = _assignment(capacity=10)
+    record = Rec(b"cam-x", encode_camera(_cam(**EXFIL)), 0)
+    a.view.apply(record)
     a._reconcile()
     assert worker.camera_ids() == [] and a.invalid_records == 1
-    dlq = [r for r in sunk if r.topic == topics.DLQ]
-    assert len(dlq) == 1
-    dead = read_dead_letter(InRecord(topics.DLQ, 0, 0, dlq[0].key, dlq[0].value, 0, dlq[0].headers))
+    letter = registry_dead_letter(record, a.view.policy, a.view.known_detectors, a.settings.group_id)
+    assert letter is not None  # what the group's dead-lettering member writes for it (once)
+    dead = read_dead_letter(InRecord(topics.DLQ, 0, 0, letter.key, letter.value, 0, letter.headers))
     assert "allow-list" in dead.error and dead.consumer == "kuzet-workers"

@@ -13,6 +13,7 @@ from event_bus.kafka_admin import RawRecord
 from event_bus.kafka_group import Assigned
 from worker.assignment import PENDING_REASON, AssignmentSettings, CameraAssignment
 from worker.registry import encode_camera
+from worker.registry_dead_letters import registry_dead_letter
 
 
 class FakeWorker:
@@ -128,25 +129,33 @@ def test_updates_restart_one_camera_and_disabled_or_tombstoned_stop() -> None:
     assert ("stop", "cam-a") in events and ("stop", "cam-b") in events
 
 
-def test_bad_records_are_skipped_reported_once_and_dead_lettered_without_credentials() -> None:
+def test_bad_records_are_skipped_and_reported_once_and_the_dead_letters_carry_no_credentials() -> None:
     a, worker, sunk, events = _assignment(capacity=10)
     _feed(a, 0, "cam-a", encode_camera(_cam("cam-a")), 0)
     good = json.loads(encode_camera(_cam("cam-a")))
     good["camera"]["url"] = "rtsp://admin:hunter2@127.0.0.1/x"
-    _feed(a, 0, "cam-a", json.dumps(good).encode(), 1)  # bad update: the camera keeps its last valid definition
-    _feed(a, 0, "cam-b", encode_camera(_cam("cam-b", detectors=["no-such-model"])), 2)
-    a.view.apply(Rec(b"Bad Key", b"{}", 0, 1))
-    _feed(a, 1, "cam-c", b"\xff\xfe", 1)
+    bad = [
+        Rec(b"cam-a", json.dumps(good).encode(), 1, 0),  # bad update: the camera keeps its last valid definition
+        Rec(b"cam-b", encode_camera(_cam("cam-b", detectors=["no-such-model"])), 2, 0),
+        Rec(b"Bad Key", b"{}", 0, 1),
+        Rec(b"cam-c", b"\xff\xfe", 1, 1),
+    ]
+    for r in bad:
+        a.view.apply(r)
     _give(a, 1, "cam-a", "cam-b", "cam-c")
     a._reconcile()
     assert worker.camera_ids() == ["cam-a"] and worker.running["cam-a"].url == "rtsp://127.0.0.1/cam-a"
     assert a.invalid_records == 4
-    dlq = [r for r in sunk if r.topic == topics.DLQ]
-    assert len(dlq) == 4 and not any(b"hunter2" in r.value for r in dlq)
-    assert any("unknown detector" in dict(r.headers)["kuzet-error"].decode() for r in dlq)
+    assert not [r for r in sunk if r.topic == topics.DLQ], "a reader never dead-letters: N workers would write N"
     _feed(a, 0, "cam-b", encode_camera(_cam("cam-b", detectors=["no-such-model"])), 2)  # read again
     assert a.invalid_records == 4, "the same record is reported once per process"
     assert sum(1 for kind, _ in events if kind == "invalid") == 4
+    # the dead letters the group's dead-lettering member writes for them, by the same rules as the view
+    letters = [registry_dead_letter(r, a.view.policy, a.view.known_detectors, "kuzet-workers") for r in bad]
+    dlq = [x for x in letters if x is not None]
+    assert len(dlq) == 4 and not any(b"hunter2" in r.value for r in dlq)
+    assert any("unknown detector" in dict(r.headers)["kuzet-error"].decode() for r in dlq)
+    assert registry_dead_letter(Rec(b"cam-a", encode_camera(_cam("cam-a")), 3), a.view.policy, None, "g") is None
 
 
 def test_a_taken_camera_is_reported_until_stopped_then_the_worker_asks_to_rejoin() -> None:
