@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 Check = Callable[[RawRecord], OutRecord | None]
 """A record's dead letter when the record is bad, None when it is fine."""
 
-MAX_RECORDS_PER_TRANSACTION = 200
-"""Bounds one transaction: a batch of large bad records becomes at most this many dead letters (≤ 256 KB each)."""
+MAX_RECORDS_PER_TRANSACTION = 2000
+"""Records checked per transaction (one poll). A transaction costs several broker round trips (0.3-0.4 s a
+commit on the loaded box), so small ones dominated: at 200 the registry's 13,000 records took 76 transactions
+and 63 s, at 2,000 22 transactions and 19 s. The bytes of one poll stay bounded by the consumer's fetch size."""
 
 
 class ExactlyOnceDeadLetters:

@@ -18,6 +18,7 @@ own.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import Any
 
 from core.camera_policy import CameraPolicy
 from event_bus import topics
@@ -59,6 +60,7 @@ def registry_dead_letters(
     known_detectors: Iterable[str] | None,
     *,
     client_id: str = "kuzet-worker",
+    security: dict[str, Any] | None = None,
 ) -> ExactlyOnceDeadLetters:
     """The dead-lettering member for one worker of ``worker_group`` (dead letters name that group)."""
     known = set(known_detectors) if known_detectors is not None else None
@@ -69,4 +71,5 @@ def registry_dead_letters(
         worker_id,
         lambda r: registry_dead_letter(r, policy, known, worker_group),
         client_id=f"{client_id}-dead-letters",
+        security=security,
     )

@@ -9,7 +9,9 @@ of :mod:`event_bus.acls` is applied as ``admin``; then:
 * an unauthenticated client (plaintext, or TLS without SASL) cannot even connect;
 * a wrong password is refused;
 * the worker, console, indexer and watch principals are authenticated but not authorised to write
-  ``kuzet.cameras.v1``.
+  ``kuzet.cameras.v1``;
+* the worker principal's dead-lettering member (a consumer group and a transactional producer,
+  :mod:`worker.registry_dead_letters`) may do what it needs: an invalid registry record gets its dead letter.
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ import pytest
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
+from core.camera_policy import CameraPolicy
 from core.config import CameraConfig, KafkaConfig
 from dispatch.testing import make_incident
 from event_bus import topics
-from event_bus.consume import EventConsumer
+from event_bus.consume import EventConsumer, read_dead_letter
 from event_bus.interfaces import OutRecord
 from event_bus.kafka_publisher import KafkaPublisher
 from event_bus.kafka_security import client_settings
 from event_bus.kafka_subscriber import KafkaSubscriber
 from tests.integration.kafka_sasl_support import ROLES, secure_kafka_service
 from worker.registry import CameraRegistry
+from worker.registry_dead_letters import registry_dead_letters
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -92,6 +96,47 @@ def test_end_to_end_over_sasl_ssl_with_acls(secure_kafka: Any, tmp_path: Path, m
     finally:
         consumer.close()
         pub.close()
+
+
+def test_the_worker_principal_dead_letters_invalid_registry_records_in_transactions(
+    secure_kafka: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = secure_kafka
+    camera = f"sasl-bad-{uuid.uuid4().hex[:6]}"
+    admin = CameraRegistry(service.bootstrap, security=service.client_settings("admin"))
+    try:
+        admin.put_raw(camera, b"{not json")
+    finally:
+        admin.close()
+    worker_cfg = _config(service, "kuzet-worker", tmp_path, monkeypatch)
+    group = f"kuzet-workers-sasl-{camera}"
+    letters = registry_dead_letters(
+        service.bootstrap, group, "w1", CameraPolicy(), None, security=client_settings(worker_cfg)
+    ).start()
+    try:
+        deadline = time.monotonic() + 60
+        while letters.dead_lettered < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert letters.dead_lettered >= 1, f"no dead letter written: {letters.error}"
+    finally:
+        letters.stop()
+    sub = KafkaSubscriber(
+        service.bootstrap,
+        [topics.DLQ],
+        f"kuzet-console-sasl-dlq-{camera}",
+        from_beginning=True,
+        extra=service.client_settings("admin") | {"isolation_level": "read_committed"},
+    )
+    try:
+        found: list[Any] = []
+        deadline = time.monotonic() + 60
+        while not found and time.monotonic() < deadline:
+            found = [r for r in sub.poll(1.0, 500) if r.key == camera]
+    finally:
+        sub.close()
+    assert len(found) == 1, found
+    dead = read_dead_letter(found[0])
+    assert dead.consumer == group and "not JSON" in dead.error, dead
 
 
 def _producer(service: Any, **settings: Any) -> KafkaProducer:
