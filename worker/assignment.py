@@ -136,6 +136,10 @@ class AssignmentStats:
     registry_cameras_disabled: int
     last_poll_age_s: float
     member_of_group: bool
+    dead_letters_written: int = 0
+    """Dead letters this worker's member of the dead-lettering group wrote (each invalid record once per group)."""
+    dead_letter_member_ok: bool = True
+    """False while that member retries after an error (broker, ACL, fencing): invalid records wait for it."""
 
 
 class CameraAssignment:
@@ -242,6 +246,8 @@ class CameraAssignment:
                 registry_cameras_disabled=disabled,
                 last_poll_age_s=time.monotonic() - self._last_poll,
                 member_of_group=grant is not None,
+                dead_letters_written=self.dead_letters.dead_lettered,
+                dead_letter_member_ok=self.dead_letters.error is None,
             )
 
     def pending(self) -> list[str]:

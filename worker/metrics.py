@@ -429,6 +429,10 @@ class WorkerCollector(Collector):
             "kuzet_registry_loaded": ("1 once this worker has read the whole registry", int(a.registry_loaded)),
             "kuzet_group_member": ("1 while this worker is a member of the camera group", int(a.member_of_group)),
             "kuzet_assignment_poll_age_seconds": ("Seconds since the group consumer last polled", a.last_poll_age_s),
+            "kuzet_registry_dead_letter_member_ok": (
+                "1 while this worker's member of the registry dead-lettering group works (0: retrying after an error)",
+                int(a.dead_letter_member_ok),
+            ),
         }
         for name, (doc, value) in gauges.items():
             g = GaugeMetricFamily(name, doc)
@@ -444,6 +448,10 @@ class WorkerCollector(Collector):
             "kuzet_registry_invalid_records": (
                 "Invalid camera records skipped (dead-lettered once)",
                 a.invalid_records,
+            ),
+            "kuzet_registry_dead_letters": (
+                "Invalid registry records this worker dead-lettered (each record once per worker group)",
+                a.dead_letters_written,
             ),
             "kuzet_camera_start_failures": ("Cameras that failed to start or update", a.start_failures),
             "kuzet_rebalances": ("Camera assignments this worker received", a.rebalances),

@@ -107,6 +107,8 @@ class FakeAssignment:
             registry_cameras_disabled=5,
             last_poll_age_s=0.2,
             member_of_group=True,
+            dead_letters_written=7,
+            dead_letter_member_ok=False,
         )
 
     def pending(self) -> list[str]:
@@ -143,6 +145,7 @@ def test_metric_families_and_values() -> None:
     assert len(s["kuzet_camera_state"]) == 10
     assert 0 <= max(x.value for x in s["kuzet_camera_last_frame_age_seconds"]) < 10
     assert {x.labels["topic"] for x in s["kuzet_kafka_consumer_lag"]} == {"kuzet.cameras.v1"}
+    assert value["kuzet_registry_dead_letters_total"] == 7 and value["kuzet_registry_dead_letter_member_ok"] == 0
     assert "process_cpu_seconds_total" in s
 
 
