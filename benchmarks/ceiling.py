@@ -26,6 +26,7 @@ from core.config import BatchConfig, CameraConfig, RulesConfig, TrackingConfig, 
 from core.detections import Detections
 from core.frame import Frame
 from core.labels import Label
+from detectors.tracking import CameraTracker
 from event_bus.interfaces import OutRecord
 from event_bus.spool import Spool
 from plate_reader.pipeline import PlateOcr
@@ -73,6 +74,7 @@ class CeilingResult:
     events: int
     analysis_alone_frames_per_s: float
     analysis_alone_ms_per_frame: float
+    tracking_share: float  # of the analysis-alone time, in supervision's ByteTrack (CameraTracker.update)
 
 
 def _images(n: int) -> tuple[list[npt.NDArray[np.uint8]], dict[int, Detections]]:
@@ -80,18 +82,35 @@ def _images(n: int) -> tuple[list[npt.NDArray[np.uint8]], dict[int, Detections]]
     return images, {id(img): canned(i) for i, img in enumerate(images)}
 
 
-def analysis_alone(seconds: float) -> float:
-    """Frames/s of one camera's tracking + rules called in a plain loop (the per-frame Python cost)."""
+def analysis_alone(seconds: float) -> tuple[float, float]:
+    """Frames/s of one camera's tracking + rules called in a plain loop (the per-frame Python cost), and the
+    share of that time spent in the tracker (ByteTrack), timed around each ``CameraTracker.update`` call."""
     images, plan = _images(200)
     cam = CameraConfig(id="alone", url="file:///dev/null", analysis_fps=25.0, zones=[ZONE])
     analysis = CameraAnalysis(cam, "canned", "canned@0", LABELS, AnalysisSettings(RulesConfig(), TrackingConfig()))
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        i = done % len(images)
-        frame = Frame("alone", done, T0 + timedelta(seconds=done / 25), done / 25, False, images[i])
-        analysis.process(frame, plan[id(images[i])])
-        done += 1
-    return done / (time.perf_counter() - t0)
+    tracking_s = 0.0
+    update = CameraTracker.update
+
+    def timed_update(tracker: CameraTracker, det: Detections) -> Detections:
+        nonlocal tracking_s
+        t = time.perf_counter()
+        try:
+            return update(tracker, det)
+        finally:
+            tracking_s += time.perf_counter() - t
+
+    CameraTracker.update = timed_update  # type: ignore[method-assign,assignment]  # this loop only, restored below
+    try:
+        done, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            i = done % len(images)
+            frame = Frame("alone", done, T0 + timedelta(seconds=done / 25), done / 25, False, images[i])
+            analysis.process(frame, plan[id(images[i])])
+            done += 1
+        elapsed = time.perf_counter() - t0
+    finally:
+        CameraTracker.update = update  # type: ignore[method-assign]
+    return done / elapsed, tracking_s / elapsed
 
 
 def ceiling(n_cameras: int, batch: int, seconds: float) -> CeilingResult:
@@ -149,5 +168,5 @@ def ceiling(n_cameras: int, batch: int, seconds: float) -> CeilingResult:
         pipeline.wait_idle(30)
         pipeline.stop()
         spool.close()
-    alone = analysis_alone(min(seconds, 3.0))
-    return CeilingResult(n_cameras, batch, analysed / elapsed, events, alone, 1000.0 / alone)
+    alone, tracking_share = analysis_alone(min(seconds, 3.0))
+    return CeilingResult(n_cameras, batch, analysed / elapsed, events, alone, 1000.0 / alone, tracking_share)

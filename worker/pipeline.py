@@ -9,12 +9,13 @@
       ▼
     inference         one thread per model (detectors.BatchScheduler): pre-processing, model, post-processing
       │   analysis queue (ANALYSIS_CAPACITY results): HOLD the producer
+      │     (a file replay's results hold already at one analysis round, _DRAIN_ROUND)
       ▼
     analysis          one thread: tracking, zone and fire rules (worker.analysis); a ticket per camera item
       │          └─── incidents ──────────────────────────────────────────────┐
       │   plate queue (PLATE_CAPACITY frames):                                  │
       │     live camera: DROP_OLDEST (counted per camera; its ticket is passed)│
-      │     file replay: HOLD the producer                                      │
+      │     file replay: HOLD the producer at one round (_PLATE_ROUND)          │
       ▼                                                                         │
     plate reading     one thread: crops of all cameras in one OCR call, votes   │
       │   sink queue (SINK_CAPACITY items): HOLD the producer                   │
@@ -29,6 +30,10 @@ it (events are never dropped, so it holds). A frame dropped anywhere is
 counted per camera (``stats()`` and the ``kuzet_stage_dropped`` metric).
 A file replayed faster than real time wants every frame, so there the
 queues hold instead and the whole replay runs at the slowest stage's pace.
+Its producers hold at one round of the next stage's take, not at capacity: a deep
+backlog behind the slowest stage would only delay its events and its stop
+(minutes of queued OCR at 16 cameras), and would let the stages before it
+run ahead of what the worker can finish.
 
 Threads, not processes: PyAV, onnxruntime and OpenCV release the GIL while
 they work and frames pass by reference. ``benchmarks/pipeline.py`` measures
@@ -145,6 +150,7 @@ class Pipeline:
         )
         self.sink_q: StageQueue[SinkItem] = StageQueue("sink", SINK_CAPACITY, Overflow.HOLD)
         self._live: dict[str, _Live] = {}  # analysis thread only
+        self._replay: frozenset[str] = frozenset()  # file-replay cameras; replaced whole, read by batch threads
         self._tickets: dict[str, int] = {}  # analysis thread only (and drop callbacks it triggers)
         self._stats = PipelineStats()
         self._threads = [
@@ -178,6 +184,7 @@ class Pipeline:
 
     def add_camera(self, camera_id: str, analyses: dict[str, CameraAnalysis], realtime: bool) -> None:
         """Open a camera's analysis; its decoder may submit frames from now on."""
+        self._replay = self._replay - {camera_id} if realtime else self._replay | {camera_id}
         self.analysis_q.put(camera_id, _Open(camera_id, analyses, realtime))
         for model in analyses:
             self._schedulers[model].add_source(camera_id)
@@ -187,14 +194,27 @@ class Pipeline:
 
         Call after its decoder stopped. Returns True once its last events are written (False on timeout).
         """
-        for scheduler in self._schedulers.values():
-            scheduler.remove_source(camera_id)
-        done = threading.Event()
-        try:
-            self.analysis_q.put(camera_id, _Close(camera_id, at, done))
-        except QueueClosedError:
-            return False
-        return done.wait(timeout_s)
+        return not self.remove_cameras([camera_id], at, timeout_s)
+
+    def remove_cameras(self, camera_ids: list[str], at: datetime, timeout_s: float = 30.0) -> list[str]:
+        """End several cameras at once, all within one ``timeout_s``; the ids whose last events are not written.
+
+        One deadline for all, not one each: a worker stopping its cameras one after another behind a
+        backlog would wait ``timeout_s`` per camera (minutes for 16), past any orchestrator's grace period.
+        """
+        waits: list[tuple[str, threading.Event]] = []
+        for camera_id in camera_ids:
+            for scheduler in self._schedulers.values():
+                scheduler.remove_source(camera_id)
+            self._replay = self._replay - {camera_id}
+            done = threading.Event()
+            try:
+                self.analysis_q.put(camera_id, _Close(camera_id, at, done))
+            except QueueClosedError:
+                return list(camera_ids)
+            waits.append((camera_id, done))
+        end = time.monotonic() + timeout_s
+        return [camera_id for camera_id, done in waits if not done.wait(max(0.0, end - time.monotonic()))]
 
     def submit(self, frame: Frame, models: list[str], wait: bool) -> None:
         """Decode -> inference: hand a frame to each of its camera's models (``wait``: file replay)."""
@@ -256,7 +276,8 @@ class Pipeline:
 
     def _inferred(self, model: str, frame: Frame, detections: Detections) -> None:
         """Inference -> analysis (on the model's batch thread: a put, and a note of the time for health)."""
-        self.analysis_q.put(frame.camera_id, _Result(model, frame, detections))
+        hold_at = _DRAIN_ROUND if frame.camera_id in self._replay else None
+        self.analysis_q.put(frame.camera_id, _Result(model, frame, detections), hold_at=hold_at)
         if self._on_inferred is not None:
             self._on_inferred(frame)
 
@@ -302,8 +323,11 @@ class Pipeline:
             self.sink_q.put(camera_id, SinkItem(self._ticket(camera_id), camera_id, list(out.incidents)))
         if out.plate is not None:
             task = PlateTask(camera_id, item.model, analysis.model_versions, out.plate, _masks_of(analysis))
-            policy = Overflow.DROP_OLDEST if cam.realtime else Overflow.HOLD
-            self.plate_q.put(camera_id, _PlateItem(self._ticket(camera_id), task), policy)
+            work = _PlateItem(self._ticket(camera_id), task)
+            if cam.realtime:
+                self.plate_q.put(camera_id, work, Overflow.DROP_OLDEST)
+            else:
+                self.plate_q.put(camera_id, work, Overflow.HOLD, hold_at=_PLATE_ROUND)
 
     def _close(self, item: _Close) -> None:
         cam = self._live.pop(item.camera_id, None)

@@ -196,8 +196,7 @@ class Worker:
         if self._heartbeat is not None:  # the board shows these cameras down at once, not stale later
             self._heartbeat.stop()
             self._publish_statuses(self._heartbeat.beat(state=CameraState.DOWN, reason="worker stopped"))
-        for camera_id in list(self._cameras):
-            self.remove_camera(camera_id)
+        self._remove_cameras(list(self._cameras))
         self._sim.stop()
         self._pipeline.stop()
         if self.clips is not None and self._started:
@@ -245,17 +244,20 @@ class Worker:
         runner.start()
 
     def remove_camera(self, camera_id: str) -> None:
+        self._remove_cameras([camera_id])
+
+    def _remove_cameras(self, camera_ids: list[str]) -> None:
+        """Stop the cameras' decoders, then end them in the pipeline together (one deadline for all)."""
         with self._lock:
-            cam = self._cameras.pop(camera_id, None)
-        if cam is None:
-            return
-        cam.runner.stop()
-        if isinstance(cam.runner, SimCamera):
-            return  # never in the pipeline
-        if not self._pipeline.remove_camera(camera_id, datetime.now(UTC)):
+            cams = [c for c in (self._cameras.pop(i, None) for i in camera_ids) if c is not None]
+        for cam in cams:
+            cam.runner.stop()
+        piped = [cam.config.id for cam in cams if not isinstance(cam.runner, SimCamera)]  # sim: never in it
+        for camera_id in self._pipeline.remove_cameras(piped, datetime.now(UTC)):
             log.warning("camera %s: its last events were not written in time; they follow", camera_id)
         if self.clips is not None:
-            self.clips.remove(camera_id)
+            for camera_id in piped:
+                self.clips.remove(camera_id)
 
     def _add_sim_camera(self, camera: CameraConfig) -> None:
         """A simulated camera: status changes on its schedule, no frames; refused unless ingest.simulation."""

@@ -74,14 +74,20 @@ class StageQueue(Generic[T]):
         self._closed = False
         self._stats = QueueStats(name, capacity, policy.value)
 
-    def put(self, camera_id: str, value: T, policy: Overflow | None = None) -> None:
-        """Queue ``value`` for ``camera_id``; ``policy`` overrides the queue's own for this item."""
+    def put(self, camera_id: str, value: T, policy: Overflow | None = None, hold_at: int | None = None) -> None:
+        """Queue ``value`` for ``camera_id``; ``policy`` overrides the queue's own for this item.
+
+        ``hold_at`` (HOLD only) holds this producer already at that depth instead of at capacity: a
+        producer that may run ahead of the stage (a file replayed as fast as it can be analysed) keeps
+        only a short backlog, so the whole replay runs at the stage's pace and stops promptly.
+        """
         policy = policy or self.policy
+        limit = self.capacity if hold_at is None else max(1, min(hold_at, self.capacity))
         dropped: list[T] = []
         with self._cond:
-            if policy is Overflow.HOLD and len(self._items) >= self.capacity and not self._closed:
+            if policy is Overflow.HOLD and len(self._items) >= limit and not self._closed:
                 t0 = time.monotonic()
-                while len(self._items) >= self.capacity and not self._closed:
+                while len(self._items) >= limit and not self._closed:
                     self._cond.wait()
                 self._stats.held_s += time.monotonic() - t0
             if self._closed:

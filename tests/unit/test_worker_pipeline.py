@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -213,3 +213,92 @@ def test_a_round_of_many_frames_reads_each_pass_once_as_frame_by_frame_does() ->
     expected = [("00.000000", 10), ("03.000000", 10)]
     assert passes(1) == expected
     assert passes(64) == expected
+
+
+def _replay_pipeline(
+    tmp: Path, ocr: PlateOcr, write: Callable[[Outgoing], None] | None = None
+) -> tuple[Pipeline, FakeModel, dict[str, list[Frame]]]:
+    """File-replay cameras (``realtime: false``) with a plate on every frame, on the real stages."""
+    frames, _, _ = make_frames()
+    plates: dict[int, Detections] = {}
+    for cid in CAMERAS:
+        for frame in frames[cid]:
+            plates[id(frame.image)] = _boxes([[40, 80, 100, 96]], Label.LICENSE_PLATE)
+    plate = FakeModel("plate", plates)
+
+    def reader(cid: str, model: str, versions: dict[str, str], o: PlateOcr) -> PlateReader:
+        return PlateReader(cid, PlateReaderConfig(), ocr=o, worker_id="w", model_versions=versions)
+
+    pipeline = Pipeline(
+        BatchConfig(max_batch=8, max_wait_ms=5),
+        PlateStage(lambda: ocr, reader),
+        EventBuilder("w", LocalSnapshotStore(tmp / "snaps").ref_for),
+        write or (lambda out: None),
+    )
+    pipeline.add_model("plate", plate)
+    settings = AnalysisSettings(RulesConfig(), TrackingConfig())
+    for cid in CAMERAS:
+        cam = CameraConfig(id=cid, url="file:///dev/null", analysis_fps=10.0, detectors=["plate"])
+        pipeline.add_camera(
+            cid, {"plate": CameraAnalysis(cam, "plate", plate.version, {Label.LICENSE_PLATE}, settings)}, False
+        )
+    return pipeline, plate, frames
+
+
+def test_a_file_replay_behind_slow_ocr_keeps_one_plate_round_of_backlog_and_reads_every_frame(tmp_path: Path) -> None:
+    """A replay holds its producers at one round of the next stage, not at capacity: a short backlog (a prompt
+    stop, and a replay that runs at the slowest stage's pace instead of its inference running ahead)."""
+    ocr = PlateOcr(FakeRecognizer(0.01), variants=("box",))  # type: ignore[arg-type]
+    pipeline, _, frames = _replay_pipeline(tmp_path, ocr)
+    deepest = {"analysis": 0, "plate": 0}
+    feeding = threading.Event()
+
+    def watch() -> None:
+        while not feeding.is_set():
+            for name, s in pipeline.stats().queues.items():
+                if name in deepest:
+                    deepest[name] = max(deepest[name], s.depth)
+            time.sleep(0.002)
+
+    def decode(cid: str) -> None:
+        for frame in frames[cid] * 3:  # 180 frames a camera: the plate stage (10 ms a crop) is the slowest
+            pipeline.submit(frame, ["plate"], wait=True)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    feeders = [threading.Thread(target=decode, args=(cid,)) for cid in CAMERAS]
+    for t in feeders:
+        t.start()
+    for t in feeders:
+        t.join(60)
+    assert pipeline.wait_idle(60)
+    feeding.set()
+    watcher.join(5)
+    stats = pipeline.stats()
+    pipeline.stop()
+    assert stats.queues["plate"].held_s > 0.0  # the plate stage was the bottleneck: the replay waited for it
+    assert deepest["plate"] <= 64, deepest  # _PLATE_ROUND, not PLATE_CAPACITY (256)
+    assert deepest["analysis"] <= 256 + len(CAMERAS), deepest  # _DRAIN_ROUND (+ the cameras' open items)
+    assert stats.queues["plate"].dropped == 0 and stats.queues["plate"].done == 3 * FRAMES * len(CAMERAS)
+    assert stats.plate_crops == 3 * FRAMES * len(CAMERAS)
+
+
+def test_removing_several_cameras_waits_once_and_names_those_not_written(tmp_path: Path) -> None:
+    """Stopping cameras behind a stalled sink: one deadline for all (not one each), and the late ones named."""
+    release = threading.Event()
+
+    def stalled_write(out: Outgoing) -> None:
+        release.wait(10)
+
+    ocr = PlateOcr(FakeRecognizer(0.0), variants=("box",))  # type: ignore[arg-type]
+    pipeline, _, frames = _replay_pipeline(tmp_path, ocr, stalled_write)
+    for cid in CAMERAS:
+        for frame in frames[cid][:20]:  # a plate pass per camera, ended (and written) when the camera is removed
+            pipeline.submit(frame, ["plate"], wait=True)
+    assert pipeline.wait_idle(30)
+    late = pipeline.remove_cameras(CAMERAS, T0 + timedelta(seconds=2), timeout_s=0.2)
+    assert late == CAMERAS  # each camera's pass is queued behind the stalled write
+    release.set()
+    assert pipeline.wait_idle(30)
+    pipeline.stop()
+    assert pipeline.stats().events_written == len(CAMERAS)

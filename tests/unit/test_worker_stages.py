@@ -66,6 +66,27 @@ def test_hold_waits_for_room_and_a_per_item_policy_overrides() -> None:
         q.put("a", 4)
 
 
+def test_hold_at_holds_a_producer_below_capacity_and_others_not() -> None:
+    q: StageQueue[int] = StageQueue("analysis", 100, Overflow.HOLD)
+    q.put("live", 1)
+    q.put("live", 2)
+    put_done = threading.Event()
+
+    def replay() -> None:
+        q.put("file", 3, hold_at=2)  # depth 2 already: a replay's producer waits here, far below capacity
+        put_done.set()
+
+    t = threading.Thread(target=replay)
+    t.start()
+    assert not put_done.wait(0.05)
+    q.put("live", 4)  # a producer without hold_at still gets in
+    assert q.get_many(2) == [1, 2]
+    t.join(5)
+    assert put_done.is_set() and q.get_many(10) == [4, 3]
+    q.task_done(4)
+    assert q.stats().held_s > 0.0
+
+
 # ------------------------------------------------------------------------ Sink
 def _change(state: IncidentState, seq: int, incident_id=None) -> IncidentChange:  # type: ignore[no-untyped-def]
     return IncidentChange(
