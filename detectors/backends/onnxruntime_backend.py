@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from detectors.classmap import ClassMap
 from detectors.coco_heads import Decoded, decode_centernet, decode_nanodet
 from detectors.errors import DetectorError
 from detectors.manifest import InputSpec
-from detectors.model_cache import resolve_model
+from detectors.model_cache import ResolvedModel, resolve_model
 from detectors.nms import nms
 from detectors.preprocess import Preprocessor, Transform
 
@@ -83,6 +84,15 @@ def _names_from_metadata(session: ort.InferenceSession) -> dict[int, str] | None
             return None
 
 
+@dataclass(frozen=True, slots=True)
+class ModelIO:
+    """How a model is fed and read: its output head, its input spec and its class names (None: the ONNX metadata's)."""
+
+    head: str
+    spec: InputSpec
+    class_names: dict[int, str] | None
+
+
 class OnnxDetector:
     """A :class:`detectors.Detector` running an ONNX model with onnxruntime on the CPU.
 
@@ -90,26 +100,19 @@ class OnnxDetector:
     providers and the pre-processing step and keeps the post-processing here.
     """
 
-    def __init__(
-        self,
-        cfg: ModelConfig,
-        path: Path,
-        version: str,
-        head: str,
-        spec: InputSpec,
-        class_names: dict[int, str] | None,
-    ) -> None:
+    def __init__(self, cfg: ModelConfig, path: Path, version: str, model_io: ModelIO) -> None:
         self.name = cfg.name
         self.version = version
         self.cfg = cfg
-        self.head = head
+        self.head = model_io.head
         self.session = self._session(path)
         self.input_name = self.session.get_inputs()[0].name
         self.fixed_batch_of_one = self.session.get_inputs()[0].shape[0] == 1
-        names = class_names or _names_from_metadata(self.session)
+        names = model_io.class_names or _names_from_metadata(self.session)
         if not names:
             raise DetectorError(f"model {cfg.name!r}: class names unknown (not in the manifest nor the ONNX metadata)")
         self.classmap = ClassMap(names, cfg.labels)
+        spec = model_io.spec
         self.pre = Preprocessor(
             cfg.input_size, spec.resize, spec.layout, spec.dtype, spec.color, spec.resample, spec.rect_stride
         )
@@ -219,16 +222,22 @@ class OnnxDetector:
         return results
 
 
+def model_io_of(model_cfg: ModelConfig, resolved: ResolvedModel) -> ModelIO:
+    """How to feed and read a resolved model, for the CPU and the GPU backend alike.
+
+    A manifest entry says it all; a model outside the manifest is taken to be an operator's ONNX export of an
+    ultralytics detector (letterboxed NCHW float input, class names from the ONNX metadata).
+    """
+    entry = resolved.entry
+    if entry is not None:
+        return ModelIO(entry.head, entry.input, dict(entry.class_names))
+    spec = InputSpec(size=model_cfg.input_size, resize="letterbox", layout="nchw", dtype="float32")
+    return ModelIO("yolov8", spec, None)
+
+
 def create(model_cfg: ModelConfig, cache_dir: Path) -> OnnxDetector:
     """Backend entry point used by :func:`detectors.load_detector` for CPU devices (``device: cuda[:N]`` loads
     :mod:`detectors.backends.onnxruntime_gpu_backend` instead)."""
     resolved = resolve_model(model_cfg, cache_dir, "onnx")
-    entry = resolved.entry
-    if entry is not None:
-        head, spec, names = entry.head, entry.input, dict(entry.class_names)
-    else:  # an operator's ONNX export of an ultralytics detector
-        head = "yolov8"
-        spec = InputSpec(size=model_cfg.input_size, resize="letterbox", layout="nchw", dtype="float32")
-        names = None
     log.info("loading %s (%s) with onnxruntime from %s", model_cfg.name, resolved.version, resolved.path)
-    return OnnxDetector(model_cfg, resolved.path, resolved.version, head, spec, names)
+    return OnnxDetector(model_cfg, resolved.path, resolved.version, model_io_of(model_cfg, resolved))

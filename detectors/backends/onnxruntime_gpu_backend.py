@@ -28,11 +28,10 @@ import onnxruntime as ort
 
 from core.config import ModelConfig
 from core.detections import Detections
-from detectors.backends.onnxruntime_backend import OnnxDetector, _session_options
+from detectors.backends.onnxruntime_backend import ModelIO, OnnxDetector, _session_options, model_io_of
 from detectors.device import Device, require_providers
 from detectors.gpu.engine_cache import engine_cache_key, gpu_name, tensorrt_options, tensorrt_version
 from detectors.gpu.preprocess_graph import FRAMES, PADS, SIZES, build_graph, geometry
-from detectors.manifest import InputSpec
 from detectors.model_cache import resolve_model, sha256_file
 from detectors.preprocess import Transform
 
@@ -57,20 +56,11 @@ def providers(device: Device, model_path: Path, cache_dir: Path) -> list[Any]:
 class GpuOnnxDetector(OnnxDetector):
     """The onnxruntime detector with GPU providers and on-device pre-processing."""
 
-    def __init__(
-        self,
-        cfg: ModelConfig,
-        path: Path,
-        version: str,
-        head: str,
-        spec: InputSpec,
-        class_names: dict[int, str] | None,
-        cache_dir: Path,
-    ) -> None:
+    def __init__(self, cfg: ModelConfig, path: Path, version: str, model_io: ModelIO, cache_dir: Path) -> None:
         self.device = Device.parse(cfg.device)
         self._providers = providers(self.device, path, cache_dir)
-        super().__init__(cfg, path, version, head, spec, class_names)
-        self._spec = spec
+        super().__init__(cfg, path, version, model_io)
+        spec = self._spec = model_io.spec
         graph = build_graph(spec.resize, spec.layout, spec.dtype, spec.color, spec.resample)
         cuda = [("CUDAExecutionProvider", {"device_id": self.device.index})]
         self.pre_session = ort.InferenceSession(graph, sess_options=_session_options(1), providers=cuda)
@@ -122,12 +112,5 @@ def create(model_cfg: ModelConfig, cache_dir: Path) -> GpuOnnxDetector:
     device = Device.parse(model_cfg.device)
     require_providers(device, model_cfg.name, ort.get_available_providers())  # fail before resolving files
     resolved = resolve_model(model_cfg, cache_dir, "onnx")
-    entry = resolved.entry
-    if entry is not None:
-        head, spec, names = entry.head, entry.input, dict(entry.class_names)
-    else:
-        head = "yolov8"
-        spec = InputSpec(size=model_cfg.input_size, resize="letterbox", layout="nchw", dtype="float32")
-        names = None
     log.info("loading %s (%s) on %s from %s", model_cfg.name, resolved.version, model_cfg.device, resolved.path)
-    return GpuOnnxDetector(model_cfg, resolved.path, resolved.version, head, spec, names, cache_dir)
+    return GpuOnnxDetector(model_cfg, resolved.path, resolved.version, model_io_of(model_cfg, resolved), cache_dir)
