@@ -17,7 +17,8 @@ import json
 import re
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -77,6 +78,21 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+@contextmanager
+def _audited(not_done: str, *, refused: type[Exception]) -> Iterator[None]:
+    """The exit codes every audited command shares: 3 when the action was refused (the refusal is on the record),
+    4 when it was not done because its audit record could not be written (fail closed). ``refused`` is the
+    refusal the action raises; ``not_done`` starts the second message ("search not performed", "not changed")."""
+    from storage.audit import AuditUnavailable
+
+    try:
+        yield
+    except refused as exc:
+        raise _fail(f"refused (audited): {exc}", 3) from None
+    except AuditUnavailable as exc:
+        raise _fail(f"{not_done}: the audit record could not be written ({exc})", 4) from None
+
+
 def _open(db: str | None, *, create: bool = False) -> PlateStores:
     """The plate stores at ``--db``; no default, so a forgotten or mistyped database is an error, not a fresh
     empty one that answers "0 hits" or "audit chain ok: 0 rows". Only commands that set a database up
@@ -118,7 +134,6 @@ def search_cmd(
     db: DbOpt = None,
 ) -> None:
     """Search plate history (needs role investigator or admin and a reason; every search is audited)."""
-    from storage.audit import AuditUnavailable
     from storage.plates.search import AccessDenied, search_plates
     from storage.plates.store import StoreError
 
@@ -126,30 +141,27 @@ def search_cmd(
     stores = _open(db)
     url = str(db)
     try:
-        principal = _principal(stores, url, token, console_db, "plate_search")
-        query = parse_query(
-            text=text,
-            mode=mode,
-            since=parse_time(since, now),
-            until=parse_time(until, now),
-            cameras=tuple(camera or ()),
-            max_distance=distance,
-            limit=limit,
-            offset=offset,
-        )
-        result = search_plates(
-            query,
-            principal=principal,
-            reason=reason,
-            store=stores.history,
-            audit=stores.audit,
-        )
-    except AccessDenied as exc:
-        raise _fail(f"refused (audited): {exc}", 3) from None
+        with _audited("search not performed", refused=AccessDenied):
+            principal = _principal(stores, url, token, console_db, "plate_search")
+            query = parse_query(
+                text=text,
+                mode=mode,
+                since=parse_time(since, now),
+                until=parse_time(until, now),
+                cameras=tuple(camera or ()),
+                max_distance=distance,
+                limit=limit,
+                offset=offset,
+            )
+            result = search_plates(
+                query,
+                principal=principal,
+                reason=reason,
+                store=stores.history,
+                audit=stores.audit,
+            )
     except QueryError as exc:
         raise _fail(f"query error: {exc}") from None
-    except AuditUnavailable as exc:
-        raise _fail(f"search not performed: the audit record could not be written ({exc})", 4) from None
     except StoreError as exc:
         raise _fail(f"plate history unavailable: {exc}", 5) from None
     finally:
@@ -316,19 +328,16 @@ def _changed(
     change: Callable[[], bool],
 ) -> bool:
     """A watchlist change on the record (refusal audited; outcome audited after the change)."""
-    from storage.audit import AuditUnavailable
     from storage.watchlist import WatchlistError, audited_change
 
     try:
-        return audited_change(
-            stores.audit, principal.user, principal.role, action, dict(details), SystemClock().now(), reason, change
-        )
-    except PermissionError as exc:
-        raise _fail(f"refused (audited): {exc}", 3) from None
+        with _audited("not changed", refused=PermissionError):
+            changed = audited_change(
+                stores.audit, principal.user, principal.role, action, dict(details), SystemClock().now(), reason, change
+            )
     except WatchlistError as exc:
         raise _fail(f"refused (audited): {exc}") from None
-    except AuditUnavailable as exc:
-        raise _fail(f"not changed: the audit record could not be written ({exc})", 4) from None
+    return changed
 
 
 @watch_app.command("add")
