@@ -75,24 +75,9 @@ class WatchlistEntry:
 
 
 _COLS = "id, plate, mode, max_distance, reason, severity, created_by, created_at, expires_at, removed_at, removed_by"
-_PG_SCHEMA = """
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS watchlist (
-    id           uuid        PRIMARY KEY,
-    plate        text        NOT NULL,
-    plate_folded text        NOT NULL,
-    mode         text        NOT NULL CHECK (mode IN ('exact', 'fuzzy')),
-    max_distance real        NOT NULL DEFAULT 0,
-    reason       text        NOT NULL,
-    severity     text        NOT NULL,
-    created_by   text        NOT NULL,
-    created_at   timestamptz NOT NULL,
-    expires_at   timestamptz NOT NULL,
-    removed_at   timestamptz,
-    removed_by   text
-)"""
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS watchlist (
-    id           TEXT PRIMARY KEY,
+    id           {uuid} PRIMARY KEY,
     plate        TEXT NOT NULL,
     plate_folded TEXT NOT NULL,
     mode         TEXT NOT NULL CHECK (mode IN ('exact', 'fuzzy')),
@@ -100,11 +85,14 @@ CREATE TABLE IF NOT EXISTS watchlist (
     reason       TEXT NOT NULL,
     severity     TEXT NOT NULL,
     created_by   TEXT NOT NULL,
-    created_at   TEXT NOT NULL,
-    expires_at   TEXT NOT NULL,
-    removed_at   TEXT,
+    created_at   {time} NOT NULL,
+    expires_at   {time} NOT NULL,
+    removed_at   {time},
     removed_by   TEXT
 )"""
+_TYPES = {"postgres": {"uuid": "uuid", "time": "timestamptz"}, "sqlite": {"uuid": "TEXT", "time": "TEXT"}}
+"""The one table in each dialect: ids and times are native types on PostgreSQL and text on SQLite (ISO times,
+which sort as times), converted by ``WatchlistStore._id`` / ``_time``."""
 
 
 class WatchlistStore:
@@ -125,7 +113,7 @@ class WatchlistStore:
 
     def migrate(self) -> None:
         with self._db.migration() as c:
-            c.script(_SQLITE_SCHEMA if self._sqlite else _PG_SCHEMA)
+            c.script(_SCHEMA.format(**_TYPES[self._db.dialect]))
 
     def close(self) -> None:
         self._db.close()
