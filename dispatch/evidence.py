@@ -28,7 +28,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from dispatch.incident_ids import valid_incident_id
 from dispatch.security import ANY_API, Access, AuthFirstRoute
 from ingest.masking import mask_clip, masks_digest
 from storage.accounts import Role, Session
@@ -200,13 +200,6 @@ def _clip_of(svc: EvidenceService, incident_id: str) -> dict[str, Any]:
     return clip
 
 
-def _incident_id(text: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except (ValueError, AttributeError):
-        raise NotFoundError(text) from None
-
-
 # -- routes -----------------------------------------------------------------------------------------------------------
 
 
@@ -214,7 +207,7 @@ def _incident_id(text: str) -> str:
 def evidence_info(incident_id: str, request: Request, session: Annotated[Session, Depends(ANY_API)]) -> dict[str, Any]:
     """What evidence the incident has (clip status and span, snapshots, legal hold); no media, so not audited."""
     svc = service_of(request)
-    iid = _incident_id(incident_id)
+    iid = valid_incident_id(incident_id)
     clip = svc.index.clip(iid)
     hold = svc.index.hold(iid)
     return {
@@ -238,7 +231,7 @@ def play_clip(
 ) -> dict[str, Any]:
     """Audit a clip view, then return a short-lived URL for the ``<video>`` element (range requests, seekable)."""
     svc = service_of(request)
-    iid = _incident_id(incident_id)
+    iid = valid_incident_id(incident_id)
     clip = _clip_of(svc, iid)
     details = {"clip_key": clip["key"], "clip_sha256": clip["sha256"], "variant": body.variant}
     if body.variant == "original" and session.user.role not in ORIGINAL_ROLES:
@@ -302,7 +295,7 @@ async def export_bundle(
 ) -> Response:
     """Evidence bundle (zip): clip, snapshots, the incident's events, manifests and its audit entries."""
     svc = service_of(request)
-    iid = _incident_id(incident_id)
+    iid = valid_incident_id(incident_id)
     history = svc.index.history(iid)
     if not history:
         raise NotFoundError(iid)
@@ -371,7 +364,7 @@ def legal_hold(
 ) -> JSONResponse:
     """Put an incident's evidence on legal hold (kept past retention) or release it; audited."""
     svc = service_of(request)
-    iid = _incident_id(incident_id)
+    iid = valid_incident_id(incident_id)
     if not svc.index.history(iid):
         raise NotFoundError(iid)
     action = "legal_hold" if body.on else "legal_hold_release"

@@ -17,10 +17,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.api.common import valid_incident_id
 from dispatch.api.incidents import incident_filter
 from dispatch.context import ctx_of
 from dispatch.grouping import fold
+from dispatch.incident_ids import valid_incident_id
 from dispatch.security import DISPATCH_API, AuthFirstRoute
 from storage.accounts import Session
 from storage.db import NotFoundError

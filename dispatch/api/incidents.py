@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from dispatch.api.common import to_ms, valid_incident_id
+from dispatch.api.common import to_ms
 from dispatch.context import ConsoleContext, ctx_of
 from dispatch.evidence import service_of as evidence_of
+from dispatch.incident_ids import valid_incident_id
 from dispatch.security import DISPATCH_API, AuthFirstRoute, session_from_request
 from dispatch.snapshot_links import snapshot_response
 from storage.accounts import Role, Session

@@ -7,9 +7,9 @@ from typing import Annotated, Any, get_args
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from dispatch.api.common import valid_incident_id
 from dispatch.api.incidents import IncidentType, incident_filter, next_cursor
 from dispatch.context import ctx_of, error_page
+from dispatch.incident_ids import valid_incident_id
 from dispatch.pages.common import datetime_local, render
 from dispatch.security import DISPATCH_PAGE, AuthFirstRoute
 from storage.accounts import Session
