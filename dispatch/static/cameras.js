@@ -21,12 +21,7 @@
   const emptyNote = document.getElementById("cam-empty");
   const errorBox = document.getElementById("cam-error");
   const form = document.getElementById("cam-filters");
-  const f = {
-    state: document.getElementById("f-state"),
-    zone: document.getElementById("f-zone"),
-    worker: document.getElementById("f-worker"),
-    q: document.getElementById("f-q"),
-  };
+  const f = K.filterInputs(["state", "zone", "worker", "q"]);
   const fmt = new Intl.NumberFormat("en-US");
   const view = { sort: "state", order: "asc", offset: 0 };
   let fetchedAt = 0; // browser time of the last answer

@@ -178,5 +178,8 @@ const K = (() => {
   }
   document.addEventListener("DOMContentLoaded", () => localTimes());
 
-  return { el, api, boot, csrf, fmtTime, fmtDateTime, fmtAge, label, facts, Feed, setConn, localTimes };
+  /** A page's filter inputs by name: every page gives each filter the id `f-<name>`. */
+  const filterInputs = (names) => Object.fromEntries(names.map((n) => [n, document.getElementById(`f-${n}`)]));
+
+  return { el, api, boot, csrf, fmtTime, fmtDateTime, fmtAge, label, facts, Feed, setConn, localTimes, filterInputs };
 })();

@@ -16,12 +16,7 @@
   const root = document.getElementById("feed");
   const empty = document.getElementById("feed-empty");
   const counts = document.getElementById("counts");
-  const filters = {
-    type: document.getElementById("f-type"),
-    severity: document.getElementById("f-severity"),
-    group: document.getElementById("f-group"),
-    status: document.getElementById("f-status"),
-  };
+  const filters = K.filterInputs(["type", "severity", "group", "status"]);
   const incidents = new Map(); // id -> latest state
   const cards = new Map(); // id -> element in the DOM
   const folds = new Map(); // camera|type|zone -> {ids: [newest first], last: started ms} of the open fold
