@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from event_bus.consume import DeadLetterError, EventConsumer, SeenIds, read_dead
 from event_bus.events import Incident
 from event_bus.interfaces import DeliveryError, OutRecord
 from event_bus.local_bus import LocalBusPublisher, LocalBusSubscriber
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.child_script import child_script
 
 
 def incident(camera: str = "cam-1", seq: int = 0) -> Incident:
@@ -55,10 +53,8 @@ def test_publish_poll_commit_resume(tmp_path: Path) -> None:
 def test_across_processes(tmp_path: Path) -> None:
     """A child process publishes; this process consumes and commits; a second child resumes after the commit."""
     db = tmp_path / "bus.db"
-    producer = textwrap.dedent(
+    producer = child_script(
         f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
         from event_bus.interfaces import OutRecord
         from event_bus.local_bus import LocalBusPublisher
         pub = LocalBusPublisher({str(db)!r})
@@ -66,10 +62,8 @@ def test_across_processes(tmp_path: Path) -> None:
             assert pub.publish([OutRecord("t", "cam-%d" % (i % 3), str(i).encode())]) == [None]
         """
     )
-    consumer = textwrap.dedent(
+    consumer = child_script(
         f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
         from event_bus.local_bus import LocalBusSubscriber
         sub = LocalBusSubscriber({str(db)!r}, ["t"], "g")
         print(",".join(r.value.decode() for r in sub.poll(1.0, 1000)))

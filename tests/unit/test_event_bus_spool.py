@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -15,8 +14,7 @@ import pytest
 
 from event_bus.interfaces import OutRecord
 from event_bus.spool import Spool, SpoolFull, SpoolLocked
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.child_script import child_script
 
 
 def rec(i: int, key: str = "cam-1") -> OutRecord:
@@ -90,10 +88,8 @@ def test_threads_append_while_reader_acks(tmp_path: Path) -> None:
 def test_survives_sigkill(tmp_path: Path) -> None:
     """A child appends as fast as it can and reports each returned id; SIGKILL; every reported id is there."""
     path = tmp_path / "spool.db"
-    child = textwrap.dedent(
+    child = child_script(
         f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
         from event_bus.interfaces import OutRecord
         from event_bus.spool import Spool
         sp = Spool({str(path)!r})
