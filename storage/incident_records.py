@@ -10,17 +10,16 @@ from typing import Any
 from storage.accounts import Role
 from storage.incident_rules import Action, WorkflowStatus
 
-__all__ = ["ActionRecord", "DetectionUpdate", "IncidentFilter", "IncidentRecord"]
+__all__ = ["ActionRecord", "DetectionFacts", "DetectionUpdate", "IncidentFilter", "IncidentRecord"]
 
 
-@dataclass(frozen=True, slots=True)
-class DetectionUpdate:
-    """What the detection side says about an incident (one event of its start / update / end)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetectionFacts:
+    """What detection says about an incident: each event carries it (:class:`DetectionUpdate`) and the store keeps
+    the latest (:class:`IncidentRecord`), so it is declared once, here, for both."""
 
-    event_id: str
     incident_id: str
     type: str
-    state: str  # start / update / end
     seq: int
     camera_id: str
     camera_name: str
@@ -40,22 +39,18 @@ class DetectionUpdate:
 
 
 @dataclass(frozen=True, slots=True)
-class IncidentRecord:
-    incident_id: str
-    type: str
-    severity: str
-    camera_id: str
-    camera_name: str
-    location: str
-    zone: str | None
+class DetectionUpdate(DetectionFacts):
+    """What the detection side says about an incident (one event of its start / update / end)."""
+
+    event_id: str
+    state: str  # start / update / end
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord(DetectionFacts):
+    """An incident as the store holds it: the latest detection facts, then the workflow around them."""
+
     detection_state: str
-    seq: int
-    started_at_ms: int
-    observed_at_ms: int
-    ended_at_ms: int | None
-    confidence: float
-    snapshot: dict[str, Any] | None
-    worker_id: str
     status: WorkflowStatus
     assignee: str | None
     acknowledged_by: str | None
@@ -68,9 +63,6 @@ class IncidentRecord:
     notes: int
     version: int
     rev: int
-    analytics: dict[str, Any] | None = None
-    review: str = "alert"
-    object_count: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The card the console and the API show (snapshot reduced to whether there is one)."""
