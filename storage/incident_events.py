@@ -14,13 +14,12 @@ idempotent on ``event_id`` (the bus delivers at least once).
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from storage.db import Cursor, Database, Store
 
 _DDL = [
     """CREATE TABLE IF NOT EXISTS ev_events (
@@ -53,64 +52,34 @@ class Hold:
         return {"held_by": self.held_by, "role": self.role, "reason": self.reason, "at_ms": self.at_ms}
 
 
-class EvidenceIndex:
-    """Incident event documents and legal holds (``postgresql://`` URL or a SQLite path)."""
+class EvidenceIndex(Store):
+    """Incident event documents and legal holds (``postgresql://`` URL or a SQLite path), on
+    :class:`storage.db.Database` like every store (``?`` SQL, transactions, reconnect)."""
 
     def __init__(self, url: str | Path) -> None:
-        text = str(url)
-        self._lock = threading.Lock()
-        if text.startswith(("postgresql://", "postgres://")):
-            import psycopg
+        # its own connection (see the module docstring), and SQLite at synchronous=FULL as before it used the layer
+        super().__init__(Database(url, durable=True))
 
-            self.dialect = "postgres"
-            self._conn: Any = psycopg.connect(text, autocommit=True)
-        else:
-            path = Path(text.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.dialect = "sqlite"
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        with self._tx() as c:
-            for stmt in _DDL:
-                c.execute(stmt)
-
-    def _q(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.dialect == "postgres" else sql
-
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with self._lock:
-            if self.dialect == "sqlite":
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            else:
-                with self._conn.transaction():
-                    yield self._conn
+    def _migrate(self, c: Cursor) -> None:
+        super()._migrate(c)
+        c.script(_DDL)
 
     def record(self, docs: Sequence[dict[str, Any]]) -> None:
         """Store incident event documents (JSON as published); a redelivered event is ignored."""
         if not docs:
             return
         conflict = "ON CONFLICT (event_id) DO NOTHING"
-        with self._tx() as c:
+        with self._db.tx() as c:
             for d in docs:
                 c.execute(
-                    self._q(f"INSERT INTO ev_events (event_id, incident_id, camera_id, seq, doc) VALUES (?, ?, ?, ?, ?) {conflict}"),  # noqa: S608, E501
+                    f"INSERT INTO ev_events (event_id, incident_id, camera_id, seq, doc) VALUES (?, ?, ?, ?, ?) {conflict}",  # noqa: S608, E501
                     (str(d["event_id"]), str(d["incident_id"]), str(d["camera_id"]), int(d["seq"]),
                      json.dumps(d, sort_keys=True)),
                 )  # fmt: skip
 
     def history(self, incident_id: str) -> list[dict[str, Any]]:
         """Every event of the incident, oldest first."""
-        with self._tx() as c:
-            rows = c.execute(
-                self._q("SELECT doc FROM ev_events WHERE incident_id = ? ORDER BY seq, event_id"), (incident_id,)
-            ).fetchall()
+        rows = self._db.read("SELECT doc FROM ev_events WHERE incident_id = ? ORDER BY seq, event_id", (incident_id,))
         return [json.loads(r[0]) for r in rows]
 
     def clip(self, incident_id: str) -> dict[str, Any] | None:
@@ -129,22 +98,16 @@ class EvidenceIndex:
 
     def set_hold(self, incident_id: str, hold: Hold | None) -> None:
         """Put an incident on legal hold (``hold``) or release it (None)."""
-        with self._tx() as c:
-            c.execute(self._q("DELETE FROM ev_holds WHERE incident_id = ?"), (incident_id,))
+        with self._db.tx() as c:
+            c.execute("DELETE FROM ev_holds WHERE incident_id = ?", (incident_id,))
             if hold is not None:
                 c.execute(
-                    self._q("INSERT INTO ev_holds (incident_id, held_by, role, reason, at_ms) VALUES (?, ?, ?, ?, ?)"),
+                    "INSERT INTO ev_holds (incident_id, held_by, role, reason, at_ms) VALUES (?, ?, ?, ?, ?)",
                     (hold.incident_id, hold.held_by, hold.role, hold.reason, hold.at_ms),
                 )
 
     def hold(self, incident_id: str) -> Hold | None:
-        with self._tx() as c:
-            row = c.execute(
-                self._q("SELECT incident_id, held_by, role, reason, at_ms FROM ev_holds WHERE incident_id = ?"),
-                (incident_id,),
-            ).fetchone()
-        return Hold(*row) if row else None
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        rows = self._db.read(
+            "SELECT incident_id, held_by, role, reason, at_ms FROM ev_holds WHERE incident_id = ?", (incident_id,)
+        )
+        return Hold(*rows[0]) if rows else None
