@@ -9,13 +9,13 @@
       ▼
     inference         one thread per model (detectors.BatchScheduler): pre-processing, model, post-processing
       │   analysis queue (ANALYSIS_CAPACITY results): HOLD the producer
-      │     (a file replay's results hold already at one analysis round, _DRAIN_ROUND)
+      │     (a file replay's results hold already at REPLAY_HOLD_RESULTS)
       ▼
     analysis          one thread: tracking, zone and fire rules (worker.analysis); a ticket per camera item
       │          └─── incidents ──────────────────────────────────────────────┐
       │   plate queue (PLATE_CAPACITY frames):                                  │
       │     live camera: DROP_OLDEST (counted per camera; its ticket is passed)│
-      │     file replay: HOLD the producer at one round (_PLATE_ROUND)          │
+      │     file replay: HOLD the producer at REPLAY_HOLD_PLATES                │
       ▼                                                                         │
     plate reading     one thread: crops of all cameras in one OCR call, votes   │
       │   sink queue (SINK_CAPACITY items): HOLD the producer                   │
@@ -30,7 +30,7 @@ it (events are never dropped, so it holds). A frame dropped anywhere is
 counted per camera (``stats()`` and the ``kuzet_stage_dropped`` metric).
 A file replayed faster than real time wants every frame, so there the
 queues hold instead and the whole replay runs at the slowest stage's pace.
-Its producers hold at one round of the next stage's take, not at capacity: a deep
+Its producers hold at a short depth, not at capacity: a deep
 backlog behind the slowest stage would only delay its events and its stop
 (minutes of queued OCR at 16 cameras), and would let the stages before it
 run ahead of what the worker can finish.
@@ -68,8 +68,15 @@ log = logging.getLogger(__name__)
 ANALYSIS_CAPACITY = 4096
 PLATE_CAPACITY = 256
 SINK_CAPACITY = 8192
+# A file replay's producers hold at these depths: enough to keep the next stage busy (16 plate frames are
+# about 64 crops, one full recogniser call), little enough that the replay runs at its slowest stage's pace
+# from its first seconds and its backlog (and its stop) stays at a second or two of work.
+REPLAY_HOLD_RESULTS = 32
+REPLAY_HOLD_PLATES = 16
 _PLATE_ROUND = 64  # frames per plate round (their crops go into recogniser calls of up to max_crops)
-_DRAIN_ROUND = 256  # items the analysis and sink threads take per wake-up
+_ANALYSIS_ROUND = REPLAY_HOLD_RESULTS  # results the analysis thread takes per wake-up: what it takes, it holds
+# while it waits for room in a replay's plate queue, so a larger round would undo the replay's short backlog
+_SINK_ROUND = 256  # items the sink thread takes per wake-up
 
 
 @dataclass(frozen=True)
@@ -154,9 +161,11 @@ class Pipeline:
         self._tickets: dict[str, int] = {}  # analysis thread only (and drop callbacks it triggers)
         self._stats = PipelineStats()
         self._threads = [
-            threading.Thread(target=self._loop, args=(self.analysis_q, _DRAIN_ROUND, self._analyse), name="analysis"),
+            threading.Thread(
+                target=self._loop, args=(self.analysis_q, _ANALYSIS_ROUND, self._analyse), name="analysis"
+            ),
             threading.Thread(target=self._loop, args=(self.plate_q, _PLATE_ROUND, self._read_plates), name="plates"),
-            threading.Thread(target=self._loop, args=(self.sink_q, _DRAIN_ROUND, self._write), name="sink"),
+            threading.Thread(target=self._loop, args=(self.sink_q, _SINK_ROUND, self._write), name="sink"),
         ]
         for t in self._threads:
             t.daemon = True
@@ -276,7 +285,7 @@ class Pipeline:
 
     def _inferred(self, model: str, frame: Frame, detections: Detections) -> None:
         """Inference -> analysis (on the model's batch thread: a put, and a note of the time for health)."""
-        hold_at = _DRAIN_ROUND if frame.camera_id in self._replay else None
+        hold_at = REPLAY_HOLD_RESULTS if frame.camera_id in self._replay else None
         self.analysis_q.put(frame.camera_id, _Result(model, frame, detections), hold_at=hold_at)
         if self._on_inferred is not None:
             self._on_inferred(frame)
@@ -327,7 +336,7 @@ class Pipeline:
             if cam.realtime:
                 self.plate_q.put(camera_id, work, Overflow.DROP_OLDEST)
             else:
-                self.plate_q.put(camera_id, work, Overflow.HOLD, hold_at=_PLATE_ROUND)
+                self.plate_q.put(camera_id, work, Overflow.HOLD, hold_at=REPLAY_HOLD_PLATES)
 
     def _close(self, item: _Close) -> None:
         cam = self._live.pop(item.camera_id, None)

@@ -29,7 +29,7 @@ from plate_reader.reader import PlateReader, PlateReaderConfig
 from storage.local_store import LocalSnapshotStore
 from worker.analysis import AnalysisSettings, CameraAnalysis, PlateWork
 from worker.events import EventBuilder, Outgoing
-from worker.pipeline import Pipeline
+from worker.pipeline import REPLAY_HOLD_PLATES, REPLAY_HOLD_RESULTS, Pipeline
 from worker.plate_stage import PlateStage, PlateTask
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -246,8 +246,8 @@ def _replay_pipeline(
 
 
 def test_a_file_replay_behind_slow_ocr_keeps_one_plate_round_of_backlog_and_reads_every_frame(tmp_path: Path) -> None:
-    """A replay holds its producers at one round of the next stage, not at capacity: a short backlog (a prompt
-    stop, and a replay that runs at the slowest stage's pace instead of its inference running ahead)."""
+    """A replay holds its producers at a short depth, not at capacity: a short backlog (a prompt stop, and a
+    replay that runs at the slowest stage's pace instead of its inference running ahead)."""
     ocr = PlateOcr(FakeRecognizer(0.01), variants=("box",))  # type: ignore[arg-type]
     pipeline, _, frames = _replay_pipeline(tmp_path, ocr)
     deepest = {"analysis": 0, "plate": 0}
@@ -277,8 +277,8 @@ def test_a_file_replay_behind_slow_ocr_keeps_one_plate_round_of_backlog_and_read
     stats = pipeline.stats()
     pipeline.stop()
     assert stats.queues["plate"].held_s > 0.0  # the plate stage was the bottleneck: the replay waited for it
-    assert deepest["plate"] <= 64, deepest  # _PLATE_ROUND, not PLATE_CAPACITY (256)
-    assert deepest["analysis"] <= 256 + len(CAMERAS), deepest  # _DRAIN_ROUND (+ the cameras' open items)
+    assert deepest["plate"] <= REPLAY_HOLD_PLATES, deepest  # not PLATE_CAPACITY (256)
+    assert deepest["analysis"] <= REPLAY_HOLD_RESULTS + len(CAMERAS), deepest  # (+ the cameras' open items)
     assert stats.queues["plate"].dropped == 0 and stats.queues["plate"].done == 3 * FRAMES * len(CAMERAS)
     assert stats.plate_crops == 3 * FRAMES * len(CAMERAS)
 
