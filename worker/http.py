@@ -24,42 +24,38 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from core.redact import redact_text
 
-log = logging.getLogger(__name__)
-
 Check = Callable[[], tuple[bool, str]]
 """A readiness check: (ok, short explanation)."""
 
 
-class HealthServer:
-    """Serves the endpoints on ``host:port`` (port 0 picks a free one; see :attr:`port`) from a daemon thread."""
+class DaemonHttpServer:
+    """A stdlib ``ThreadingHTTPServer`` on ``host:port`` (0 picks a free port; see :attr:`port`), served from
+    daemon threads (one accepts, one more per request), so it never holds a process open. Subclasses answer GET
+    requests in :meth:`_get`; the health server here and the live-view server (:mod:`worker.live`) share it."""
 
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 9400,
-        checks: Mapping[str, Check] | None = None,
-        status: Callable[[], Any] | None = None,
-    ) -> None:
-        self.registry = registry
-        self.checks: dict[str, Check] = dict(checks or {})
-        self.status = status
+    thread_name = "http"
+    log_label = "http"
+    protocol_version = "HTTP/1.0"
+
+    def __init__(self, host: str, port: int) -> None:
         server = self
+        module_log = logging.getLogger(type(self).__module__)
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server._handle(self)
+            protocol_version = server.protocol_version
 
-            def log_message(self, format: str, *args: Any) -> None:  # quiet: scrapes every 15 s
-                log.debug("http %s", format % args)
+            def do_GET(self) -> None:
+                server._get(self)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: scrapes every 15 s, viewers
+                module_log.debug("%s %s", server.log_label, format % args)
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
@@ -75,14 +71,37 @@ class HealthServer:
         host = host.decode() if isinstance(host, bytes) else str(host)
         return f"http://{host}:{self.port}"
 
-    def start(self) -> HealthServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="health-http", daemon=True)
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=self.thread_name, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def _get(self, req: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+
+class HealthServer(DaemonHttpServer):
+    """Serves the endpoints on ``host:port`` (port 0 picks a free one; see :attr:`port`) from daemon threads."""
+
+    thread_name = "health-http"
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9400,
+        checks: Mapping[str, Check] | None = None,
+        status: Callable[[], Any] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.checks: dict[str, Check] = dict(checks or {})
+        self.status = status
+        super().__init__(host, port)
 
     def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
         results: dict[str, dict[str, Any]] = {}
@@ -94,7 +113,7 @@ class HealthServer:
             results[name] = {"ok": bool(ok), "detail": redact_text(str(detail))[:300]}
         return all(r["ok"] for r in results.values()), results
 
-    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+    def _get(self, req: BaseHTTPRequestHandler) -> None:
         path = req.path.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(req.headers.get("Accept", ""))

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from core.config import CAMERA_ID_PATTERN
 from ingest.live_stream import live_fmp4, mime_type
 from worker.clips import CameraClips
+from worker.http import DaemonHttpServer
 
 log = logging.getLogger(__name__)
 
@@ -31,42 +30,18 @@ CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
 CameraLookup = Callable[[str], CameraClips | None]
 
 
-class LiveServer:
+class LiveServer(DaemonHttpServer):
     """Serves live views of this worker's cameras on ``host:port`` (0 picks a free port) from daemon threads."""
+
+    thread_name = "live-http"
+    log_label = "live"
+    protocol_version = "HTTP/1.1"
 
     def __init__(self, cameras: CameraLookup, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._cameras = cameras
-        server = self
+        super().__init__(host, port)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                server._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("live %s", format % args)
-
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else str(host)
-        return f"http://{host}:{port}"
-
-    def start(self) -> LiveServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="live-http", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def _serve(self, req: BaseHTTPRequestHandler) -> None:
+    def _get(self, req: BaseHTTPRequestHandler) -> None:
         req.close_connection = True  # one stream per connection: no waiting for a next request after it
         parts = urlsplit(req.path)
         camera_id = parts.path.removeprefix("/live/")
