@@ -68,11 +68,12 @@ log = logging.getLogger(__name__)
 ANALYSIS_CAPACITY = 4096
 PLATE_CAPACITY = 256
 SINK_CAPACITY = 8192
-# A file replay's producers hold at these depths: enough to keep the next stage busy (16 plate frames are
-# about 64 crops, one full recogniser call), little enough that the replay runs at its slowest stage's pace
-# from its first seconds and its backlog (and its stop) stays at a second or two of work.
-REPLAY_HOLD_RESULTS = 32
-REPLAY_HOLD_PLATES = 16
+# A file replay's producers hold at these depths: enough to keep the next stage busy (8 plate frames are
+# about 32 crops, one well-filled recogniser call), little enough that the replay runs at its slowest stage's
+# pace within seconds (a deeper backlog lets inference take the cores the plate stage needs until it fills)
+# and its backlog (and its stop) stays at a second or two of work.
+REPLAY_HOLD_RESULTS = 12
+REPLAY_HOLD_PLATES = 8
 _PLATE_ROUND = 64  # frames per plate round (their crops go into recogniser calls of up to max_crops)
 _ANALYSIS_ROUND = REPLAY_HOLD_RESULTS  # results the analysis thread takes per wake-up: what it takes, it holds
 # while it waits for room in a replay's plate queue, so a larger round would undo the replay's short backlog
