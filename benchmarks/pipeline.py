@@ -71,9 +71,10 @@ PREDICTIONS = {
     "worker_ratio": "every case >= 0.9 of its limit: the batcher no longer waits for batches that cannot fill, and "
     "OCR, tracking, JPEG and disk run beside inference instead of after it",
     "ceiling": "about 300-1,000 frames/s on this 2-core box, capped by the analysis thread's per-frame Python "
-    "(supervision's ByteTrack is ~80 % of it); short of 3,000",
-    "baseline": ">= 3x the user's loop for fire/smoke and for plates: ONNX Runtime with letterboxed rectangles "
-    "and batches, no per-call Python overhead of predict()",
+    "(supervision's ByteTrack about half of it, timed in the same run); short of 3,000",
+    "baseline": "fire/smoke at >= 0.8 of the bound inference alone allows (Kuzet's model alone per frame against "
+    "the user loop's, about 2x on this CPU), so short of 3x; plates with reading under 1x (the user loop reads "
+    "none) and with reading off above 1x",
     "decode": "key-frame-only <= 0.25 of full decode at 1 fps from 25 fps; skip_loop_filter cuts full decode by "
     "~20-30 %, threads cost CPU rather than save it",
 }
