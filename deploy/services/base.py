@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from deploy.services._proc import ServiceError, Spawned, pid_alive, read_pid, terminate
+from deploy.services._proc import ServiceError, Spawned, free_port, pid_alive, read_pid, terminate
 
 
 class Service(ABC):
@@ -51,6 +51,24 @@ class Service(ABC):
     @property
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
+
+    # ------------------------------------------------------------------ ports
+    def _fix_ports(self, **given: int | None) -> None:
+        """Take the ports a caller named (None: leave it to the first start) over those in the state."""
+        named = {name: port for name, port in given.items() if port is not None}
+        if named:
+            self.state["ports"] = {**(self.state.get("ports") or {}), **named}
+
+    def _choose_ports(self, *names: str) -> None:
+        """Keep each named port the state already has (a restart serves on the same ports); pick a free one
+        for each it lacks (a first start, or a retry after a lost port race, which dropped them)."""
+        ports = dict(self.state.get("ports") or {})
+        for name in names:
+            ports.setdefault(name, free_port())
+        self.state["ports"] = ports
+
+    def _port(self, name: str) -> int:
+        return int(self.state["ports"][name])
 
     def _load_state(self) -> None:
         try:

@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from deploy.services._proc import ServiceError, Spawned, cache_dir, free_port, log_tail, spawn
+from deploy.services._proc import ServiceError, Spawned, cache_dir, log_tail, spawn
 from deploy.services.base import Service
 from deploy.services.kafka_tls import BROKER_PRINCIPAL, ensure_tls
 
@@ -117,22 +117,16 @@ class KafkaService(Service):
         self.secure = secure or bool(self.state.get("secure"))  # a secure data directory stays secure
         self.heap = heap
         self.extra_config = dict(extra_config or {})
-        if port is not None or controller_port is not None:
-            ports = dict(self.state.get("ports") or {})
-            if port is not None:
-                ports["broker"] = port
-            if controller_port is not None:
-                ports["controller"] = controller_port
-            self.state["ports"] = ports
+        self._fix_ports(broker=port, controller=controller_port)
 
     # ---------------------------------------------------------------- address
     @property
     def port(self) -> int:
-        return int(self.state["ports"]["broker"])
+        return self._port("broker")
 
     @property
     def controller_port(self) -> int:
-        return int(self.state["ports"]["controller"])
+        return self._port("controller")
 
     @property
     def bootstrap(self) -> str:
@@ -152,10 +146,7 @@ class KafkaService(Service):
         libs = kafka_libs()
         if not any(libs.glob("kafka_2.13-*.jar")):
             raise ServiceError(f"Kafka jars missing in {libs}: run scripts/install_system.sh")
-        ports = dict(self.state.get("ports") or {})
-        ports.setdefault("broker", free_port())
-        ports.setdefault("controller", free_port())
-        self.state["ports"] = ports
+        self._choose_ports("broker", "controller")
         self.state.setdefault("cluster_id", new_cluster_id())
         if self.secure:
             self.state["secure"] = True

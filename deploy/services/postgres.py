@@ -24,7 +24,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from deploy.services._proc import ServiceError, Spawned, free_port, log_tail, spawn
+from deploy.services._proc import ServiceError, Spawned, log_tail, spawn
 from deploy.services.base import Service
 
 
@@ -59,13 +59,12 @@ class PostgresService(Service):
     ) -> None:
         super().__init__(data_dir, die_with_parent=die_with_parent)
         self.durable = durable
-        if port is not None:
-            self.state["ports"] = {"postgres": port}
+        self._fix_ports(postgres=port)
 
     # ---------------------------------------------------------------- address
     @property
     def port(self) -> int:
-        return int(self.state["ports"]["postgres"])
+        return self._port("postgres")
 
     @property
     def dsn(self) -> str:
@@ -95,9 +94,7 @@ class PostgresService(Service):
     # ------------------------------------------------------------- life cycle
     def _prepare(self) -> None:
         bindir = pg_bin_dir()
-        ports = dict(self.state.get("ports") or {})
-        ports.setdefault("postgres", free_port())
-        self.state["ports"] = ports
+        self._choose_ports("postgres")
         pgdata = self.pgdata
         self.state["pgdata"] = str(pgdata)
         uid, gid = self._run_as()

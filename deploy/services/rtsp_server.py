@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from deploy.services._proc import ServiceError, Spawned, cache_dir, free_port, spawn
+from deploy.services._proc import ServiceError, Spawned, cache_dir, spawn
 from deploy.services.base import Service
 
 SERVE_PY = Path(__file__).resolve().parents[1] / "rtsp" / "serve.py"
@@ -44,21 +44,15 @@ class RtspServer(Service):
         die_with_parent: bool = False,
     ) -> None:
         super().__init__(data_dir, die_with_parent=die_with_parent)
-        if port is not None or control_port is not None:
-            ports = dict(self.state.get("ports") or {})
-            if port is not None:
-                ports["rtsp"] = port
-            if control_port is not None:
-                ports["control"] = control_port
-            self.state["ports"] = ports
+        self._fix_ports(rtsp=port, control=control_port)
 
     @property
     def port(self) -> int:
-        return int(self.state["ports"]["rtsp"])
+        return self._port("rtsp")
 
     @property
     def control_port(self) -> int:
-        return int(self.state["ports"]["control"])
+        return self._port("control")
 
     def url(self, name: str) -> str:
         """The RTSP URL clients open for stream ``name``."""
@@ -68,10 +62,7 @@ class RtspServer(Service):
     def _prepare(self) -> None:
         if not Path(system_python()).exists():
             raise ServiceError(f"{system_python()} not found (the RTSP server needs Debian's python3-gi)")
-        ports = dict(self.state.get("ports") or {})
-        ports.setdefault("rtsp", free_port())
-        ports.setdefault("control", free_port())
-        self.state["ports"] = ports
+        self._choose_ports("rtsp", "control")
         self.state.setdefault("streams", {})
 
     def _launch(self) -> Spawned:

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from deploy.services._proc import ServiceError, Spawned, cache_dir, free_port, spawn, wait_until
+from deploy.services._proc import ServiceError, Spawned, cache_dir, spawn, wait_until
 from deploy.services.base import Service
 
 _PORT_NAMES = (
@@ -64,15 +64,12 @@ class SeaweedS3Service(Service):
 
     def __init__(self, data_dir: Path | str, *, port: int | None = None, die_with_parent: bool = False) -> None:
         super().__init__(data_dir, die_with_parent=die_with_parent)
-        if port is not None:
-            ports = dict(self.state.get("ports") or {})
-            ports["s3"] = port
-            self.state["ports"] = ports
+        self._fix_ports(s3=port)
 
     # ---------------------------------------------------------------- address
     @property
     def port(self) -> int:
-        return int(self.state["ports"]["s3"])
+        return self._port("s3")
 
     @property
     def endpoint(self) -> str:
@@ -106,10 +103,7 @@ class SeaweedS3Service(Service):
     # ------------------------------------------------------------- life cycle
     def _prepare(self) -> None:
         weed_bin()
-        ports = dict(self.state.get("ports") or {})
-        for key in _PORT_NAMES:
-            ports.setdefault(key, free_port())
-        self.state["ports"] = ports
+        self._choose_ports(*_PORT_NAMES)
         self.state.setdefault("access_key", "KZ" + secrets.token_hex(9).upper())
         self.state.setdefault("secret_key", secrets.token_urlsafe(30))
         config = {
