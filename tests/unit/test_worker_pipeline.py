@@ -101,6 +101,20 @@ def make_frames() -> tuple[dict[str, list[Frame]], dict[int, Detections], dict[i
     return frames, people, plates
 
 
+def decode_all(pipeline: Pipeline, frames: dict[str, list[Frame]], models: list[str]) -> None:
+    """One decoder thread per camera, handing on every frame as soon as its slot is free; until all are in."""
+
+    def decode(cid: str) -> None:
+        for frame in frames[cid]:
+            pipeline.submit(frame, models, wait=True)
+
+    feeders = [threading.Thread(target=decode, args=(cid,)) for cid in frames]
+    for t in feeders:
+        t.start()
+    for t in feeders:
+        t.join(60)
+
+
 def run_pipeline(tmp: Path, ocr_s: float, write_s: float) -> tuple[dict[str, list[tuple[str, ...]]], float, float]:
     """One pass of all frames; returns the events per camera and the two models' batch rates."""
     frames, people, plates = make_frames()
@@ -142,15 +156,7 @@ def run_pipeline(tmp: Path, ocr_s: float, write_s: float) -> tuple[dict[str, lis
             realtime=True,  # live cameras: the plate queue drops rather than push back on analysis
         )
 
-    def decode(cid: str) -> None:  # a decoder that hands on every frame as soon as its slot is free
-        for frame in frames[cid]:
-            pipeline.submit(frame, ["person", "plate"], wait=True)
-
-    feeders = [threading.Thread(target=decode, args=(cid,)) for cid in CAMERAS]
-    for t in feeders:
-        t.start()
-    for t in feeders:
-        t.join(60)
+    decode_all(pipeline, frames, ["person", "plate"])
     assert pipeline.wait_idle(120)
     for cid in CAMERAS:
         assert pipeline.remove_camera(cid, T0 + timedelta(seconds=FRAMES / 10), timeout_s=60)
@@ -260,17 +266,10 @@ def test_a_file_replay_behind_slow_ocr_keeps_one_plate_round_of_backlog_and_read
                     deepest[name] = max(deepest[name], s.depth)
             time.sleep(0.002)
 
-    def decode(cid: str) -> None:
-        for frame in frames[cid] * 3:  # 180 frames a camera: the plate stage (10 ms a crop) is the slowest
-            pipeline.submit(frame, ["plate"], wait=True)
-
     watcher = threading.Thread(target=watch)
     watcher.start()
-    feeders = [threading.Thread(target=decode, args=(cid,)) for cid in CAMERAS]
-    for t in feeders:
-        t.start()
-    for t in feeders:
-        t.join(60)
+    # 180 frames a camera: the plate stage (10 ms a crop) is the slowest
+    decode_all(pipeline, {cid: f * 3 for cid, f in frames.items()}, ["plate"])
     assert pipeline.wait_idle(60)
     feeding.set()
     watcher.join(5)
