@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.scaleout_config import write_worker_config
-from event_bus import topics
-from event_bus.kafka_group import MemberInfo, follow_topic, minimum_moves
+from benchmarks.status_follow import follow_statuses, worker_spans
+from event_bus.kafka_group import FollowedBatch, MemberInfo, minimum_moves
 from worker.registry import CameraRegistry, validate_camera
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,26 +59,23 @@ class Stream:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        while not self.stop.is_set():
+        follow_statuses(self.bootstrap, "bench-st", self.stop, self._take)
+
+    def _take(self, batch: FollowedBatch) -> None:
+        got, size = [], 0
+        for r in batch.records:
+            size += len(r.value or b"") + len(r.key or b"")
             try:
-                for batch in follow_topic(self.bootstrap, topics.CAMERA_STATUS, client_id="bench-st", stop=self.stop):
-                    got, size = [], 0
-                    for r in batch.records:
-                        size += len(r.value or b"") + len(r.key or b"")
-                        try:
-                            doc = json.loads(r.value or b"")
-                            if str(doc.get("reason", "")).startswith("unassigned-capacity"):
-                                continue
-                            at = datetime.fromisoformat(str(doc["at"]).replace("Z", "+00:00")).timestamp()
-                            got.append((str(doc["camera_id"]), str(doc["worker_id"]), doc.get("generation"), at))
-                        except (ValueError, KeyError, TypeError, AttributeError):
-                            continue
-                    with self.lock:
-                        self.rows.extend(got)
-                        self.counts.append((time.time(), len(batch.records), size))
-                return
-            except Exception:  # the topic may appear late: follow again
-                self.stop.wait(1.0)
+                doc = json.loads(r.value or b"")
+                if str(doc.get("reason", "")).startswith("unassigned-capacity"):
+                    continue
+                at = datetime.fromisoformat(str(doc["at"]).replace("Z", "+00:00")).timestamp()
+                got.append((str(doc["camera_id"]), str(doc["worker_id"]), doc.get("generation"), at))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+        with self.lock:
+            self.rows.extend(got)
+            self.counts.append((time.time(), len(batch.records), size))
 
     def latest(self) -> dict[str, tuple[str, float]]:
         with self.lock:
@@ -95,15 +92,13 @@ class Stream:
 
     def overlaps(self) -> int:
         with self.lock:
-            rows = sorted(self.rows, key=lambda r: r[3])
-        spans: dict[str, list[list[Any]]] = {}
-        for cam, w, _g, at in rows:
-            runs = spans.setdefault(cam, [])
-            if runs and runs[-1][0] == w:
-                runs[-1][2] = at
-            else:
-                runs.append([w, at, at])
-        return sum(1 for runs in spans.values() for a, b in itertools.pairwise(runs) if a[0] != b[0] and b[1] <= a[2])
+            spans = worker_spans((cam, w, at) for cam, w, _g, at in self.rows)
+        return sum(
+            1
+            for runs in spans.values()
+            for a, b in itertools.pairwise(runs)
+            if a.worker != b.worker and b.first <= a.last
+        )
 
     def traffic(self, since: float, until: float) -> tuple[float, float]:
         with self.lock:

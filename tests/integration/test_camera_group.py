@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 
 from benchmarks.scaleout_config import PERSON_MODEL, write_worker_config
-from event_bus import topics
-from event_bus.kafka_group import follow_topic
+from benchmarks.status_follow import follow_statuses, worker_spans
+from event_bus.kafka_group import FollowedBatch
 from worker.registry import CameraRegistry, validate_camera
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -66,15 +66,12 @@ class StatusStream:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                for batch in follow_topic(self.bootstrap, topics.CAMERA_STATUS, client_id="t-status", stop=self.stop):
-                    got = [_status(r.value) for r in batch.records]
-                    with self.lock:
-                        self.statuses.extend(s for s in got if s is not None)
-                return
-            except Exception:  # the topic may not exist for a moment: follow again
-                self.stop.wait(1.0)
+        follow_statuses(self.bootstrap, "t-status", self.stop, self._take)
+
+    def _take(self, batch: FollowedBatch) -> None:
+        got = [_status(r.value) for r in batch.records]
+        with self.lock:
+            self.statuses.extend(s for s in got if s is not None)
 
     def since(self, t: float) -> list[Status]:
         with self.lock:
@@ -95,26 +92,19 @@ class StatusStream:
     def overlaps(self) -> list[str]:
         """Cameras whose spans on two workers overlap in time (see the module docstring)."""
         with self.lock:
-            ordered = sorted(self.statuses, key=lambda s: s.at)
-        spans: dict[str, list[list[Any]]] = {}  # camera -> [[worker, first, last], ...] in order
-        for s in ordered:
-            runs = spans.setdefault(s.camera, [])
-            if runs and runs[-1][0] == s.worker:
-                runs[-1][2] = s.at
-            else:
-                runs.append([s.worker, s.at, s.at])
+            spans = worker_spans((s.camera, s.worker, s.at) for s in self.statuses)
         bad = []
         for cam, runs in spans.items():
-            for (w1, _f1, l1), (w2, f2, _l2) in itertools.pairwise(runs):
-                if w1 != w2 and f2 <= l1:
-                    bad.append(f"{cam}: {w1} until {l1:.3f}, {w2} from {f2:.3f}")
+            for a, b in itertools.pairwise(runs):
+                if a.worker != b.worker and b.first <= a.last:
+                    bad.append(f"{cam}: {a.worker} until {a.last:.3f}, {b.worker} from {b.first:.3f}")
             # a worker that comes back to a camera after another held it: the other's span must have ended
             seen: dict[str, float] = {}
-            for w, f, last in runs:
+            for span in runs:
                 for other, other_last in seen.items():
-                    if other != w and f < other_last:
-                        bad.append(f"{cam}: {w} from {f:.3f} while {other} until {other_last:.3f}")
-                seen[w] = last
+                    if other != span.worker and span.first < other_last:
+                        bad.append(f"{cam}: {span.worker} from {span.first:.3f} while {other} until {other_last:.3f}")
+                seen[span.worker] = span.last
         return bad
 
 

@@ -72,19 +72,20 @@ def test_dead_letter_of_invalid_utf8_is_byte_exact_and_credentials_are_masked() 
     assert dl.value.startswith(b"\xff\xfe rtsp://***@10.0.0.1/x") and dl.value.endswith(b"\x80")
 
 
-class _Refusing:
-    """A DLQ that refuses records with a value for good (as a broker refuses a too-large record)."""
+class _TooLarge:
+    """Publisher that refuses records over a size for good, as Kafka does, and takes the rest."""
 
-    def __init__(self) -> None:
-        self.sent: list[OutRecord] = []
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.delivered: list[OutRecord] = []
 
     def publish(self, records: Sequence[OutRecord]) -> list[DeliveryError | None]:
         out: list[DeliveryError | None] = []
         for r in records:
-            if r.value:
-                out.append(DeliveryError("MessageSizeTooLargeError", retriable=False))
+            if len(r.value) > self.limit:
+                out.append(DeliveryError("MessageSizeTooLargeError: too large", retriable=False))
             else:
-                self.sent.append(r)
+                self.delivered.append(r)
                 out.append(None)
         return out
 
@@ -93,9 +94,9 @@ class _Refusing:
 
 
 def test_a_dead_letter_the_broker_refuses_goes_again_without_its_value() -> None:
-    dlq = _Refusing()
+    dlq = _TooLarge(0)  # a DLQ that refuses any record with a value
     assert publish_dead_letters(dlq, [dead_letter(_rec(b"x" * 10), "bad")]) == []
-    assert len(dlq.sent) == 1 and dict(dlq.sent[0].headers)["kuzet-original-length"] == b"10"
+    assert len(dlq.delivered) == 1 and dict(dlq.delivered[0].headers)["kuzet-original-length"] == b"10"
 
 
 def _produce(db: Path, topic: str, n: int) -> list[bytes]:
@@ -179,27 +180,6 @@ def test_registry_decode_refuses_every_kind_with_a_reason() -> None:
             key, value = bad_record(kind, topics.CAMERAS, i)
             with pytest.raises(InvalidCameraRecord):
                 decode_record(key, value)
-
-
-class _TooLarge:
-    """Publisher that refuses records over a size for good, as Kafka does, and takes the rest."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.delivered: list[OutRecord] = []
-
-    def publish(self, records: Sequence[OutRecord]) -> list[DeliveryError | None]:
-        out: list[DeliveryError | None] = []
-        for r in records:
-            if len(r.value) > self.limit:
-                out.append(DeliveryError("MessageSizeTooLargeError: too large", retriable=False))
-            else:
-                self.delivered.append(r)
-                out.append(None)
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 def test_outbox_parks_an_unpublishable_record_and_delivers_the_rest(tmp_path: Path) -> None:
