@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.busy_scene import render_busy_clip
-from benchmarks.pipeline import MODELS, _vtest, bare_model, load_frames
+from benchmarks.pipeline import MODELS, bare_model, load_frames, vtest_clip
 from benchmarks.report import write_json
 from core.config import KuzetConfig
 from detectors.registry import load_detector
@@ -67,7 +67,7 @@ def main() -> None:
     cache = Path("~/.cache/kuzet/media").expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     frames = load_frames(
-        render_busy_clip(_vtest(), cache / "bench-busy-10fps-g10.mp4", n_frames=200, fps=10, gop=10), 32
+        render_busy_clip(vtest_clip(), cache / "bench-busy-10fps-g10.mp4", n_frames=200, fps=10, gop=10), 32
     )
     cfg = KuzetConfig()
     rows = []

@@ -80,7 +80,7 @@ PREDICTIONS = {
 }
 
 
-def _vtest() -> Path:
+def vtest_clip() -> Path:
     shared = Path(os.environ.get("KUZET_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
     return shared / "data" / "vtest.avi"
 
@@ -449,8 +449,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     cache = Path("~/.cache/kuzet/media").expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    busy = render_busy_clip(_vtest(), cache / "bench-busy-10fps-g10.mp4", n_frames=200, fps=10, gop=10)
-    busy25 = render_busy_clip(_vtest(), cache / "bench-busy-25fps-g25.mp4", n_frames=200, fps=25, gop=25)
+    busy = render_busy_clip(vtest_clip(), cache / "bench-busy-10fps-g10.mp4", n_frames=200, fps=10, gop=10)
+    busy25 = render_busy_clip(vtest_clip(), cache / "bench-busy-25fps-g25.mp4", n_frames=200, fps=25, gop=25)
     cfg = KuzetConfig()
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
