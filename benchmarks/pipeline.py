@@ -81,6 +81,7 @@ PREDICTIONS = {
 
 
 def vtest_clip() -> Path:
+    """The shared vtest.avi (KUZET_SHARED_DIR, else ../shared next to the checkout): the busy scene's walkers."""
     shared = Path(os.environ.get("KUZET_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
     return shared / "data" / "vtest.avi"
 
