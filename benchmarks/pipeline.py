@@ -246,7 +246,8 @@ def worker_fps(
     """
     from worker.runtime import Worker
 
-    run_dir = tmp / f"w{n_cameras}-{batch}-{'-'.join(models)}"
+    # a directory of its own: a repeated case must not start on an earlier run's spool and local bus
+    run_dir = Path(tempfile.mkdtemp(prefix=f"w{n_cameras}-{batch}-{'-'.join(models)}-", dir=tmp))
     cams = replay_cameras("bench", clip, n_cameras, models, ZONE)
     reads: list[object] = []
     incidents: list[object] = []
@@ -488,9 +489,9 @@ def main() -> None:
         costs: dict[int, list[dict[str, float]]] = {}
         runs: dict[tuple[int, int], list[dict[str, Any]]] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            # not counted: the first worker in a process warmed up slower (its backlog still filling at the
-            # window's start, 3 -> 18 and 9 -> 22 in two first runs), which made the first case a warm-up figure
-            worker_fps(busy, 1, 1, args.warmup, 5.0, Path(tmp) / "warm-up", MODELS)
+            # not counted: in two runs that came first in their process the backlog was still filling at the
+            # window's start (3 -> 18, 9 -> 22), so the first case measured a warm-up
+            worker_fps(busy, 1, 1, args.warmup, 5.0, Path(tmp), MODELS)
             for _ in range(args.repeats):  # whole passes, so a slow minute of the VM hits different cases
                 for b in args.batches:
                     for n in args.cameras:
