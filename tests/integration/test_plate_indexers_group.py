@@ -36,6 +36,7 @@ from event_bus.events import PlateRead
 from event_bus.interfaces import OutRecord
 from event_bus.kafka_admin import ensure_topics
 from event_bus.kafka_publisher import KafkaPublisher
+from services.plate_indexer import GROUP
 from tests.shared_broker import delete_records
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -94,6 +95,21 @@ def _metric(port: int, line_start: str) -> float:
 
 def _stored(port: int) -> float:
     return _metric(port, 'kuzet_indexer_records_total{outcome="stored"}')
+
+
+def _holds_partitions(port: int) -> bool:
+    """Whether this indexer has held plate partitions: it exports the group's lag only for partitions it was given.
+
+    Waited for before sending, so that the first member to join cannot consume the whole first wave before the
+    group hands the second its share (it did once in a full run: the second stored nothing in 180 s).
+    """
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return False
+    prefix = f'kuzet_kafka_consumer_lag{{group="{GROUP}",topic="{topics.PLATES}"}}'
+    return any(line.startswith(prefix) for line in text.splitlines())
 
 
 class Indexer:
@@ -205,6 +221,7 @@ def test_two_indexers_share_the_group_and_lose_or_duplicate_nothing_when_one_is_
     logs: list[str] = []
     try:
         assert _wait(lambda: all(_stored(ix.port) >= 0 for ix in indexers), 120), "metrics endpoints never came up"
+        assert _wait(lambda: all(_holds_partitions(ix.port) for ix in indexers), 120), "a member never got partitions"
         _send(pub, first)
         # both members hold partitions and store; stop one while its share is still flowing
         assert _wait(lambda: all(_stored(ix.port) > 0 for ix in indexers), 180), [ix.log.read_text() for ix in indexers]
