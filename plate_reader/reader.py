@@ -15,7 +15,10 @@ does the rest for one camera:
    pass's vote;
 4. a pass is emitted when its track has not been seen for ``end_after_s``
    of stream time, or as soon as ``emit_after_reads`` reads agree, and never
-   twice. Reads below ``candidate_below`` confidence are marked candidates.
+   twice. A pass that ends next to a pass of the same plate (the tracker lost
+   the plate for a frame and the rest went on under a new key) is folded into
+   it rather than published a second time. Reads below ``candidate_below``
+   confidence are marked candidates.
 
 Steps 1-2 (:meth:`PlateReader.prepare`) and 4 (:meth:`PlateReader.finish`)
 are separate from step 3 so that the worker can read the plates of many
@@ -113,9 +116,22 @@ class _Pass:
     last_at: datetime
     vote: TrackVote = field(default_factory=TrackVote)
     emitted: bool = False
+    plate: str | None = None  # what was emitted
     best_frame: Frame | None = None
     best_weight: float = -1.0
     best_vehicle_box: Box | None = None
+
+    def absorb(self, fragment: _Pass) -> None:
+        """Take over the reads and the time span of a fragment of this pass (see ``PlateReader._end``)."""
+        if fragment.first_t < self.first_t:
+            self.first_t, self.first_at = fragment.first_t, fragment.first_at
+        if fragment.last_t > self.last_t:
+            self.last_t, self.last_at = fragment.last_t, fragment.last_at
+        self.vote.observations[:0] = fragment.vote.observations
+        self.vote.weights[:0] = fragment.vote.weights
+        if fragment.best_weight > self.best_weight:
+            self.best_weight, self.best_frame = fragment.best_weight, fragment.best_frame
+            self.best_vehicle_box = fragment.best_vehicle_box
 
 
 class PlateReader:
@@ -150,6 +166,9 @@ class PlateReader:
         self._passes: dict[tuple[str, int], _Pass] = {}
         self._plate_tracks: dict[int, tuple[npt.NDArray[np.float32], float]] = {}  # own id -> (last box, last t)
         self._next_plate_id = 0
+        self._recent: dict[str, float] = {}  # plate -> stream time its emitted pass was last seen
+        self.fragments_merged = 0
+        """Passes that were the same plate as a neighbouring pass and went into it instead of out."""
         self.frame_tracks: list[tuple[tuple[str, int], tuple[float, float, float, float], float]] = []
         """The last processed frame's plates: (pass key, plate box, detector confidence); traffic rules follow them."""
 
@@ -208,19 +227,31 @@ class PlateReader:
             p = self._passes.get(("v", tid))
             if p is not None:
                 p.last_t, p.last_at = t, frame.captured_at
-        for key, p in list(self._passes.items()):
-            if t - p.last_t > self.cfg.end_after_s or t - p.first_t > self.cfg.max_pass_s:
-                out += self._emit(p)
-                del self._passes[key]
+        gone = [p for p in self._passes.values() if t - p.last_t > self.cfg.end_after_s]
+        parked = [
+            p
+            for p in self._passes.values()
+            if t - p.last_t <= self.cfg.end_after_s and t - p.first_t > self.cfg.max_pass_s
+        ]
+        for p in sorted(gone, key=lambda p: p.last_t):
+            del self._passes[p.key]
+            out += self._end(p)
+        for p in parked:  # still there: reported again after the next max_pass_s, not taken for a fragment
+            del self._passes[p.key]
+            out += self._emit(p, remember=False)
+        # a pass open now may have begun up to max_pass_s ago, next to a pass emitted end_after_s before that
+        horizon = self.cfg.end_after_s + self.cfg.max_pass_s
+        self._recent = {k: v for k, v in self._recent.items() if t - v <= horizon}
         return out
 
     def close(self) -> list[PlatePass]:
         """End every open pass (camera stopped or moved to another worker)."""
         out: list[PlatePass] = []
-        for p in self._passes.values():
-            out += self._emit(p)
-        self._passes.clear()
+        for p in sorted(self._passes.values(), key=lambda p: p.last_t):
+            del self._passes[p.key]
+            out += self._end(p)
         self._plate_tracks.clear()
+        self._recent.clear()
         return out
 
     def voted(self, key: tuple[str, int]) -> VoteResult | None:
@@ -286,13 +317,47 @@ class PlateReader:
         self._plate_tracks[best_id] = (box.copy(), t)
         return best_id
 
-    def _emit(self, p: _Pass) -> list[PlatePass]:
-        if p.emitted:
+    def _end(self, p: _Pass) -> list[PlatePass]:
+        """A pass ended: emit it, unless it is a fragment of a pass of the same plate (then that one has it).
+
+        A tracker loses a moving plate now and then (a skipped frame, an ID switch, a decode glitch at
+        connect) and the rest of the pass goes on under a new key; without this both halves would be
+        published as two reads. A fragment is folded into an open pass whose vote so far is the same
+        plate and that began within ``end_after_s`` of the fragment's last sighting, or dropped when
+        such a pass was emitted within that time (it has already been reported).
+        """
+        if p.emitted:  # emitted early (emit_after_reads): later fragments of it must see when it ended
+            if p.plate is not None:
+                self._recent[p.plate] = max(self._recent.get(p.plate, p.last_t), p.last_t)
             return []
         result = p.vote.result(self.cfg.top_k)
+        if result is None:
+            return []
+        for other in self._passes.values():
+            if other.first_t - p.last_t > self.cfg.end_after_s or p.first_t - other.last_t > self.cfg.end_after_s:
+                continue
+            voted = other.vote.result(self.cfg.top_k)
+            if voted is not None and voted.plate == result.plate:
+                other.absorb(p)
+                self.fragments_merged += 1
+                return []
+        seen = self._recent.get(result.plate)
+        if seen is not None and p.first_t - seen <= self.cfg.end_after_s:
+            self.fragments_merged += 1
+            self._recent[result.plate] = max(seen, p.last_t)
+            return []
+        return self._emit(p, result)
+
+    def _emit(self, p: _Pass, result: VoteResult | None = None, remember: bool = True) -> list[PlatePass]:
+        if p.emitted:
+            return []
+        result = result or p.vote.result(self.cfg.top_k)
         p.emitted = True
         if result is None:
             return []
+        p.plate = result.plate
+        if remember:
+            self._recent[result.plate] = p.last_t
         return [self._result(p, result)]
 
     def _result(self, p: _Pass, r: VoteResult) -> PlatePass:

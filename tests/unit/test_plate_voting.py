@@ -180,3 +180,64 @@ def test_two_vehicles_two_reads() -> None:
 def test_config_is_validated(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         PlateReaderConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_a_plate_lost_for_a_frame_is_still_one_read() -> None:
+    """The IoU tracker loses the plate after frame 0 (a skipped frame: it jumps 150 px); one read, whole span."""
+    pr = reader(["123ABC02"] * 8, end_after_s=1.0)
+    xs = [20, 170, 180, 190, 200, 210]
+    out = []
+    for i, x in enumerate(xs):
+        out += pr.process(frame(i), plates_at(x))
+    for i in range(len(xs), len(xs) + 8):
+        out += pr.process(frame(i), Detections.empty())
+    assert len(out) == 1, [(o.plate, o.first_seen_at, o.last_seen_at) for o in out]
+    assert out[0].reads == 6 and out[0].first_seen_at == T0 and pr.fragments_merged == 1
+    assert out[0].last_seen_at == T0 + timedelta(seconds=(len(xs) - 1) / 5)
+
+
+def test_a_tracker_id_switch_is_one_read_whichever_half_ends_first() -> None:
+    """Vehicle track 3 becomes track 9 mid-pass: the first half ends while the second is open."""
+    pr = reader(["A123BC77"] * 10, end_after_s=0.6)
+    out = []
+    for i in range(10):
+        out += pr.process(frame(i), plates_at(20 + 10 * i, vehicle=3 if i < 3 else 9))
+    assert out == [] and pr.fragments_merged == 1
+    out += pr.close()
+    assert len(out) == 1 and out[0].reads == 10 and out[0].track_id == 9 and out[0].first_seen_at == T0
+
+
+def test_a_fragment_after_the_pass_was_published_is_not_published_again() -> None:
+    # a stray box of the same car turns up as track 3 fades; its first reads fail, so it is no twin when 3 ends
+    pr = reader(["A123BC77"] * 4 + [("A123BC77", 0.1)] * 2 + ["A123BC77"] * 3, end_after_s=0.6)
+    out = []
+    for i in range(4):
+        out += pr.process(frame(i), plates_at(20 + 10 * i, vehicle=3))
+    for i in range(4, 10):
+        out += pr.process(frame(i), plates_at(300, vehicle=11) if i in (5, 6, 8) else Detections.empty())
+        if i == 7:
+            assert [o.track_id for o in out] == [3]
+    out += pr.close()
+    assert [o.track_id for o in out] == [3] and pr.fragments_merged == 1
+
+
+def test_different_plates_side_by_side_are_not_merged_and_the_same_plate_later_is_read_again() -> None:
+    pr = reader(["123ABC02", "A123BC77"] * 3 + ["123ABC02"] * 3, end_after_s=0.6)
+    out = []
+    for i in range(3):
+        out += pr.process(frame(i), Detections.merge([plates_at(20, tracker_id=1), plates_at(200, tracker_id=2)]))
+    for i in range(3, 10):
+        out += pr.process(frame(i), Detections.empty())
+    for i in range(10, 13):  # the same plate comes back 2 s later: a new pass
+        out += pr.process(frame(i), plates_at(20, tracker_id=5))
+    out += pr.close()
+    assert [o.plate for o in out] == ["123ABC02", "A123BC77", "123ABC02"] and pr.fragments_merged == 0
+
+
+def test_a_parked_car_is_still_reported_every_max_pass_s() -> None:
+    pr = reader(["123ABC02"] * 100, max_pass_s=2.0)
+    out = []
+    for i in range(31):  # 6 s in sight at 5 frames/s
+        out += pr.process(frame(i), plates_at(60, tracker_id=4))
+    out += pr.close()
+    assert len(out) == 3 and pr.fragments_merged == 0
