@@ -25,9 +25,17 @@ class GpuJpegEncoder:
         except ImportError as exc:
             raise RuntimeError("GPU JPEG encoding needs the gpu extra: pip install 'kuzet[gpu]'") from exc
         self._nv: Any = nvimgcodec
-        self._encoder = nvimgcodec.Encoder(device_id=gpu)
+        # GPU backends only: with every backend allowed, nvImageCodec quietly encodes on the CPU (libjpeg-turbo)
+        # when its nvJPEG extension cannot load libnvjpeg (the nvidia-nvjpeg-cu12 wheel, which the gpu extra
+        # pulls through nvimgcodec's `nvjpeg` extra), and a GPU figure would be a CPU one.
+        self._encoder = nvimgcodec.Encoder(
+            device_id=gpu, backends=[nvimgcodec.Backend(nvimgcodec.BackendKind.GPU_ONLY)]
+        )
         self._params = nvimgcodec.EncodeParams(quality_type=nvimgcodec.QualityType.QUALITY, quality_value=quality)
 
     def encode(self, bgr: npt.NDArray[np.uint8]) -> bytes:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        return bytes(self._encoder.encode(rgb, "jpeg", params=self._params))
+        out = self._encoder.encode(rgb, "jpeg", params=self._params)
+        if out is None:  # nvImageCodec returns None when no allowed backend could encode the image
+            raise RuntimeError("no GPU JPEG encoder: nvJPEG did not load (pip install 'nvidia-nvjpeg-cu12')")
+        return bytes(out)

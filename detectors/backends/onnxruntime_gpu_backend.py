@@ -17,6 +17,8 @@ Selected by ``device: cuda`` or ``cuda:N`` in a model's config; needs the
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +38,26 @@ from detectors.model_cache import resolve_model, sha256_file
 from detectors.preprocess import Transform
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def load_cuda_libraries() -> None:
+    """Load the CUDA, cuDNN and TensorRT libraries of the pip wheels before the first GPU session.
+
+    onnxruntime-gpu's CUDA provider links libcublasLt, libcudnn and the rest by name, and the nvidia-*
+    wheels of the ``gpu`` extra keep them under site-packages/nvidia/*/lib, where the dynamic loader
+    does not look: without this step the provider fails to load ("libcublasLt.so.12: cannot open shared
+    object file", seen with the extra installed here) and the session runs on the CPU, which
+    :func:`require_providers` refuses, so a pip-installed GPU worker would never start.
+    ``onnxruntime.preload_dlls`` loads them from those wheels (or from torch's when torch came first).
+    The TensorRT provider opens libnvinfer the same way; the ``tensorrt`` package loads it from its
+    ``tensorrt_libs`` wheel when imported. Once per process: loading is global.
+    """
+    ort.preload_dlls()
+    try:
+        importlib.import_module("tensorrt")
+    except (ImportError, OSError) as exc:  # no TensorRT: the CUDA provider runs the models (providers() says so)
+        log.info("tensorrt package not loaded: %s", exc)
 
 
 def providers(device: Device, model_path: Path, cache_dir: Path) -> list[Any]:
@@ -111,6 +133,7 @@ def create(model_cfg: ModelConfig, cache_dir: Path) -> GpuOnnxDetector:
     """Backend entry point, chosen by :func:`detectors.load_detector` when an onnxruntime model's device is CUDA."""
     device = Device.parse(model_cfg.device)
     require_providers(device, model_cfg.name, ort.get_available_providers())  # fail before resolving files
+    load_cuda_libraries()
     resolved = resolve_model(model_cfg, cache_dir, "onnx")
     log.info("loading %s (%s) on %s from %s", model_cfg.name, resolved.version, model_cfg.device, resolved.path)
     return GpuOnnxDetector(model_cfg, resolved.path, resolved.version, model_io_of(model_cfg, resolved), cache_dir)

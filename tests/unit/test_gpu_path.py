@@ -76,6 +76,31 @@ def test_worker_with_a_cuda_model_stops_at_start(tmp_path: Path) -> None:
         worker.stop(flush_timeout_s=0.1)
 
 
+def test_the_wheels_cuda_libraries_are_loaded_before_the_first_gpu_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``preload_dlls`` the CUDA provider of a pip install cannot find libcublasLt and every session
+    drops to the CPU; the GPU backend loads the libraries once, before it resolves the model or opens a session."""
+    from detectors.backends import onnxruntime_gpu_backend as gpu
+
+    calls: list[str] = []
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "preload_dlls", lambda: calls.append("preload"), raising=False)
+
+    def resolve(*_: object) -> None:
+        calls.append("resolve")
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(gpu, "resolve_model", resolve)
+    gpu.load_cuda_libraries.cache_clear()
+    cfg = ModelConfig(name="fire", manifest_id="yolov8-fire-smoke", device="cuda", labels={"fire": "fire"})
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            gpu.create(cfg, tmp_path)
+    gpu.load_cuda_libraries.cache_clear()
+    assert calls == ["preload", "resolve", "resolve"]
+
+
 def test_a_session_that_dropped_cuda_is_refused() -> None:
     """onnxruntime-gpu quietly runs on the CPU when the CUDA libraries fail to load: that must not pass."""
     cuda = Device.parse("cuda")
@@ -152,3 +177,40 @@ def test_stretch_uint8_graph_matches_the_cpu_preprocessor() -> None:
 def test_device_batches_hold_one_frame_shape() -> None:
     with pytest.raises(ValueError, match="one shape"):
         geometry([np.zeros((10, 20, 3), np.uint8), np.zeros((20, 10, 3), np.uint8)], 64, "letterbox")
+
+
+# ------------------------------------------------------------------------------------------ GPU JPEG encoder
+def test_gpu_jpeg_encoder_allows_gpu_backends_only_and_never_returns_a_cpu_jpeg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nvImageCodec with every backend allowed encodes on the CPU when libnvjpeg is missing; ours must refuse."""
+    import sys
+    import types
+
+    made: dict[str, object] = {}
+
+    class Encoder:
+        def __init__(self, device_id: int, backends: list[object]) -> None:
+            made.update(device_id=device_id, backends=backends)
+
+        def encode(self, image: np.ndarray, codec: str, params: object) -> bytes | None:
+            made.update(shape=image.shape, codec=codec)
+            return None if image.shape[0] == 2 else b"\xff\xd8jpeg"
+
+    kinds = types.SimpleNamespace(GPU_ONLY="gpu-only")
+    fake = types.SimpleNamespace(
+        Encoder=Encoder,
+        Backend=lambda kind: ("backend", kind),
+        BackendKind=kinds,
+        EncodeParams=lambda **kw: kw,
+        QualityType=types.SimpleNamespace(QUALITY="quality"),
+    )
+    monkeypatch.setitem(sys.modules, "nvidia", types.SimpleNamespace(nvimgcodec=fake))
+    monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", fake)
+    from worker.snapshot_gpu import GpuJpegEncoder
+
+    enc = GpuJpegEncoder(gpu=2)
+    assert made["device_id"] == 2 and made["backends"] == [("backend", "gpu-only")]
+    assert enc.encode(np.zeros((4, 6, 3), np.uint8)) == b"\xff\xd8jpeg" and made["codec"] == "jpeg"
+    with pytest.raises(RuntimeError, match="nvJPEG"):
+        enc.encode(np.zeros((2, 6, 3), np.uint8))
