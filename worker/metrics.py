@@ -367,14 +367,20 @@ class WorkerCollector(Collector):
             labels=["stage", "camera"],
         )
         depth = GaugeMetricFamily("kuzet_stage_queue_depth", "Items waiting in a stage's queue", labels=["stage"])
+        # Only this worker's cameras: the counts of a camera that moved to another worker stay in the stages'
+        # stats, but exporting them would leave one series per camera that ever passed through (up to the
+        # whole fleet after rebalances); its new worker counts its drops from then on.
+        mine = set(self.worker.camera_stats())
         for model, s in sorted(self.worker.scheduler_stats().items()):
             for cid, n in sorted((getattr(s, "dropped_by_camera", None) or {}).items()):
-                dropped.add_metric([f"inference:{model}", cid], n)
+                if cid in mine:
+                    dropped.add_metric([f"inference:{model}", cid], n)
         if pipeline_stats is not None:
             for name, q in sorted(pipeline_stats().queues.items()):
                 depth.add_metric([name], q.depth)
                 for cid, n in sorted(q.dropped_by_camera.items()):
-                    dropped.add_metric([name, cid], n)
+                    if cid in mine:
+                        dropped.add_metric([name, cid], n)
         yield from (dropped, depth)
 
     def _outbox(self) -> Iterable[Metric]:

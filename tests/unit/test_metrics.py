@@ -154,6 +154,25 @@ def test_series_stay_bounded_for_1000_cameras() -> None:
     assert counts[1000] <= 2 * 1000 + 150
 
 
+def test_drop_counts_of_cameras_that_moved_away_are_not_exported() -> None:
+    """Drops are counted per camera in the stages; a camera rebalanced to another worker leaves no series here."""
+    from worker.pipeline import PipelineStats
+    from worker.stage_queue import QueueStats
+
+    class Rebalanced(FakeWorker):
+        def scheduler_stats(self) -> dict[str, Any]:
+            return {"person": BatchStats(dropped=5, dropped_by_camera=Counter({"cam-00001": 2, "gone-1": 3}))}
+
+        def pipeline_stats(self) -> PipelineStats:
+            plate = QueueStats("plate", 8, "drop_oldest", 0, 9, 9, 4, Counter({"cam-00002": 1, "gone-2": 3}), 0.0)
+            return PipelineStats(queues={"plate": plate})
+
+    metrics = WorkerMetrics()
+    metrics.bind(Rebalanced(4), FakeAssignment(running=4, pending=0))
+    series = {(x.labels["stage"], x.labels["camera"]): x.value for x in _scrape(metrics)["kuzet_stage_dropped_total"]}
+    assert series == {("inference:person", "cam-00001"): 2, ("plate", "cam-00002"): 1}
+
+
 def test_timed_detector_observes_one_per_batch() -> None:
     metrics = WorkerMetrics()
 
