@@ -116,7 +116,6 @@ class _Pass:
     last_at: datetime
     vote: TrackVote = field(default_factory=TrackVote)
     emitted: bool = False
-    plate: str | None = None  # what was emitted
     best_frame: Frame | None = None
     best_weight: float = -1.0
     best_vehicle_box: Box | None = None
@@ -326,12 +325,11 @@ class PlateReader:
         plate and that began within ``end_after_s`` of the fragment's last sighting, or dropped when
         such a pass was emitted within that time (it has already been reported).
         """
-        if p.emitted:  # emitted early (emit_after_reads): later fragments of it must see when it ended
-            if p.plate is not None:
-                self._recent[p.plate] = max(self._recent.get(p.plate, p.last_t), p.last_t)
-            return []
         result = p.vote.result(self.cfg.top_k)
         if result is None:
+            return []
+        if p.emitted:  # emitted early (emit_after_reads; its vote stopped there): later fragments see its end
+            self._recent[result.plate] = max(self._recent.get(result.plate, p.last_t), p.last_t)
             return []
         for other in self._passes.values():
             if other.first_t - p.last_t > self.cfg.end_after_s or p.first_t - other.last_t > self.cfg.end_after_s:
@@ -355,7 +353,6 @@ class PlateReader:
         p.emitted = True
         if result is None:
             return []
-        p.plate = result.plate
         if remember:
             self._recent[result.plate] = p.last_t
         return [self._result(p, result)]

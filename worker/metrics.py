@@ -178,6 +178,8 @@ class LagCollector(Collector):
 class _WorkerStats(Protocol):
     worker_id: str
 
+    def camera_ids(self) -> list[str]: ...
+
     def camera_stats(self) -> dict[str, Any]: ...
 
     def scheduler_stats(self) -> dict[str, Any]: ...
@@ -370,7 +372,7 @@ class WorkerCollector(Collector):
         # Only this worker's cameras: the counts of a camera that moved to another worker stay in the stages'
         # stats, but exporting them would leave one series per camera that ever passed through (up to the
         # whole fleet after rebalances); its new worker counts its drops from then on.
-        mine = set(self.worker.camera_stats())
+        mine = set(self.worker.camera_ids())
         for model, s in sorted(self.worker.scheduler_stats().items()):
             for cid, n in sorted((getattr(s, "dropped_by_camera", None) or {}).items()):
                 if cid in mine:

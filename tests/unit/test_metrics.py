@@ -62,6 +62,9 @@ class FakeWorker:
         )()
         self.analytics = AnalyticsStats()
 
+    def camera_ids(self) -> list[str]:
+        return sorted(self._health)
+
     def camera_stats(self) -> dict[str, Any]:
         return {cid: _runner(cid) for cid in self._health}
 
